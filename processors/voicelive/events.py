@@ -1,0 +1,134 @@
+"""Server event parsing (lenient) and client event construction.
+
+A server event is kept as the dict it arrived as: unknown fields and unknown types survive, and
+accessors return a default instead of raising when a field is missing or has the wrong type. Only a
+message that is not a JSON object with a string ``type`` is rejected, as :class:`MalformedEvent`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from processors.voicelive.errors import MalformedEvent
+
+_event_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class ServerEvent:
+    """One server event. ``data`` is the whole decoded object, untouched."""
+
+    type: str
+    data: dict[str, Any]
+
+    def str(self, key: str, default: str = "") -> str:
+        value = self.data.get(key)
+        return value if isinstance(value, str) else default
+
+    def int(self, key: str, default: int | None = None) -> int | None:
+        value = self.data.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return default
+        return int(value)
+
+    def obj(self, key: str) -> dict[str, Any]:
+        value = self.data.get(key)
+        return value if isinstance(value, dict) else {}
+
+
+def parse_server_event(message: str | bytes | dict[str, Any]) -> ServerEvent:
+    """Decode one server message; raise :class:`MalformedEvent` if it has no usable ``type``."""
+    if isinstance(message, dict):
+        data: Any = message
+    else:
+        if isinstance(message, (bytes, bytearray, memoryview)):
+            try:
+                message = bytes(message).decode("utf-8")
+            except UnicodeDecodeError:
+                raise MalformedEvent(f"binary message of {len(message)} bytes is not UTF-8 JSON") from None
+        try:
+            data = json.loads(message)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise MalformedEvent(f"not JSON ({exc.__class__.__name__}): {_preview(message)}") from None
+    if not isinstance(data, dict):
+        raise MalformedEvent(f"not a JSON object: {_preview(str(data))}")
+    kind = data.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise MalformedEvent(f"event without a string 'type': {_preview(json.dumps(data, default=str))}")
+    return ServerEvent(type=kind, data=data)
+
+
+def _preview(text: str, limit: int = 120) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def decode_audio(b64: Any) -> bytes:
+    """Decode a base64 audio payload; raise :class:`MalformedEvent` when it is not valid base64."""
+    if not isinstance(b64, str):
+        raise MalformedEvent("audio payload is not a string")
+    try:
+        return base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise MalformedEvent(f"audio payload is not valid base64 ({len(b64)} characters)") from None
+
+
+def new_event_id() -> str:
+    """A client event id (echoed back in ``error.event_id``)."""
+    return f"evt_client_{next(_event_ids)}"
+
+
+def client_event(kind: str, **fields: Any) -> dict[str, Any]:
+    """A client event dict with a fresh ``event_id``."""
+    return {"type": kind, **fields, "event_id": new_event_id()}
+
+
+def session_update(session: dict[str, Any]) -> dict[str, Any]:
+    return client_event("session.update", session=session)
+
+
+def audio_append(pcm: bytes) -> dict[str, Any]:
+    return client_event("input_audio_buffer.append", audio=base64.b64encode(pcm).decode("ascii"))
+
+
+def truncate(item_id: str, audio_end_ms: int, content_index: int = 0) -> dict[str, Any]:
+    return client_event("conversation.item.truncate", item_id=item_id, content_index=content_index, audio_end_ms=audio_end_ms)
+
+
+def response_create(**response: Any) -> dict[str, Any]:
+    return client_event("response.create", response=response) if response else client_event("response.create")
+
+
+def response_cancel(response_id: str | None = None) -> dict[str, Any]:
+    return client_event("response.cancel", response_id=response_id) if response_id else client_event("response.cancel")
+
+
+def user_text_item(text: str) -> dict[str, Any]:
+    item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    return client_event("conversation.item.create", item=item)
+
+
+def assistant_text_item(text: str) -> dict[str, Any]:
+    item = {"type": "message", "role": "assistant", "content": [{"type": "text", "text": text}]}
+    return client_event("conversation.item.create", item=item)
+
+
+def function_output_item(call_id: str, output: str) -> dict[str, Any]:
+    item = {"type": "function_call_output", "call_id": call_id, "output": output}
+    return client_event("conversation.item.create", item=item)
+
+
+def summarize(event: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``event`` fit for logs: base64 audio payloads replaced by their decoded size."""
+    kind = event.get("type")
+    for key in ("delta", "audio"):
+        if key in event and kind in ("response.audio.delta", "input_audio_buffer.append") and isinstance(event[key], str):
+            out = dict(event)
+            out[key] = f"<{len(event[key]) * 3 // 4} bytes>"
+            return out
+    return event
