@@ -1,0 +1,263 @@
+"""The default agent pipeline: ``build_agent_pipeline(...)`` for composition and ``main()``.
+
+::
+
+    input transport -> VoiceLiveAgentService -> TranscriptProcessor -> EventLogProcessor
+                    -> [your processors] -> output transport
+
+``python -m pipelines.agent`` (console script ``voicelive-agent``) runs it from the microphone to
+the speaker, or from ``--input-wav`` to ``--output-wav``. It quits on ``q`` + Enter, Ctrl-C and
+SIGTERM (socket closed with 1000, logs flushed); with ``--input-wav`` it ends by itself once the
+input is over and the agent has been idle for ``--idle-grace`` seconds.
+"""
+
+from __future__ import annotations
+
+from loguru import logger
+
+logger.remove()  # pipecat logs to stderr at DEBUG on import; the script configures its own sinks
+
+import asyncio  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from pipecat.frames.frames import EndFrame  # noqa: E402
+from pipecat.pipeline.pipeline import Pipeline  # noqa: E402
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker  # noqa: E402
+from pipecat.processors.frame_processor import FrameProcessor  # noqa: E402
+from pipecat.workers.runner import WorkerRunner  # noqa: E402
+
+from pipelines.config import AgentConfig, parse_config  # noqa: E402
+from processors.eventlog import EventLogProcessor  # noqa: E402
+from processors.logsetup import configure_console  # noqa: E402
+from processors.transcript import TranscriptProcessor, session_timestamp  # noqa: E402
+from processors.voicelive.connection import ConnectionSettings, Credentials  # noqa: E402
+from processors.voicelive.endpoint import Endpoint  # noqa: E402
+from processors.voicelive.errors import ConfigError  # noqa: E402
+from processors.voicelive.events import session_update  # noqa: E402
+from processors.voicelive.service import VoiceLiveAgentService  # noqa: E402
+
+SAMPLE_RATE = 24000
+
+
+@dataclass
+class AgentPipeline:
+    """A built pipeline, its worker and the pieces a caller may want to reach."""
+
+    pipeline: Pipeline
+    worker: PipelineWorker
+    service: VoiceLiveAgentService
+    transcript: TranscriptProcessor
+    eventlog: EventLogProcessor
+    input: FrameProcessor
+    output: FrameProcessor
+
+    @property
+    def failure(self) -> str | None:
+        """The one-line reason the session failed, or None."""
+        return self.service.failure
+
+    async def run(self, *, end_after_input: bool | None = None, idle_grace_s: float = 1.5) -> int:
+        """Run until the worker ends; 0 on a clean end, 1 after a fatal error.
+
+        With ``end_after_input`` (default: when the input has an ``input_done`` event), end once
+        the input is over and the agent has been idle for ``idle_grace_s``.
+        """
+        runner = WorkerRunner(handle_sigint=False)
+        await runner.add_workers(self.worker)
+        done = getattr(self.input, "input_done", None)
+        watcher = None
+        if (end_after_input is None and done is not None) or end_after_input:
+            watcher = asyncio.create_task(self._end_when_idle(done, idle_grace_s))
+        try:
+            await runner.run()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        return 0 if self.failure is None else 1
+
+    async def _end_when_idle(self, done: asyncio.Event | None, grace: float) -> None:
+        if done is not None:
+            await done.wait()
+        playback = getattr(self.output, "playback", None)
+        idle_since: float | None = None
+        while True:
+            idle = not self.service.busy and (playback is None or playback.is_idle)
+            now = time.monotonic()
+            if not idle:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = now
+            elif now - idle_since >= grace:
+                break
+            await asyncio.sleep(0.05)
+        logger.info("Input finished and the agent is idle: ending the session")
+        await self.end()
+
+    async def end(self) -> None:
+        """End gracefully: queued audio plays out, the socket closes with 1000, logs flush."""
+        await self.worker.queue_frame(EndFrame())
+
+    async def cancel(self, reason: str = "stopped") -> None:
+        """Stop now (Ctrl-C, SIGTERM): the socket still closes with 1000 and logs flush."""
+        await self.worker.cancel(reason=reason)
+
+
+def build_agent_pipeline(
+    config: AgentConfig,
+    *,
+    input: FrameProcessor,
+    output: FrameProcessor,
+    processors: list[FrameProcessor] | None = None,
+    endpoint: Endpoint | None = None,
+    timestamp: str | None = None,
+) -> AgentPipeline:
+    """Assemble the default agent pipeline around ``input`` and ``output`` transports.
+
+    ``processors`` go between the logging processors and the output. ``endpoint`` overrides the
+    configured one (the embedded local server passes its own). If the output has a ``playback``
+    buffer, the service uses it to truncate interrupted answers at what was really heard.
+    """
+    ep = endpoint or config.endpoint
+    if ep is None:
+        raise ConfigError("no endpoint: set AZURE_VOICE_LIVE_ENDPOINT, pass --endpoint, or use --local")
+    settings = ConnectionSettings(
+        endpoint=ep,
+        target=config.target,
+        api_version=config.api_version,
+        credentials=Credentials(api_key=config.api_key),
+        debug=config.debug,
+    )
+    service = VoiceLiveAgentService(settings, config.session, playback=getattr(output, "playback", None))
+    stamp = timestamp or session_timestamp()
+    transcript = TranscriptProcessor(
+        config.log_dir,
+        agent=config.agent_label,
+        project=config.project_name,
+        session_config=session_update(config.session.to_wire()),
+        timestamp=stamp,
+    )
+    eventlog = EventLogProcessor(Path(config.log_dir) / "voicelive.log")
+    pipeline = Pipeline([input, service, transcript, eventlog, *(processors or []), output])
+    worker = PipelineWorker(
+        pipeline,
+        params=PipelineParams(audio_in_sample_rate=SAMPLE_RATE, audio_out_sample_rate=SAMPLE_RATE),
+        enable_rtvi=False,
+        enable_turn_tracking=False,
+        idle_timeout_secs=None,
+        cancel_on_idle_timeout=False,
+    )
+    return AgentPipeline(pipeline, worker, service, transcript, eventlog, input, output)
+
+
+def make_transports(config: AgentConfig) -> tuple[FrameProcessor, FrameProcessor]:
+    """WAV transports where a WAV path is given, PyAudio ones otherwise."""
+    from transports.wav import WavInputTransport, WavOutputTransport
+
+    if config.input_wav is not None:
+        input_t: FrameProcessor = WavInputTransport(config.input_wav)
+    else:
+        from transports.pyaudio import PyAudioInputTransport
+
+        input_t = PyAudioInputTransport(device=config.input_device)
+    if config.output_wav is not None:
+        output_t: FrameProcessor = WavOutputTransport(config.output_wav)
+    else:
+        from transports.pyaudio import PyAudioOutputTransport
+
+        output_t = PyAudioOutputTransport(device=config.output_device)
+    return input_t, output_t
+
+
+def _watch_keyboard(loop: asyncio.AbstractEventLoop, quit_cb: Any) -> None:
+    """'q' + Enter quits; a closed or absent stdin is simply ignored (never quits)."""
+
+    def read() -> None:
+        try:
+            for line in sys.stdin:
+                if line.strip().lower() == "q":
+                    print("Quitting the chat...")
+                    loop.call_soon_threadsafe(quit_cb)
+                    return
+        except (OSError, ValueError):
+            return
+
+    if sys.stdin is not None and not sys.stdin.closed:
+        threading.Thread(target=read, name="keyboard", daemon=True).start()
+
+
+async def run_agent(config: AgentConfig) -> int:
+    """Run the default script's session; returns the process exit code."""
+    from transports.errors import TransportError
+
+    local = None
+    endpoint = config.endpoint
+    if config.local:
+        from localserver import start_local_server
+
+        local = await start_local_server()
+        endpoint = Endpoint.parse(local.url)
+        logger.info(f"Started the local Voice Live server at {local.url}")
+    try:
+        try:
+            input_t, output_t = make_transports(config)
+        except TransportError as exc:
+            logger.error(f"error: {exc}")
+            return 1
+        app = build_agent_pipeline(config, input=input_t, output=output_t, endpoint=endpoint)
+        app.eventlog.attach()
+        if config.agent_label is not None:
+            print(f"Using agent: {config.agent_label}")
+            print(f"Project name: {config.project_name}")
+        loop = asyncio.get_running_loop()
+        stopping = False
+
+        def stop(reason: str) -> None:
+            nonlocal stopping
+            if stopping:
+                return
+            stopping = True
+            asyncio.ensure_future(app.cancel(reason))
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop, signal.Signals(sig).name)
+        _watch_keyboard(loop, lambda: stop("quit by user"))
+        print("Starting the chat ...")
+        if config.input_wav is None:
+            print("Press 'q' and Enter to quit the chat.")
+        code = await app.run(idle_grace_s=config.idle_grace_s)
+        if app.failure is not None:
+            print(f"error: {app.failure}", file=sys.stderr)
+        print("Chat done.")
+        return code
+    finally:
+        if local is not None:
+            await local.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m pipelines.agent`` / ``voicelive-agent``."""
+    configure_console()
+    try:
+        config, args = parse_config(argv)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.list_devices:
+        from transports.devices import print_devices
+
+        return print_devices()
+    configure_console(verbose=config.verbose)
+    try:
+        return asyncio.run(run_agent(config))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""The default script's configuration: flags override the environment, which overrides ``.env``.
+
+:func:`parse_config` turns ``argv`` into an :class:`AgentConfig` and validates everything that can
+be checked offline (endpoint scheme and host, the agent/model mode, the session settings, the
+files) so bad configuration fails before any connection with one line saying what to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from processors.voicelive.endpoint import (
+    CLASSIC_AGENT_API_VERSION,
+    DEFAULT_API_VERSION,
+    Agent,
+    ClassicAgent,
+    Endpoint,
+    Model,
+    Target,
+)
+from processors.voicelive.errors import ConfigError
+from processors.voicelive.session import (
+    InputTranscription,
+    SessionConfig,
+    TurnDetection,
+    Voice,
+    quickstart_session,
+)
+
+# flag dest -> environment variable (the quickstart's names where it had one)
+ENV = {
+    "endpoint": "AZURE_VOICE_LIVE_ENDPOINT",
+    "api_version": "AZURE_VOICE_LIVE_API_VERSION",
+    "api_key": "AZURE_VOICE_LIVE_API_KEY",
+    "agent_id": "AI_FOUNDRY_AGENT_ID",
+    "project_name": "AI_FOUNDRY_PROJECT_NAME",
+    "agent_access_token": "AI_FOUNDRY_AGENT_ACCESS_TOKEN",
+    "agent_name": "AI_FOUNDRY_AGENT_NAME",
+    "agent_version": "AI_FOUNDRY_AGENT_VERSION",
+    "conversation_id": "AI_FOUNDRY_CONVERSATION_ID",
+    "model": "AZURE_VOICE_LIVE_MODEL",
+}
+LOCAL_AGENT_ID = "local-agent"
+LOCAL_PROJECT = "local-project"
+LOCAL_KEY = "local-key"
+
+
+@dataclass
+class AgentConfig:
+    """Everything the default agent pipeline needs, validated."""
+
+    endpoint: Endpoint | None
+    target: Target
+    api_version: str
+    api_key: str | None
+    session: SessionConfig
+    log_dir: Path = Path("logs")
+    input_wav: Path | None = None
+    output_wav: Path | None = None
+    input_device: str | None = None
+    output_device: str | None = None
+    local: bool = False
+    debug: bool = False
+    idle_grace_s: float = 1.5
+    verbose: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def agent_label(self) -> str | None:
+        return self.target.label if isinstance(self.target, (ClassicAgent, Agent)) else None
+
+    @property
+    def project_name(self) -> str | None:
+        return self.target.project_name if isinstance(self.target, (ClassicAgent, Agent)) else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="voicelive-agent",
+        description="Talk to an Azure AI Voice Live agent (or model) through a pipecat pipeline. "
+        "Flags override environment variables, which override .env. Press q and Enter to quit.",
+    )
+    conn = p.add_argument_group("connection")
+    conn.add_argument("--endpoint", help=f"https://… or wss://… resource endpoint [{ENV['endpoint']}]")
+    conn.add_argument("--api-version", help=f"API version [{ENV['api_version']}; default {DEFAULT_API_VERSION}, {CLASSIC_AGENT_API_VERSION} for --agent-id]")
+    conn.add_argument("--api-key", help=f"API key; without one, Entra ID (DefaultAzureCredential) is used [{ENV['api_key']}]")
+    conn.add_argument("--local", action="store_true", help="start the embedded local Voice-Live-compatible server and talk to it")
+    conn.add_argument("--debug", action="store_true", help="ask the service for debug=on")
+    mode = p.add_argument_group("agent or model (one of)")
+    mode.add_argument("--agent-id", help=f"classic agent id [{ENV['agent_id']}]")
+    mode.add_argument("--project-name", help=f"Foundry project name [{ENV['project_name']}]")
+    mode.add_argument("--agent-access-token", help=f"classic agent access token; default: an Entra token [{ENV['agent_access_token']}]")
+    mode.add_argument("--agent-name", help=f"current agent name [{ENV['agent_name']}]")
+    mode.add_argument("--agent-version", help=f"current agent version [{ENV['agent_version']}]")
+    mode.add_argument("--conversation-id", help=f"resume a current-agent conversation [{ENV['conversation_id']}]")
+    mode.add_argument("--model", help=f"model mode instead of an agent, e.g. gpt-realtime [{ENV['model']}]")
+    sess = p.add_argument_group("session (defaults: the quickstart's session)")
+    sess.add_argument("--vad", choices=["server_vad", "semantic_vad", "azure_semantic_vad", "azure_semantic_vad_en", "azure_semantic_vad_multilingual", "none"], help="turn detection; none = manual turns")
+    sess.add_argument("--vad-threshold", type=float, help="VAD threshold, 0.0-1.0")
+    sess.add_argument("--prefix-padding-ms", type=int, help="audio kept before detected speech")
+    sess.add_argument("--silence-duration-ms", type=int, help="silence that ends a turn")
+    sess.add_argument("--voice", help="voice name, e.g. en-US-Ava:DragonHDLatestNeural or alloy")
+    sess.add_argument("--instructions", help="system instructions (model mode only)")
+    sess.add_argument("--transcription-model", help="input transcription model, e.g. azure-speech or whisper-1")
+    sess.add_argument("--no-noise-suppression", action="store_true", help="turn off Azure deep noise suppression")
+    sess.add_argument("--no-echo-cancellation", action="store_true", help="turn off server echo cancellation")
+    sess.add_argument("--session-json", type=Path, help="JSON object merged into the session.update session (advanced)")
+    io = p.add_argument_group("audio and logs")
+    io.add_argument("--input-wav", type=Path, help="read the microphone from this WAV (paced in real time) and exit when done")
+    io.add_argument("--output-wav", type=Path, help="record the speaker's timeline to this WAV instead of playing it")
+    io.add_argument("--input-device", help="PyAudio input device index or name substring")
+    io.add_argument("--output-device", help="PyAudio output device index or name substring")
+    io.add_argument("--list-devices", action="store_true", help="print the audio devices and exit")
+    io.add_argument("--log-dir", type=Path, default=Path("logs"), help="folder for the session, event and technical logs (default: logs)")
+    io.add_argument("--idle-grace", type=float, default=1.5, help="with --input-wav: seconds of agent idleness before exiting")
+    io.add_argument("--verbose", action="store_true", help="show debug lines on the console")
+    return p
+
+
+def _resolve(args: argparse.Namespace, env: dict[str, str]) -> dict[str, str | None]:
+    values: dict[str, str | None] = {}
+    for dest, var in ENV.items():
+        flag = getattr(args, dest)
+        values[dest] = flag if flag not in (None, "") else (env.get(var) or None)
+    return values
+
+
+def _target(values: dict[str, str | None], flags: argparse.Namespace, local: bool) -> Target:
+    # A mode given by flags wins over one from the environment.
+    flag_modes = [m for m in ("agent_id", "agent_name", "model") if getattr(flags, m)]
+    source = {k: getattr(flags, k) for k in ENV} if flag_modes else values
+    if flag_modes:  # project name and tokens may still come from the environment
+        for key in ("project_name", "agent_access_token", "agent_version", "conversation_id"):
+            source[key] = source.get(key) or values.get(key)
+    modes = [m for m in ("agent_id", "agent_name", "model") if source.get(m)]
+    if len(modes) > 1:
+        names = " and ".join("--" + m.replace("_", "-") for m in modes)
+        raise ConfigError(f"{names} are different modes: give only one of --agent-id, --agent-name or --model")
+    if not modes:
+        if local:
+            return ClassicAgent(LOCAL_AGENT_ID, values.get("project_name") or LOCAL_PROJECT, values.get("agent_access_token") or LOCAL_KEY)
+        raise ConfigError(
+            f"no agent or model: set --agent-id and --project-name ({ENV['agent_id']}, {ENV['project_name']}), "
+            f"--agent-name ({ENV['agent_name']}) or --model ({ENV['model']})"
+        )
+    mode = modes[0]
+    if mode == "model":
+        return Model(str(source["model"]))
+    project = source.get("project_name")
+    flag = "--agent-id" if mode == "agent_id" else "--agent-name"
+    if not project:
+        raise ConfigError(f"{flag} needs a project: pass --project-name or set {ENV['project_name']}")
+    if mode == "agent_id":
+        return ClassicAgent(str(source["agent_id"]), project, source.get("agent_access_token"))
+    return Agent(str(source["agent_name"]), project, source.get("agent_version"), source.get("conversation_id"))
+
+
+def _session(args: argparse.Namespace, target: Target) -> SessionConfig:
+    agent_mode = not isinstance(target, Model)
+    session = quickstart_session()
+    if not agent_mode:
+        session.input_transcription = InputTranscription(model="azure-speech")
+    if args.vad == "none":
+        session.turn_detection, session.manual_turns = None, True
+    elif args.vad:
+        session.turn_detection = TurnDetection(type=args.vad)
+    td = session.turn_detection
+    for name in ("vad_threshold", "prefix_padding_ms", "silence_duration_ms"):
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if td is None:
+            raise ConfigError(f"--{name.replace('_', '-')} needs turn detection (not --vad none)")
+        setattr(td, "threshold" if name == "vad_threshold" else name, value)
+    if args.voice:
+        session.voice = Voice(name=args.voice, type="openai" if ":" not in args.voice and "-" not in args.voice else "azure-standard")
+        if session.voice.type == "openai":
+            session.word_timestamps = False
+    if args.instructions is not None:
+        session.instructions = args.instructions
+    if args.transcription_model:
+        session.input_transcription = InputTranscription(model=args.transcription_model)
+    if args.no_noise_suppression:
+        session.noise_reduction = None
+    if args.no_echo_cancellation:
+        session.echo_cancellation = None
+    if args.session_json:
+        session.extra = _read_json_object(args.session_json)
+    session.validate(agent_mode=agent_mode)
+    return session
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"--session-json file {str(path)!r} not found") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--session-json file {str(path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--session-json file {str(path)!r} must hold a JSON object")
+    return data
+
+
+def parse_config(argv: list[str] | None = None, env: dict[str, str] | None = None, dotenv_path: str | None = ".env") -> tuple[AgentConfig, argparse.Namespace]:
+    """Parse ``argv`` with ``env`` (default ``os.environ`` over ``.env``); raise :class:`ConfigError`."""
+    args = build_parser().parse_args(argv)
+    if env is None:
+        file_values = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None} if dotenv_path and Path(dotenv_path).is_file() else {}
+        env = {**file_values, **os.environ}
+    values = _resolve(args, env)
+    if args.list_devices:
+        return AgentConfig(None, Model("-"), DEFAULT_API_VERSION, None, SessionConfig()), args
+    endpoint = None if args.local else Endpoint.parse(values["endpoint"])
+    target = _target(values, args, args.local)
+    api_version = values["api_version"] or (CLASSIC_AGENT_API_VERSION if isinstance(target, ClassicAgent) else DEFAULT_API_VERSION)
+    session = _session(args, target)
+    if args.input_wav is not None and not args.input_wav.is_file():
+        raise ConfigError(f"--input-wav {str(args.input_wav)!r} not found")
+    if args.output_wav is not None and not args.output_wav.resolve().parent.is_dir():
+        raise ConfigError(f"--output-wav folder {str(args.output_wav.resolve().parent)!r} does not exist")
+    if args.idle_grace < 0:
+        raise ConfigError("--idle-grace must be zero or more seconds")
+    api_key = values["api_key"] or (LOCAL_KEY if args.local else None)
+    config = AgentConfig(
+        endpoint=endpoint,
+        target=target,
+        api_version=api_version,
+        api_key=api_key,
+        session=session,
+        log_dir=args.log_dir,
+        input_wav=args.input_wav,
+        output_wav=args.output_wav,
+        input_device=args.input_device,
+        output_device=args.output_device,
+        local=args.local,
+        debug=args.debug,
+        idle_grace_s=args.idle_grace,
+        verbose=args.verbose,
+    )
+    return config, args

@@ -1,0 +1,73 @@
+"""``EventLogProcessor``: the technical log ``voicelive.log``, as the quickstart kept it.
+
+While the pipeline runs it attaches a loguru sink that writes everything (this project's modules,
+pipecat, and websockets' protocol debug lines with the request URL and headers) in the
+quickstart's ``time:logger:LEVEL:message`` format, redacted, mode 0600. It also logs each protocol
+event and the pipeline frames that matter (barge-ins, transcripts, errors). Frames pass unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from pipecat.frames.frames import (
+    ErrorFrame,
+    Frame,
+    InterruptionFrame,
+    TranscriptionFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor, FrameProcessorSetup
+
+from processors.frames import AgentTranscriptFrame, VoiceLiveEventFrame
+from processors.logfiles import LineWriter
+from processors.logsetup import add_technical_log, remove_technical_log
+
+_log = logger.bind(origin="voicelive.events")
+
+
+class EventLogProcessor(FrameProcessor):
+    """Keeps ``voicelive.log`` (or ``path``) for the lifetime of the pipeline."""
+
+    def __init__(self, path: Path | str, *, level: str = "DEBUG", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.path = Path(path)
+        self._level = level
+        self._sink: tuple[int, LineWriter] | None = None
+
+    def attach(self) -> None:
+        """Start writing the log now (idempotent); ``setup`` calls it, callers may call it earlier."""
+        if self._sink is None:
+            self._sink = add_technical_log(self.path, level=self._level)
+
+    async def setup(self, setup: FrameProcessorSetup) -> None:
+        await super().setup(setup)
+        self.attach()
+
+    async def cleanup(self) -> None:
+        await super().cleanup()
+        if self._sink is not None:
+            remove_technical_log(*self._sink)
+            self._sink = None
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, VoiceLiveEventFrame):
+            if frame.event_type == "error":
+                _log.warning(f"{frame.direction} error event: {frame.event.get('error')}")
+            elif frame.event_type != "response.audio.delta":
+                _log.debug(f"{'Received' if frame.direction == 'received' else 'Sent'} event: {frame.event_type}")
+        elif isinstance(frame, InterruptionFrame):
+            _log.debug("Interruption: flushing playback")
+        elif isinstance(frame, (UserStartedSpeakingFrame, UserStoppedSpeakingFrame)):
+            _log.debug(frame.name)
+        elif isinstance(frame, TranscriptionFrame):
+            _log.debug(f"User transcript ({len(frame.text)} chars)")
+        elif isinstance(frame, AgentTranscriptFrame):
+            _log.debug(f"Agent transcript ({len(frame.text)} chars{', interrupted' if frame.interrupted else ''})")
+        elif isinstance(frame, ErrorFrame):
+            _log.error(f"Error frame: {frame.error}")
+        await self.push_frame(frame, direction)

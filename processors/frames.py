@@ -1,0 +1,43 @@
+"""The two small frames this project adds to pipecat's standard ones.
+
+``VoiceLiveEventFrame`` carries one protocol event (either direction) to logging processors; it is
+a system frame, so it is neither delayed behind audio nor dropped by an interruption.
+``AgentTranscriptFrame`` carries the agent's complete words for one response item; it is a data
+frame marked uninterruptible, so it reaches the session log even when the user barges in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipecat.frames.frames import DataFrame, SystemFrame
+
+
+@dataclass
+class VoiceLiveEventFrame(SystemFrame):
+    """A protocol event: ``direction`` is ``received`` or ``sent``; ``at`` is wall-clock epoch seconds."""
+
+    event: dict[str, Any] = field(default_factory=dict)
+    direction: str = "received"
+    at: float = 0.0
+
+    @property
+    def event_type(self) -> str:
+        kind = self.event.get("type")
+        return kind if isinstance(kind, str) else "?"
+
+
+@dataclass
+class AgentTranscriptFrame(DataFrame):
+    """The agent's full text for one item; ``modality`` is ``audio`` (spoken) or ``text``."""
+
+    text: str = ""
+    modality: str = "audio"
+    response_id: str = ""
+    item_id: str = ""
+    interrupted: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.interruptible = False

@@ -1,0 +1,60 @@
+"""Append-only log files written off the event loop, one redacted line at a time.
+
+:class:`LineWriter` owns one file (created with mode 0600, UTF-8) and a writer thread; ``write``
+only enqueues, so the event loop never waits on the disk. Every line is redacted and flushed as
+soon as it is written, so a crash loses nothing that was already logged.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from pathlib import Path
+
+from processors.redaction import redact
+
+_STOP = object()
+
+
+def open_private(path: Path, mode: str = "a") -> "os.PathLike[str] | object":
+    """Open ``path`` for text writing, creating it with permissions 0600."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    os.chmod(path, 0o600)
+    return os.fdopen(fd, mode, encoding="utf-8", buffering=1)
+
+
+class LineWriter:
+    """A private, line-flushed, redacting log file with its own writer thread."""
+
+    def __init__(self, path: Path | str, *, truncate: bool = False) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open_private(self.path, "w" if truncate else "a")
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"log-{self.path.name}", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    def write(self, line: str) -> None:
+        """Queue one line (a newline is added); safe from any thread."""
+        if not self._closed:
+            self._queue.put(line)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            self._file.write(redact(str(item)) + "\n")  # type: ignore[attr-defined]
+            self._file.flush()  # type: ignore[attr-defined]
+        self._file.close()  # type: ignore[attr-defined]
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued, then close the file."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)

@@ -1,0 +1,96 @@
+"""Log sinks: the technical log file and the console, both through the redactor.
+
+loguru formats the record (exception tracebacks included) and hands the finished text to a
+:class:`RedactingSink`, so no secret reaches a file or the terminal whatever path it took.
+Python ``logging`` records (websockets' protocol debug lines: the request line, the headers) are
+forwarded into loguru by :class:`InterceptHandler` and so pass the same point.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from loguru import logger
+
+from processors.logfiles import LineWriter
+from processors.redaction import redact
+
+TECH_FORMAT = "{time:YYYY-MM-DD HH:mm:ss,SSS}:{extra[origin]}:{level}:{message}"
+
+
+def _origin(record: dict) -> bool:
+    record["extra"].setdefault("origin", record["name"])
+    return True
+
+
+class RedactingSink:
+    """A loguru sink that redacts the formatted message and writes it to a stream or file."""
+
+    def __init__(self, target: TextIO | LineWriter) -> None:
+        self._target = target
+
+    def write(self, message: str) -> None:
+        text = redact(str(message))
+        if isinstance(self._target, LineWriter):
+            self._target.write(text.rstrip("\n"))
+        else:
+            self._target.write(text)
+            self._target.flush()
+
+
+class InterceptHandler(logging.Handler):
+    """Forward stdlib ``logging`` records into loguru, keeping the logger name."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        logger.bind(origin=record.name).opt(depth=0, exception=record.exc_info).log(level, record.getMessage())
+
+
+def add_technical_log(path: Path, *, level: str = "DEBUG") -> tuple[int, LineWriter]:
+    """Write the technical log (quickstart format, incl. websockets' debug lines) to ``path``."""
+    writer = LineWriter(path, truncate=True)
+    sink_id = logger.add(RedactingSink(writer), level=level, format=TECH_FORMAT, filter=_origin, colorize=False, backtrace=False, diagnose=False)
+    ws_logger = logging.getLogger("websockets.client")
+    ws_logger.setLevel(logging.DEBUG)
+    if not any(isinstance(h, InterceptHandler) for h in ws_logger.handlers):
+        ws_logger.addHandler(InterceptHandler())
+    ws_logger.propagate = False
+    return sink_id, writer
+
+
+def remove_technical_log(sink_id: int, writer: LineWriter) -> None:
+    """Detach the sink and close its file."""
+    try:
+        logger.remove(sink_id)
+    except ValueError:
+        pass
+    writer.close()
+
+
+def configure_console(*, verbose: bool = False, stream: TextIO | None = None) -> int:
+    """Replace loguru's default stderr handler with a redacted, quiet console.
+
+    Only this project's INFO lines (and anyone's warnings and errors) are shown, as plain text.
+    """
+    logger.remove()
+
+    def keep(record: dict) -> bool:
+        if record["level"].no >= logging.WARNING:
+            return True
+        return verbose or record["name"].split(".")[0] in ("processors", "pipelines", "transports", "localserver")
+
+    return logger.add(
+        RedactingSink(stream or sys.stdout),
+        level="DEBUG" if verbose else "INFO",
+        format="{message}",
+        filter=keep,
+        colorize=False,
+        backtrace=False,
+        diagnose=False,
+    )

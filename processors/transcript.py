@@ -1,0 +1,132 @@
+"""``TranscriptProcessor``: the quickstart's session log, line for line, plus a JSONL event log.
+
+Session log (``session_<timestamp>.log``)::
+
+    Agent Session Log:
+    Using agent: <agent>
+    Project name: <project>
+    Session Config: <the session.update event as JSON>
+    SessionID: <sess_…>
+    User Input: <what the user said>
+    Agent Audio Response: <what the agent said>      (or Agent Text Response: … in text mode)
+
+``events_<timestamp>.jsonl`` gets one timestamped JSON object per conversation event (both
+directions; base64 audio replaced by its size; microphone appends left out). Both files are UTF-8,
+mode 0600, redacted, and flushed line by line from a writer thread. Every frame is passed on.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from pipecat.frames.frames import CancelFrame, EndFrame, Frame, StartFrame, TranscriptionFrame
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+
+from processors.frames import AgentTranscriptFrame, VoiceLiveEventFrame
+from processors.logfiles import LineWriter
+
+
+def session_timestamp() -> str:
+    """The quickstart's file-name timestamp, e.g. ``2025-07-29_09-43-32``."""
+    return datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+class TranscriptProcessor(FrameProcessor):
+    """Writes what was said to the session log and every protocol event to a JSONL file.
+
+    Args:
+        log_dir: folder for ``session_<timestamp>.log`` and ``events_<timestamp>.jsonl``.
+        agent: shown as ``Using agent: …`` (omitted when None, e.g. in model mode).
+        project: shown as ``Project name: …`` (omitted when None).
+        session_config: the ``session.update`` event, logged as ``Session Config: …``.
+        timestamp: file-name timestamp (default: now).
+        echo: also print user and agent lines on the console.
+    """
+
+    def __init__(
+        self,
+        log_dir: Path | str,
+        *,
+        agent: str | None = None,
+        project: str | None = None,
+        session_config: dict[str, Any] | None = None,
+        timestamp: str | None = None,
+        echo: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        stamp = timestamp or session_timestamp()
+        self.log_dir = Path(log_dir)
+        self.session_log_path = self.log_dir / f"session_{stamp}.log"
+        self.events_path = self.log_dir / f"events_{stamp}.jsonl"
+        self._header: list[str] = ["Agent Session Log:"]
+        if agent is not None:
+            self._header.append(f"Using agent: {agent}")
+        if project is not None:
+            self._header.append(f"Project name: {project}")
+        if session_config is not None:
+            self._header.append(f"Session Config: {json.dumps(session_config, ensure_ascii=False)}")
+        self._echo = echo
+        self._session_log: LineWriter | None = None
+        self._events: LineWriter | None = None
+        self._session_ids: set[str] = set()
+
+    def note(self, line: str) -> None:
+        """Add a line of the application's own to the session log (e.g. a reconnect)."""
+        self._line(line)
+
+    def _open(self) -> None:
+        if self._session_log is not None:
+            return
+        self._session_log = LineWriter(self.session_log_path, truncate=True)
+        self._events = LineWriter(self.events_path, truncate=True)
+        for line in self._header:
+            self._session_log.write(line)
+
+    def _close(self) -> None:
+        for writer in (self._session_log, self._events):
+            if writer is not None:
+                writer.close()
+
+    def _line(self, line: str, *, echo: bool = False) -> None:
+        self._open()
+        assert self._session_log is not None
+        self._session_log.write(line)
+        if echo and self._echo:
+            logger.info(f"\n\t{line}\n")
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, StartFrame):
+            self._open()
+        elif isinstance(frame, VoiceLiveEventFrame):
+            self._event(frame)
+        elif isinstance(frame, TranscriptionFrame) and frame.text.strip():
+            self._line(f"User Input: {frame.text}", echo=True)
+        elif isinstance(frame, AgentTranscriptFrame):
+            kind = "Audio" if frame.modality == "audio" else "Text"
+            self._line(f"Agent {kind} Response: {frame.text}", echo=True)
+        await self.push_frame(frame, direction)
+        if isinstance(frame, (EndFrame, CancelFrame)):
+            self._close()
+
+    def _event(self, frame: VoiceLiveEventFrame) -> None:
+        event = frame.event
+        if frame.direction == "received" and event.get("type") == "session.created":
+            session = event.get("session")
+            session_id = session.get("id") if isinstance(session, dict) else None
+            if isinstance(session_id, str) and session_id not in self._session_ids:
+                self._session_ids.add(session_id)
+                self._line(f"SessionID: {session_id}")
+        self._open()
+        assert self._events is not None
+        record = {"at": datetime.fromtimestamp(frame.at).astimezone().isoformat(timespec="milliseconds"), "direction": frame.direction, "event": event}
+        self._events.write(json.dumps(record, ensure_ascii=False, default=str))
+
+    async def cleanup(self) -> None:
+        await super().cleanup()
+        self._close()

@@ -1,0 +1,235 @@
+"""One WebSocket connection to Voice Live: authentication, the upgrade, a non-blocking send queue.
+
+Credentials are resolved at each :meth:`VoiceLiveConnection.open` (an Entra token is minted fresh
+for every connect, as there is no in-band refresh) and registered with the redactor before anything
+could log them. Failures become :class:`ConnectionFailed` with one line naming the cause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import websockets
+from loguru import logger
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from processors.redaction import add_secret
+from processors.voicelive.endpoint import TOKEN_SCOPE, ClassicAgent, Endpoint, Target, build_headers, build_url
+from processors.voicelive.errors import ConfigError, ConnectionFailed
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+MAX_QUEUED_AUDIO = 100  # appends (about 4 s at 40 ms each) before mic audio is dropped
+
+
+class Credentials:
+    """An API key, or Entra ID through ``DefaultAzureCredential`` (a token minted per connect)."""
+
+    def __init__(self, api_key: str | None = None, token_credential: Any | None = None, scope: str = TOKEN_SCOPE) -> None:
+        self.api_key = api_key or None
+        self._credential = token_credential
+        self._own_credential = False
+        self.scope = scope
+        add_secret(self.api_key)
+
+    @property
+    def uses_entra(self) -> bool:
+        return self.api_key is None
+
+    async def entra_token(self) -> str:
+        """A fresh Entra access token for ``scope``."""
+        if self._credential is None:
+            from azure.identity.aio import DefaultAzureCredential
+
+            self._credential = DefaultAzureCredential()
+            self._own_credential = True
+        try:
+            token = await self._credential.get_token(self.scope)
+        except Exception as exc:  # azure-identity raises several unrelated types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise ConnectionFailed(
+                f"no Entra ID token ({first[:160]}): set AZURE_VOICE_LIVE_API_KEY or sign in with `az login`"
+            ) from None
+        add_secret(token.token)
+        return token.token
+
+    async def close(self) -> None:
+        if self._own_credential and self._credential is not None:
+            await self._credential.close()
+            self._credential = None
+
+
+@dataclass
+class ConnectionSettings:
+    """Everything needed to open a connection, validated before the first attempt."""
+
+    endpoint: Endpoint
+    target: Target
+    api_version: str
+    credentials: Credentials
+    debug: bool = False
+    open_timeout: float = 10.0
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target, ClassicAgent):
+            add_secret(self.target.access_token)
+
+
+def describe_open_error(exc: BaseException, host: str) -> ConnectionFailed:
+    """Map an exception raised while opening the socket to one actionable line."""
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        if status in (401, 403):
+            return ConnectionFailed(
+                f"Voice Live refused the credentials (HTTP {status}): check AZURE_VOICE_LIVE_API_KEY "
+                "(or your Entra ID sign-in and role) and, in agent mode, the agent access token",
+                status=status,
+            )
+        if status == 404:
+            return ConnectionFailed(f"no Voice Live endpoint at {host} (HTTP 404): check the endpoint and api-version", status=status)
+        if status == 429:
+            return ConnectionFailed("Voice Live is rate limiting new connections (HTTP 429)", retryable=True, status=status)
+        if status >= 500:
+            return ConnectionFailed(f"Voice Live server error at the upgrade (HTTP {status})", retryable=True, status=status)
+        return ConnectionFailed(f"Voice Live refused the connection (HTTP {status})", status=status)
+    if isinstance(exc, socket.gaierror):
+        return ConnectionFailed(f"cannot resolve host {host!r}: check the endpoint (DNS: {exc.strerror or exc})")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ConnectionFailed(f"TLS certificate of {host} could not be verified: {exc.verify_message or exc}")
+    if isinstance(exc, ssl.SSLError):
+        return ConnectionFailed(f"TLS handshake with {host} failed: {exc.reason or exc}")
+    if isinstance(exc, TimeoutError):
+        return ConnectionFailed(f"timed out connecting to {host}", retryable=True)
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectionFailed(f"connection to {host} refused: is the endpoint right and the server up?", retryable=True)
+    if isinstance(exc, OSError):
+        return ConnectionFailed(f"cannot connect to {host}: {exc.strerror or exc}", retryable=True)
+    if isinstance(exc, (InvalidHandshake, InvalidURI)):
+        return ConnectionFailed(f"WebSocket handshake with {host} failed: {exc}")
+    return ConnectionFailed(f"cannot connect to {host}: {exc.__class__.__name__}: {exc}")
+
+
+class VoiceLiveConnection:
+    """A single WebSocket session. ``send`` never blocks; a sender task drains the queue."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+        self._ws: ClientConnection | None = None
+        self._queue: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()
+        self._queued_audio = 0
+        self._sender: asyncio.Task[None] | None = None
+        self.dropped_audio = 0
+        self.request_id: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._ws is not None and self._ws.state is websockets.protocol.State.OPEN
+
+    async def open(self) -> None:
+        """Mint credentials, build the URL and headers, and open the socket."""
+        s = self.settings
+        creds = s.credentials
+        bearer = await creds.entra_token() if creds.uses_entra else None
+        access_token = None
+        if isinstance(s.target, ClassicAgent) and not s.target.access_token:
+            access_token = bearer or await creds.entra_token()
+        try:
+            url = build_url(s.endpoint, s.target, api_version=s.api_version, access_token=access_token, debug=s.debug)
+            headers = build_headers(api_key=creds.api_key, bearer_token=bearer)
+        except ConfigError as exc:
+            raise ConnectionFailed(str(exc)) from None
+        self.request_id = headers["x-ms-client-request-id"]
+        logger.info(f"Connecting to {s.endpoint.base} (x-ms-client-request-id {self.request_id})")
+        try:
+            self._ws = await connect(
+                url,
+                additional_headers=headers,
+                max_size=s.max_message_bytes,
+                ping_interval=s.ping_interval,
+                ping_timeout=s.ping_timeout,
+                open_timeout=s.open_timeout,
+                close_timeout=5,
+                logger="websockets.client",
+            )
+        except Exception as exc:
+            raise describe_open_error(exc, s.endpoint.host) from None
+        self._queue = asyncio.Queue()
+        self._queued_audio = 0
+        self._sender = asyncio.create_task(self._send_loop(self._ws), name="voicelive-sender")
+        logger.info("Connected to Voice Live")
+
+    def send(self, event: dict[str, Any]) -> bool:
+        """Queue ``event``; microphone audio is dropped (and counted) when the queue is backed up."""
+        if self._ws is None:
+            return False
+        is_audio = event.get("type") == "input_audio_buffer.append"
+        if is_audio:
+            if self._queued_audio >= MAX_QUEUED_AUDIO:
+                self.dropped_audio += 1
+                if self.dropped_audio == 1 or self.dropped_audio % 50 == 0:
+                    logger.warning(f"send queue backed up: dropped {self.dropped_audio} microphone chunks so far")
+                return False
+            self._queued_audio += 1
+        self._queue.put_nowait((json.dumps(event, ensure_ascii=False), is_audio))
+        return True
+
+    async def _send_loop(self, ws: ClientConnection) -> None:
+        while True:
+            queued = await self._queue.get()
+            if queued is None:
+                return
+            message, is_audio = queued
+            if is_audio:
+                self._queued_audio -= 1
+            try:
+                await ws.send(message)
+            except ConnectionClosed:
+                return
+
+    async def recv(self) -> str | bytes:
+        """The next message; raises :class:`ConnectionFailed` when the connection is gone."""
+        ws = self._ws
+        if ws is None:
+            raise ConnectionFailed("not connected")
+        try:
+            return await ws.recv()
+        except ConnectionClosed as exc:
+            raise self.closed_error(exc) from None
+
+    def closed_error(self, exc: ConnectionClosed) -> ConnectionFailed:
+        """Describe a closed connection; normal closes (1000) are not retryable."""
+        rcvd = exc.rcvd
+        code = rcvd.code if rcvd else 1006
+        reason = rcvd.reason if rcvd and rcvd.reason else ""
+        if exc.sent is not None and exc.sent.code == 1009:
+            return ConnectionFailed(f"a server message exceeded the {self.settings.max_message_bytes} byte limit (close 1009)", retryable=True)
+        if code == 1000:
+            return ConnectionFailed(f"Voice Live closed the session (1000{': ' + reason if reason else ''})")
+        if rcvd is None:
+            return ConnectionFailed("connection to Voice Live lost without a close frame (1006)", retryable=True)
+        return ConnectionFailed(f"Voice Live closed the connection ({code}{': ' + reason if reason else ''})", retryable=code in (1001, 1006, 1011, 1012, 1013, 1014))
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Flush queued events (briefly), then close with ``code``."""
+        ws, self._ws = self._ws, None
+        if ws is None:
+            return
+        if self._sender is not None:
+            self._queue.put_nowait(None)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._sender), timeout=1.0)
+            except (TimeoutError, asyncio.CancelledError):
+                self._sender.cancel()
+        try:
+            await ws.close(code, reason)
+        except Exception as exc:  # closing a dead socket must not raise to the caller
+            logger.debug(f"close: {exc}")
+        logger.info(f"Connection closed ({code})")

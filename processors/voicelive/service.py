@@ -1,0 +1,316 @@
+"""``VoiceLiveAgentService``: the pipecat processor that talks to a Voice Live agent or model.
+
+It owns one :class:`VoiceLiveConnection`, feeds everything through the sans-I/O
+:class:`VoiceLiveSession`, and turns the session's actions into standard pipecat frames:
+``TTSAudioRawFrame`` (24 kHz, ``context_id`` = the response item id), ``TTSTextFrame``,
+``TranscriptionFrame`` (pushed downstream, uninterruptible), ``UserStarted/StoppedSpeakingFrame``,
+an ``InterruptionFrame`` broadcast on ``speech_started`` so the output flushes at once, plus this
+project's ``AgentTranscriptFrame`` and ``VoiceLiveEventFrame``. When the output exposes a
+``PlaybackBuffer``, the truncation sent after a barge-in is the audio the listener actually heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import soxr
+from loguru import logger
+from pipecat.frames.frames import (
+    CancelFrame,
+    CancelWorkerFrame,
+    EndFrame,
+    Frame,
+    InputAudioRawFrame,
+    InputTextRawFrame,
+    InterimTranscriptionFrame,
+    InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMFullResponseStartFrame,
+    LLMTextFrame,
+    StartFrame,
+    TranscriptionFrame,
+    TTSAudioRawFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+    TTSTextFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.utils.text.base_text_aggregator import TextType
+
+from processors.frames import AgentTranscriptFrame, VoiceLiveEventFrame
+from processors.voicelive import actions as act
+from processors.voicelive.connection import ConnectionSettings, VoiceLiveConnection
+from processors.voicelive.errors import ConnectionFailed, MalformedEvent
+from processors.voicelive.events import parse_server_event, summarize
+from processors.voicelive.protocol import OUTPUT_RATE, VoiceLiveSession
+from processors.voicelive.session import SessionConfig
+
+FunctionHandler = Callable[[dict[str, Any] | str], Awaitable[str]]
+RESPONSE_WAIT_S = 10.0  # how long after speech_stopped a response is still expected
+
+
+class VoiceLiveAgentService(FrameProcessor):
+    """Frames in, Voice Live protocol events over one WebSocket, frames out.
+
+    Args:
+        connection: where and how to connect (validated beforehand).
+        session: the ``session.update`` to send on ``session.created``.
+        playback: the output's ``PlaybackBuffer`` (``output.playback``), used to truncate the
+            agent's item at what was really heard; without it no truncation is sent.
+        input_chunk_ms: microphone audio is sent in appends of this duration.
+        flush_wait_s: how long to wait for the output to confirm a flush before truncating.
+
+    Events: ``on_session_ready(service, session_dict)``, ``on_fatal_error(service, message)``.
+    """
+
+    def __init__(
+        self,
+        connection: ConnectionSettings,
+        session: SessionConfig,
+        *,
+        playback: Any | None = None,
+        input_chunk_ms: int = 40,
+        flush_wait_s: float = 0.25,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = connection
+        self.session_config = session
+        self.playback = playback
+        self.session = VoiceLiveSession(session.to_wire())
+        self.failure: str | None = None
+        self._input_rate = session.input_sample_rate
+        self._chunk_bytes = self._input_rate * input_chunk_ms // 1000 * 2
+        self._flush_wait_s = flush_wait_s
+        self._pending_in = bytearray()
+        self._resampler: soxr.ResampleStream | None = None
+        self._resampler_rate = 0
+        self._conn: VoiceLiveConnection | None = None
+        self._receiver: asyncio.Task[None] | None = None
+        self._closing = False
+        self._tts_started: set[str] = set()
+        self._functions: dict[str, FunctionHandler] = {}
+        self._user_speaking = False
+        self._awaiting_response_since: float | None = None
+        self._register_event_handler("on_session_ready")
+        self._register_event_handler("on_fatal_error")
+
+    # -- public -------------------------------------------------------------------------------
+
+    def register_function(self, name: str, handler: FunctionHandler) -> None:
+        """Run ``handler(arguments)`` when the model calls tool ``name``; its string result is sent back."""
+        self._functions[name] = handler
+
+    @property
+    def busy(self) -> bool:
+        """True while the user speaks, a response is expected or running."""
+        waiting = self._awaiting_response_since is not None and time.monotonic() - self._awaiting_response_since < RESPONSE_WAIT_S
+        return self._user_speaking or waiting or self.session.active_response is not None
+
+    # -- frames in ----------------------------------------------------------------------------
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, InputAudioRawFrame):
+            self._audio_in(frame)
+        elif isinstance(frame, StartFrame):
+            await self.push_frame(frame, direction)
+            await self._connect()
+        elif isinstance(frame, InputTextRawFrame):
+            await self._run(self.session.user_text(frame.text))
+        elif isinstance(frame, (EndFrame, CancelFrame)):
+            await self._disconnect()
+            await self.push_frame(frame, direction)
+        elif isinstance(frame, InterruptionFrame):
+            await self.push_frame(frame, direction)
+            # Someone else interrupted (not our own broadcast): stop the agent too.
+            await self._run(self.session.local_interrupt(), broadcast=False)
+        else:
+            await self.push_frame(frame, direction)
+
+    def _audio_in(self, frame: InputAudioRawFrame) -> None:
+        pcm = frame.audio
+        if frame.num_channels > 1:
+            samples = np.frombuffer(pcm, dtype=np.int16).reshape(-1, frame.num_channels)
+            pcm = samples.mean(axis=1).astype(np.int16).tobytes()
+        if frame.sample_rate != self._input_rate:
+            if self._resampler is None or self._resampler_rate != frame.sample_rate:
+                self._resampler = soxr.ResampleStream(frame.sample_rate, self._input_rate, 1, dtype="int16")
+                self._resampler_rate = frame.sample_rate
+            pcm = self._resampler.resample_chunk(np.frombuffer(pcm, dtype=np.int16)).tobytes()
+        self._pending_in += pcm
+        if len(self._pending_in) < self._chunk_bytes:
+            return
+        chunk, self._pending_in = bytes(self._pending_in), bytearray()
+        for action in self.session.audio_in(chunk):
+            if isinstance(action, act.Send) and self._conn is not None:
+                self._conn.send(action.event)
+
+    # -- connection ---------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        self._conn = VoiceLiveConnection(self.settings)
+        try:
+            await self._conn.open()
+        except ConnectionFailed as exc:
+            self._conn = None
+            await self._fatal(str(exc))
+            return
+        self._receiver = self.create_task(self._receive_loop(), name="voicelive-receive")
+
+    async def _disconnect(self) -> None:
+        self._closing = True
+        if self._receiver is not None:
+            await self.cancel_task(self._receiver, timeout=1.0)
+            self._receiver = None
+        if self._conn is not None:
+            await self._conn.close(1000)
+            self._conn = None
+        await self.settings.credentials.close()
+
+    async def _receive_loop(self) -> None:
+        assert self._conn is not None
+        while True:
+            try:
+                message = await self._conn.recv()
+            except ConnectionFailed as exc:
+                if not self._closing:
+                    await self._fatal(str(exc))
+                return
+            now = time.monotonic()
+            try:
+                event = parse_server_event(message)
+            except MalformedEvent as exc:
+                logger.warning(f"Skipped malformed server event: {exc}")
+                continue
+            await self.push_frame(VoiceLiveEventFrame(event=summarize(event.data), direction="received", at=time.time()))
+            await self._run(self.session.receive(event.data, now))
+
+    async def _fatal(self, message: str) -> None:
+        if self.failure is not None:
+            return
+        self.failure = message
+        logger.error(message)
+        await self._call_event_handler("on_fatal_error", message)
+        await self.push_error(message, force_treat_as_permanent=True)
+        await self.push_frame(CancelWorkerFrame(reason=message), FrameDirection.UPSTREAM)
+
+    # -- actions ------------------------------------------------------------------------------
+
+    async def _send(self, event: dict[str, Any]) -> None:
+        if self._conn is None or not self._conn.send(event):
+            return
+        if event.get("type") != "input_audio_buffer.append":
+            await self.push_frame(VoiceLiveEventFrame(event=event, direction="sent", at=time.time()))
+
+    async def _run(self, actions: list[act.Action], *, broadcast: bool = True) -> None:
+        for action in actions:
+            await self._apply(action, broadcast)
+
+    async def _apply(self, a: act.Action, broadcast: bool) -> None:  # noqa: C901 - a flat dispatch
+        if isinstance(a, act.Send):
+            await self._send(a.event)
+        elif isinstance(a, act.PlayAudio):
+            if a.first and a.response_id not in self._tts_started:
+                self._tts_started.add(a.response_id)
+                await self.push_frame(TTSStartedFrame(context_id=a.item_id))
+            await self.push_frame(TTSAudioRawFrame(a.pcm, OUTPUT_RATE, 1, context_id=a.item_id))
+        elif isinstance(a, act.AgentText):
+            frame = TTSTextFrame(a.delta, TextType.WORD, context_id=a.item_id) if a.modality == "audio" else LLMTextFrame(a.delta)
+            await self.push_frame(frame)
+        elif isinstance(a, act.SpeechStarted):
+            logger.info("User started speaking")
+            self._user_speaking = True
+            await self.broadcast_frame(UserStartedSpeakingFrame)
+            await self._interrupt(a.interruption, broadcast=True)
+        elif isinstance(a, act.Interruption):
+            await self._interrupt(a, broadcast=broadcast)
+        elif isinstance(a, act.SpeechStopped):
+            self._user_speaking = False
+            self._awaiting_response_since = time.monotonic()
+            await self.broadcast_frame(UserStoppedSpeakingFrame)
+        elif isinstance(a, act.UserTranscript):
+            await self._push_user_transcript(a)
+        elif isinstance(a, act.AgentTranscript):
+            await self.push_frame(AgentTranscriptFrame(text=a.text, modality=a.modality, response_id=a.response_id, item_id=a.item_id, interrupted=a.interrupted))
+        elif isinstance(a, act.ResponseStarted):
+            self._awaiting_response_since = None
+            await self.push_frame(LLMFullResponseStartFrame())
+        elif isinstance(a, act.ResponseFinished):
+            await self._response_finished(a)
+        elif isinstance(a, act.SessionCreated):
+            logger.info(f"Session created: {a.session_id}")
+        elif isinstance(a, act.SessionReady):
+            logger.info(f"Session updated: {a.session_id}")
+            await self._call_event_handler("on_session_ready", a.session)
+        elif isinstance(a, act.FunctionCall):
+            await self._call_function(a)
+        elif isinstance(a, act.ServiceError):
+            await self._service_error(a)
+        elif isinstance(a, act.WordTiming):
+            logger.trace(f"word {a.text!r} at {a.offset_ms} ms for {a.duration_ms} ms")
+        elif isinstance(a, act.Notice):
+            logger.log(a.level.upper(), a.message)
+
+    async def _push_user_transcript(self, a: act.UserTranscript) -> None:
+        stamp = datetime.now(timezone.utc).isoformat()
+        if a.final:
+            frame: Frame = TranscriptionFrame(a.text, "user", stamp, finalized=True)
+            frame.interruptible = False
+        else:
+            frame = InterimTranscriptionFrame(a.text, "user", stamp)
+        await self.push_frame(frame)
+
+    async def _response_finished(self, a: act.ResponseFinished) -> None:
+        if a.response_id in self._tts_started:
+            self._tts_started.discard(a.response_id)
+            await self.push_frame(TTSStoppedFrame())
+        await self.push_frame(LLMFullResponseEndFrame())
+        latency = f", first audio {a.first_audio_latency_ms:.0f} ms after speech end" if a.first_audio_latency_ms is not None else ""
+        logger.info(f"Response done: {a.status}{' (' + a.reason + ')' if a.reason else ''}{latency}")
+        if a.usage:
+            logger.debug(f"Usage: {a.usage}")
+
+    async def _interrupt(self, interruption: act.Interruption, *, broadcast: bool) -> None:
+        """Flush local playback now, then truncate the agent's item at what was heard."""
+        playback = self.playback
+        since = playback.flush_count if playback is not None else 0
+        if broadcast:
+            await self.broadcast_interruption()
+        played: int | None = None
+        if playback is not None and interruption.item_id:
+            if not await playback.wait_flushed(since, self._flush_wait_s):
+                logger.warning("output did not confirm the flush in time; truncating at what it reports played")
+            # The buffer counts at the device rate; the protocol counts 24 kHz frames.
+            played = playback.played_frames(interruption.item_id) * OUTPUT_RATE // playback.sample_rate
+        await self._run(self.session.truncate_heard(interruption, played))
+
+    async def _service_error(self, a: act.ServiceError) -> None:
+        text = f"Voice Live error {a.code or a.error_type}: {a.message}"
+        if a.benign:
+            logger.debug(text)
+        elif a.fatal:
+            await self._fatal(text)
+        else:
+            logger.error(text)
+            await self.push_error(text)
+
+    async def _call_function(self, a: act.FunctionCall) -> None:
+        handler = self._functions.get(a.name)
+        if handler is None:
+            logger.warning(f"The model called tool {a.name!r}, which has no handler; answering with an error")
+            output = '{"error": "no such tool"}'
+        else:
+            try:
+                output = await handler(a.arguments)
+            except Exception as exc:  # a tool's failure is reported to the model, not raised
+                logger.error(f"tool {a.name!r} failed: {exc}")
+                output = f'{{"error": "{exc.__class__.__name__}"}}'
+        await self._run(self.session.function_result(a.call_id, output))
