@@ -1,0 +1,1 @@
+"""Test helpers for the transports: a pipecat pipeline harness, signals, a private PulseAudio."""

@@ -1,0 +1,179 @@
+"""WAV file plumbing for the WAV transports: validated reading, and the recorder's clock thread.
+
+* :func:`check_wav` / :func:`read_wav_mono` — open a 16-bit PCM WAV (any rate, any channel
+  count), downmix to mono, resample to the pipeline rate; every failure is a one-line
+  :class:`TransportError`.
+* :class:`WavRecorder` — the "virtual speaker": a thread that, every tick, takes from a
+  :class:`PlaybackBuffer` exactly the frames due since the stream started (absolute, from
+  ``time.monotonic()``, so it never drifts) and appends them to a WAV. Silence is recorded where
+  nothing was queued, so the file is the listener's timeline. :meth:`WavRecorder.cut` brings the
+  timeline up to "now" and then clears the buffer, atomically with respect to the tick, which is
+  how an interruption is recorded exactly where a listener would have stopped hearing. Only the
+  thread writes the file; the loop side only moves buffers in memory.
+
+The header is patched on close and about once a second while recording, so a process that dies
+leaves a valid WAV holding at least everything up to the last second (trailing bytes after the
+patched length are ignored by readers).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import soxr
+
+from transports.errors import TransportError
+from transports.playback import PlaybackBuffer
+
+HEADER_PATCH_SECS = 1.0
+
+
+def check_wav(path: str | os.PathLike) -> tuple[int, int, int]:
+    """Validate ``path`` as a 16-bit PCM WAV; return (rate, channels, frames)."""
+    name = os.fspath(path)
+    if not os.path.isfile(name):
+        raise TransportError(f"input WAV '{name}' not found")
+    try:
+        with wave.open(name, "rb") as wav:
+            width, rate = wav.getsampwidth(), wav.getframerate()
+            channels, frames = wav.getnchannels(), wav.getnframes()
+    except (wave.Error, EOFError, OSError) as e:
+        raise TransportError(f"input WAV '{name}' is not a valid WAV file ({e})") from None
+    if width != 2:
+        raise TransportError(
+            f"input WAV '{name}' has {8 * width}-bit samples; only 16-bit PCM is supported")
+    return rate, channels, frames
+
+
+def read_wav_mono(path: str | os.PathLike, sample_rate: int) -> bytes:
+    """Read the whole WAV as mono int16 PCM at ``sample_rate`` (blocking: run it in a thread)."""
+    rate, channels, _ = check_wav(path)
+    with wave.open(os.fspath(path), "rb") as wav:
+        raw = wav.readframes(wav.getnframes())
+    samples = np.frombuffer(raw, dtype="<i2")
+    samples = samples[: len(samples) - len(samples) % channels]
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1).round().astype(np.int16)
+    if rate != sample_rate:
+        samples = soxr.resample(samples, rate, sample_rate, quality="VHQ")
+    return samples.astype("<i2").tobytes()
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail early, in one line, when the output WAV cannot be created."""
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise TransportError(f"output WAV '{target}' is a directory")
+    if not parent.is_dir():
+        raise TransportError(f"output WAV '{target}': folder '{parent}' does not exist")
+    if not os.access(parent, os.W_OK):
+        raise TransportError(f"output WAV '{target}': folder '{parent}' is not writable")
+    return target
+
+
+class WavRecorder:
+    """Records what a speaker fed from ``buffer`` would play, into a WAV, on its own thread.
+
+    ``realtime=True``: the timeline advances with the clock (silence where nothing is queued).
+    ``realtime=False``: whatever is queued is written as soon as the thread sees it, no silence.
+    """
+
+    def __init__(self, path: str | os.PathLike, buffer: PlaybackBuffer, *, realtime: bool = True,
+                 tick_secs: float = 0.01):
+        self.path = Path(path)
+        self.buffer = buffer
+        self.realtime = realtime
+        self.tick_secs = tick_secs
+        self.started_at = 0.0
+        self.frames_written = 0
+        self._frames_taken = 0
+        self._pending: list[bytes] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._file = None
+        self._wav: wave.Wave_write | None = None
+
+    def open(self) -> None:
+        """Create the file and start the clock (blocking: call it in a thread)."""
+        try:
+            self._file = open(self.path, "wb")
+        except OSError as e:
+            raise TransportError(f"output WAV '{self.path}' cannot be created ({e.strerror})") \
+                from None
+        self._wav = wave.open(self._file, "wb")
+        self._wav.setnchannels(self.buffer.channels)
+        self._wav.setsampwidth(2)
+        self._wav.setframerate(self.buffer.sample_rate)
+        self._wav.writeframes(b"")  # a valid empty WAV from the start
+        self._file.flush()
+        self.started_at = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name=f"wav-clock:{self.path.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def write(self, pcm: bytes, item_id: str | None) -> None:
+        """Queue audio so that, if the speaker was idle, it starts exactly now (not at the
+        previous tick): the silence due until now is taken first, under the clock lock."""
+        with self._lock:
+            if self._wav is not None and self.buffer.is_idle:
+                self._take_due(time.monotonic())
+            self.buffer.write(pcm, item_id)
+
+    def cut(self) -> int:
+        """Record everything due until now, then clear the buffer; returns frames dropped."""
+        with self._lock:
+            if self._wav is not None:
+                self._take_due(time.monotonic())
+            return self.buffer.clear()
+
+    def close(self) -> None:
+        """Record up to now, stop the thread, finalise the header (blocking: run in a thread)."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+            self._thread = None
+        if self._wav is None:
+            return
+        with self._lock:
+            self._take_due(time.monotonic())
+        self._write_pending()
+        self._wav.close()
+        self._file.close()
+        self._wav = None
+
+    # -------------------------------------------------------------- the thread
+
+    def _take_due(self, now: float) -> None:
+        """Move the frames due by ``now`` from the buffer to the pending list (lock held)."""
+        if self.realtime:
+            due = int((now - self.started_at) * self.buffer.sample_rate) - self._frames_taken
+        else:
+            due = self.buffer.queued_frames()
+        if due > 0:
+            self._pending.append(self.buffer.read(due))
+            self._frames_taken += due
+
+    def _write_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for data in pending:
+            self._wav.writeframesraw(data)
+            self.frames_written += len(data) // self.buffer.frame_bytes
+
+    def _run(self) -> None:
+        next_patch = time.monotonic() + HEADER_PATCH_SECS
+        while not self._stop.wait(self.tick_secs):
+            with self._lock:
+                self._take_due(time.monotonic())
+            self._write_pending()
+            if time.monotonic() >= next_patch:
+                next_patch += HEADER_PATCH_SECS
+                self._wav.writeframes(b"")  # patches nframes / data size in the header
+                self._file.flush()
