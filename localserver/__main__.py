@@ -1,0 +1,52 @@
+"""Command line of the local Voice Live server:
+``python -m localserver --host 127.0.0.1 --port 0 [--api-key KEY]`` prints the URL it serves
+(one line) and runs until SIGINT/SIGTERM, then shuts down cleanly."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from localserver.responder import Pacing
+from localserver.server import LocalServer
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The CLI options."""
+    parser = argparse.ArgumentParser(prog="python -m localserver", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port (0 = pick a free one)")
+    parser.add_argument("--api-key", default=None, help="accept only this key (default: any key)")
+    parser.add_argument("--lead-ms", type=int, default=Pacing.lead_ms,
+                        help="how far response audio may run ahead of real time (ms)")
+    parser.add_argument("--pace", type=float, default=Pacing.pace,
+                        help="speed of response audio after the lead, x real time (0 = unpaced)")
+    parser.add_argument("--log-level", default="WARNING")
+    return parser.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Run the server until a termination signal."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    pacing = Pacing(lead_ms=args.lead_ms, pace=args.pace)
+    async with LocalServer(args.host, args.port, api_key=args.api_key, pacing=pacing) as server:
+        print(f"Voice Live local server listening on {server.url}", flush=True)
+        await stop.wait()
+    print("Voice Live local server stopped", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point (also the ``voicelive-localserver`` script)."""
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    asyncio.run(serve(args))
+
+
+if __name__ == "__main__":
+    main()
