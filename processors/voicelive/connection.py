@@ -157,7 +157,6 @@ class VoiceLiveConnection:
                 ping_timeout=s.ping_timeout,
                 open_timeout=s.open_timeout,
                 close_timeout=5,
-                logger="websockets.client",
             )
         except Exception as exc:
             raise describe_open_error(exc, s.endpoint.host) from None
