@@ -23,6 +23,8 @@ class Entry:
     heard: str | None = None  # what the server recognised in a user audio item
     audio: bytearray = field(default_factory=bytearray)  # assistant audio as sent (wire format)
     audio_ms: int = 0
+    audio_rate: int = 24000  # samples per second of ``audio``
+    sample_width: int = 2  # bytes per sample of ``audio`` (1 for G.711)
     words: list[WordTiming] = field(default_factory=list)
 
 
@@ -93,8 +95,8 @@ class Conversation:
         for part in item["content"]:
             if part.get("type") == "audio":
                 part["transcript"] = " ".join(heard)
-        keep = audio_end_ms * len(entry.audio) // max(entry.audio_ms, 1)
-        del entry.audio[keep - keep % 2:]
+        keep = audio_end_ms * entry.audio_rate // 1000 * entry.sample_width
+        del entry.audio[keep:]
         entry.audio_ms = audio_end_ms
 
     def retrieved(self, item_id: str) -> dict[str, Any]:

@@ -121,6 +121,7 @@ class ResponseRunner:
         words = [WordTiming(w.text, w.offset_ms + base_ms, w.duration_ms) for w in speech.words]
         tokens = re.findall(r"\s*\S+", sentence if self._text else sentence.lstrip())
         fmt = self.params["output_audio_format"] or "pcm16"
+        self.entry.audio_rate, self.entry.sample_width = rate, 1 if fmt.startswith("g711") else 2
         step = max(1, rate * self._pacing.chunk_ms // 1000)
         next_word = 0
         for start in range(0, len(speech.pcm), step):
