@@ -399,5 +399,33 @@ INFORMATIONAL = frozenset(
         "response.audio.done",
         "response.audio_timestamp.done",
         "response.function_call_arguments.delta",
+        # Known server events this client does not act on yet (logged and passed to the event
+        # log only): MCP tools, built-in search, hosted-agent passthrough, citations, avatar and
+        # animation output.
+        "mcp_list_tools.in_progress",
+        "mcp_list_tools.completed",
+        "mcp_list_tools.failed",
+        "response.mcp_call_arguments.delta",
+        "response.mcp_call_arguments.done",
+        "response.mcp_call.in_progress",
+        "response.mcp_call.completed",
+        "response.mcp_call.failed",
+        "response.web_search_call.searching",
+        "response.web_search_call.in_progress",
+        "response.web_search_call.completed",
+        "response.file_search_call.searching",
+        "response.file_search_call.in_progress",
+        "response.file_search_call.completed",
+        "response.invocation.delta",
+        "response.audio_transcript.annotation.added",
+        "response.animation_viseme.delta",
+        "response.animation_viseme.done",
+        "response.animation_blendshapes.delta",
+        "response.animation_blendshapes.done",
+        "response.video.delta",
+        "session.avatar.connecting",
+        "session.avatar.switch_to_speaking",
+        "session.avatar.switch_to_idle",
+        "output_audio_buffer.cleared",
     }
 )
