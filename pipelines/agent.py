@@ -198,7 +198,7 @@ async def run_agent(config: AgentConfig) -> int:
     local = None
     endpoint = config.endpoint
     if config.local:
-        from localserver import start_local_server
+        from localserver.server import start_local_server
 
         local = await start_local_server()
         endpoint = Endpoint.parse(local.url)

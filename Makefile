@@ -1,0 +1,51 @@
+# Set-up, demo, live run, tests and benchmarks. `make setup` is idempotent: it installs the
+# system packages only when missing (sudo when not root), creates .venv and installs the project
+# (editable, with test and bench extras) only when pyproject.toml changed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SYSTEM_PACKAGES := portaudio19-dev pulseaudio pulseaudio-utils libasound2-plugins
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_DIR := build/demo
+
+.PHONY: setup system-packages demo run test bench clean
+
+setup: system-packages $(STAMP)
+
+system-packages:
+	@if command -v dpkg >/dev/null 2>&1; then \
+	  missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing system packages:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  fi; \
+	else echo "not a Debian-like system: install PortAudio (and PulseAudio for the device tests) yourself"; fi
+
+$(STAMP): pyproject.toml
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,bench]'
+	@touch $(STAMP)
+
+demo: setup
+	@mkdir -p $(DEMO_DIR)
+	@[ -f $(DEMO_DIR)/question.wav ] || $(PY) -m localserver.speak "What is the capital of France?" $(DEMO_DIR)/question.wav
+	$(PY) -m pipelines.agent --local --input-wav $(DEMO_DIR)/question.wav --output-wav $(DEMO_DIR)/reply.wav --log-dir $(DEMO_DIR)/logs
+	@echo "--- conversation ($$(ls -t $(DEMO_DIR)/logs/session_*.log | head -1)) ---"
+	@grep -E '^(User Input|Agent (Audio|Text) Response):' "$$(ls -t $(DEMO_DIR)/logs/session_*.log | head -1)"
+	@echo "--- the agent's reply is in $(DEMO_DIR)/reply.wav ---"
+
+run: setup
+	$(PY) -m pipelines.agent
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m bench
+
+clean:
+	rm -rf build logs .pytest_cache
