@@ -1,0 +1,43 @@
+"""The README's composing example, run as written: WAV transports and a custom processor."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+from tests.conftest import ROOT
+from tests.support.audio import find, matching_run, read_wav, write_wav
+from tests.support.replay_server import ReplayServer
+from tests.support.scenarios import barge_in_scenario, noise
+
+
+def readme_example() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"<!-- composing-example -->\s*```python\n(.*?)```", text, re.S)
+    assert match, "README lost its composing example"
+    return match.group(1)
+
+
+async def test_readme_composing_example_runs(python: str, script_env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "example.py").write_text(readme_example(), encoding="utf-8")
+    write_wav(tmp_path / "question.wav", noise(5.0, seed=7, amplitude=200))
+    scenario = barge_in_scenario()
+    async with ReplayServer(scenario) as server:
+        env = {
+            **script_env,
+            "AZURE_VOICE_LIVE_ENDPOINT": server.url,
+            "AZURE_VOICE_LIVE_API_KEY": "example-key-123",
+            "AI_FOUNDRY_AGENT_ID": "asst_example",
+            "AI_FOUNDRY_PROJECT_NAME": "proj",
+            "AI_FOUNDRY_AGENT_ACCESS_TOKEN": "example-token-456",
+        }
+        proc = await asyncio.create_subprocess_exec(python, "example.py", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    words = int(re.search(r"The agent said (\d+) words\.", out.decode()).group(1))
+    assert words >= len(scenario.turn1.agent_text.split()) + len(scenario.turn3.agent_text.split())
+    wav, _ = read_wav(tmp_path / "answer.wav")
+    start = find(wav, scenario.turn1.audio)
+    assert start >= 0 and matching_run(wav, start, scenario.turn1.audio) == len(scenario.turn1.audio) // 2
+    assert list((tmp_path / "logs").glob("session_*.log")), "the default logs are kept in a composed pipeline"
