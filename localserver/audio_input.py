@@ -17,7 +17,7 @@ import soxr
 
 from localserver.codecs import decode
 from localserver.config import VadSettings
-from localserver.stt import Recognizer
+from localserver.stt import POOL, Recognizer
 from localserver.vad import RATE, VoiceActivityDetector
 
 _SAMPLES_PER_MS = RATE // 1000
@@ -78,14 +78,21 @@ class InputAudio:
         """Change the recognition phrase list (takes effect at the next utterance)."""
         new = list(phrases) if phrases else None
         if new != self._phrases:
-            self._phrases, self._recognizer = new, None
+            self.close()
+            self._phrases = new
 
     @property
     def recognizer(self) -> Recognizer:
         """The session's recogniser, built on first use."""
         if self._recognizer is None:
-            self._recognizer = Recognizer(self._phrases)
+            self._recognizer = POOL.acquire(self._phrases)
         return self._recognizer
+
+    def close(self) -> None:
+        """Hand the recogniser back to the process-wide pool."""
+        if self._recognizer is not None:
+            POOL.release(self._recognizer)
+            self._recognizer = None
 
     @property
     def position_ms(self) -> int:

@@ -5,6 +5,7 @@ in-process (tests, ``python -m pipelines.agent --local``) or from ``python -m lo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
@@ -19,6 +20,7 @@ from websockets.http11 import Request, Response
 from localserver.brain import Brain, get_brain
 from localserver.responder import Pacing
 from localserver.session import ConnectionInfo, Session, SessionOptions
+from localserver.stt import POOL
 
 log = logging.getLogger(__name__)
 PATH = "/voice-live/realtime"
@@ -97,6 +99,8 @@ class LocalServer:
         self._server = await serve(self._handle, self.host, self.port, process_request=self._process_request,
                                    max_size=MAX_MESSAGE_BYTES, compression=None)
         self.port = self._server.sockets[0].getsockname()[1]
+        phrases = self.brain_factory(None).known_phrases
+        await asyncio.to_thread(lambda: POOL.release(POOL.acquire(phrases)))  # first session starts warm
         log.info("Voice Live local server listening on %s", self.url)
         return self
 

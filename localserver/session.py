@@ -97,15 +97,26 @@ class Session:
             async for message in messages:
                 await self.handle(message)
         finally:
+            await self._shutdown(worker)
+
+    async def _shutdown(self, worker: asyncio.Task[None]) -> None:
+        """Stop the response and the audio worker; the worker is never cancelled mid-thread, so
+        its recogniser can go back to the pool safely."""
+        if self._runner:
+            self._runner.cancel("client_cancelled")
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        await self._queue.put(("stop", None, None))
+        done, _ = await asyncio.wait({worker}, timeout=10)
+        if self._runner_task is not None:
+            await asyncio.wait({self._runner_task}, timeout=5)
+        for task in (worker, self._runner_task):
+            if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+                log.debug("session task ended with %r (client gone)", task.exception())
+        if worker in done:
+            self._input.close()
+        else:
             worker.cancel()
-            if self._runner:
-                self._runner.cancel("client_cancelled")
-            for task in (worker, self._runner_task):
-                if task is not None:
-                    try:
-                        await asyncio.wait_for(task, 5)
-                    except (asyncio.CancelledError, Exception):  # the client is gone: nothing to report to
-                        pass
 
     async def handle(self, message: str | bytes) -> None:
         """Dispatch one client frame; every failure becomes an ``error`` event."""
@@ -159,6 +170,8 @@ class Session:
         """Runs the input pipeline in a thread, one queued operation after another."""
         while True:
             kind, payload, event_id = await self._queue.get()
+            if kind == "stop":
+                return
             if kind == "audio":
                 while not self._queue.empty() and self._queue._queue[0][0] == "audio":  # type: ignore[attr-defined]
                     payload += self._queue.get_nowait()[1]
@@ -180,6 +193,7 @@ class Session:
                 self._input.configure(payload[0])
                 self._input.set_phrases(payload[1])
             elif kind == "reset":
+                self._input.close()
                 self._input = await asyncio.to_thread(self._new_input)
 
     async def _on_signal(self, signal: SpeechStarted | SpeechStopped) -> None:
