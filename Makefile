@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	@mkdir -p $(DEMO_DIR)
-	@[ -f $(DEMO_DIR)/question.wav ] || $(PY) -m localserver.speak "What is the capital of France?" $(DEMO_DIR)/question.wav
+	@[ -f $(DEMO_DIR)/question.wav ] || $(PY) -m localserver.speak "What is the capital of France?" $(DEMO_DIR)/question.wav --pad-ms 1000
 	$(PY) -m pipelines.agent --local --input-wav $(DEMO_DIR)/question.wav --output-wav $(DEMO_DIR)/reply.wav --log-dir $(DEMO_DIR)/logs
 	@echo "--- conversation ($$(ls -t $(DEMO_DIR)/logs/session_*.log | head -1)) ---"
 	@grep -E '^(User Input|Agent (Audio|Text) Response):' "$$(ls -t $(DEMO_DIR)/logs/session_*.log | head -1)"

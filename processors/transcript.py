@@ -122,6 +122,8 @@ class TranscriptProcessor(FrameProcessor):
             if isinstance(session_id, str) and session_id not in self._session_ids:
                 self._session_ids.add(session_id)
                 self._line(f"SessionID: {session_id}")
+        if frame.direction == "local" and event.get("type") == "client.reconnected":
+            self._line(f"Reconnected: {event.get('reason')}")
         self._open()
         assert self._events is not None
         record = {"at": datetime.fromtimestamp(frame.at).astimezone().isoformat(timespec="milliseconds"), "direction": frame.direction, "event": event}

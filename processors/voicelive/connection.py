@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import websockets
@@ -25,6 +26,15 @@ from processors.voicelive.errors import ConfigError, ConnectionFailed
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_QUEUED_AUDIO = 100  # appends (about 4 s at 40 ms each) before mic audio is dropped
+FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1010})  # protocol or policy errors: retrying cannot help
+
+
+def _env_seconds(name: str, default: float) -> float:
+    """Keepalive timings may be tightened through the environment (tests use short ones)."""
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
 
 
 class Credentials:
@@ -74,8 +84,8 @@ class ConnectionSettings:
     credentials: Credentials
     debug: bool = False
     open_timeout: float = 10.0
-    ping_interval: float | None = 20.0
-    ping_timeout: float | None = 20.0
+    ping_interval: float | None = field(default_factory=lambda: _env_seconds("VOICELIVE_PING_INTERVAL", 20.0))
+    ping_timeout: float | None = field(default_factory=lambda: _env_seconds("VOICELIVE_PING_TIMEOUT", 20.0))
     max_message_bytes: int = MAX_MESSAGE_BYTES
 
     def __post_init__(self) -> None:
@@ -204,17 +214,26 @@ class VoiceLiveConnection:
             raise self.closed_error(exc) from None
 
     def closed_error(self, exc: ConnectionClosed) -> ConnectionFailed:
-        """Describe a closed connection; normal closes (1000) are not retryable."""
-        rcvd = exc.rcvd
-        code = rcvd.code if rcvd else 1006
-        reason = rcvd.reason if rcvd and rcvd.reason else ""
-        if exc.sent is not None and exc.sent.code == 1009:
+        """Describe a closed connection; protocol and policy errors are not worth a retry."""
+        rcvd, sent = exc.rcvd, exc.sent
+        if sent is not None and sent.code == 1009:
             return ConnectionFailed(f"a server message exceeded the {self.settings.max_message_bytes} byte limit (close 1009)", retryable=True)
-        if code == 1000:
-            return ConnectionFailed(f"Voice Live closed the session (1000{': ' + reason if reason else ''})")
+        if rcvd is None and sent is not None and sent.code == 1011 and "ping" in sent.reason:
+            return ConnectionFailed("Voice Live stopped answering keepalive pings", retryable=True)
         if rcvd is None:
             return ConnectionFailed("connection to Voice Live lost without a close frame (1006)", retryable=True)
-        return ConnectionFailed(f"Voice Live closed the connection ({code}{': ' + reason if reason else ''})", retryable=code in (1001, 1006, 1011, 1012, 1013, 1014))
+        reason = f": {rcvd.reason}" if rcvd.reason else ""
+        if rcvd.code == 1000:
+            return ConnectionFailed(f"Voice Live closed the session (1000{reason})", retryable=True)
+        return ConnectionFailed(f"Voice Live closed the connection ({rcvd.code}{reason})", retryable=rcvd.code not in FATAL_CLOSE_CODES)
+
+    async def abort(self) -> None:
+        """Drop the connection without a closing handshake (it is already broken)."""
+        ws, self._ws = self._ws, None
+        if self._sender is not None:
+            self._sender.cancel()
+        if ws is not None and ws.transport is not None:
+            ws.transport.abort()
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Flush queued events (briefly), then close with ``code``."""

@@ -84,6 +84,7 @@ class VoiceLiveSession:
         self._last_create_id: str | None = None
         self._queued_until_ready: list[dict[str, Any]] = []
         self._speech_stopped_at: float | None = None
+        self._replay_pending = False
 
     # -- state --------------------------------------------------------------------------------
 
@@ -105,13 +106,22 @@ class VoiceLiveSession:
     def is_interrupted(self, response_id: str) -> bool:
         return response_id in self._interrupted
 
-    def connection_lost(self) -> None:
-        """Forget per-connection state; the conversation (history, transcripts) is kept."""
+    def connection_lost(self, *, replay_history: bool = False) -> None:
+        """Forget per-connection state; the conversation (history, transcripts) is kept.
+
+        With ``replay_history`` the transcript so far is sent again as conversation items once
+        the next connection's session is ready (for modes without server-side resume).
+        """
         self.ready = False
         self._active = None
-        self._pending_create = False
+        self._update_event_id = None
+        self._queued_until_ready.clear()  # already in the history, which is replayed or resumed
+        self._replay_pending = replay_history and bool(self.history)
         for resp in self._responses.values():
             resp.active = False
+
+    def _history_items(self) -> list[Action]:
+        return [Send(ev.user_text_item(text) if role == "user" else ev.assistant_text_item(text)) for role, text in self.history]
 
     # -- inputs from the application ----------------------------------------------------------
 
@@ -201,6 +211,9 @@ class VoiceLiveSession:
         first = not self.ready
         self.ready = True
         actions: list[Action] = [SessionReady(self.session_id or "", session)]
+        if first and self._replay_pending:
+            self._replay_pending = False
+            actions.extend(self._history_items())
         if first and self._queued_until_ready:
             actions.extend(Send(item) for item in self._queued_until_ready)
             self._queued_until_ready.clear()

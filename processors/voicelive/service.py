@@ -12,6 +12,7 @@ project's ``AgentTranscriptFrame`` and ``VoiceLiveEventFrame``. When the output 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -47,6 +48,7 @@ from pipecat.utils.text.base_text_aggregator import TextType
 from processors.frames import AgentTranscriptFrame, VoiceLiveEventFrame
 from processors.voicelive import actions as act
 from processors.voicelive.connection import ConnectionSettings, VoiceLiveConnection
+from processors.voicelive.reconnect import Backoff, open_with_retry, replays_history, resume_target, seconds_until_refresh
 from processors.voicelive.errors import ConnectionFailed, MalformedEvent
 from processors.voicelive.events import parse_server_event, summarize
 from processors.voicelive.protocol import OUTPUT_RATE, VoiceLiveSession
@@ -99,6 +101,11 @@ class VoiceLiveAgentService(FrameProcessor):
         self._functions: dict[str, FunctionHandler] = {}
         self._user_speaking = False
         self._awaiting_response_since: float | None = None
+        self._backoff = Backoff()
+        self._refresher: asyncio.Task[None] | None = None
+        self._reconnect_reason: str | None = None
+        self._connected_at = time.time()
+        self.reconnects = 0
         self._register_event_handler("on_session_ready")
         self._register_event_handler("on_fatal_error")
 
@@ -155,33 +162,46 @@ class VoiceLiveAgentService(FrameProcessor):
 
     # -- connection ---------------------------------------------------------------------------
 
+    def _current_settings(self) -> ConnectionSettings:
+        """The settings for the next connect: a current agent resumes its conversation by id."""
+        target = resume_target(self.settings.target, self.session.thread_id)
+        return self.settings if target is self.settings.target else dataclasses.replace(self.settings, target=target)
+
     async def _connect(self) -> None:
-        self._conn = VoiceLiveConnection(self.settings)
         try:
-            await self._conn.open()
+            conn = await open_with_retry(self._current_settings(), self._backoff, attempts=5)
         except ConnectionFailed as exc:
-            self._conn = None
             await self._fatal(str(exc))
             return
-        self._receiver = self.create_task(self._receive_loop(), name="voicelive-receive")
+        self._use(conn)
+        self._refresher = self.create_task(self._refresh_before_expiry(), name="voicelive-refresh")
+
+    def _use(self, conn: VoiceLiveConnection) -> None:
+        self._conn = conn
+        self._connected_at = time.time()
+        self._receiver = self.create_task(self._receive_loop(conn), name="voicelive-receive")
 
     async def _disconnect(self) -> None:
         self._closing = True
-        if self._receiver is not None:
-            await self.cancel_task(self._receiver, timeout=1.0)
-            self._receiver = None
+        for task in (self._refresher, self._receiver):
+            if task is not None and task is not asyncio.current_task():
+                await self.cancel_task(task, timeout=1.0)
+        self._refresher = self._receiver = None
         if self._conn is not None:
             await self._conn.close(1000)
             self._conn = None
         await self.settings.credentials.close()
 
-    async def _receive_loop(self) -> None:
-        assert self._conn is not None
+    async def _receive_loop(self, conn: VoiceLiveConnection) -> None:
         while True:
             try:
-                message = await self._conn.recv()
+                message = await conn.recv()
             except ConnectionFailed as exc:
-                if not self._closing:
+                if self._closing or conn is not self._conn:
+                    return
+                if exc.retryable:
+                    await self._reconnect(str(exc))
+                else:
                     await self._fatal(str(exc))
                 return
             now = time.monotonic()
@@ -192,6 +212,57 @@ class VoiceLiveAgentService(FrameProcessor):
                 continue
             await self.push_frame(VoiceLiveEventFrame(event=summarize(event.data), direction="received", at=time.time()))
             await self._run(self.session.receive(event.data, now))
+
+    async def _reconnect(self, reason: str) -> None:
+        """The connection broke: open a new one and resume the conversation."""
+        logger.warning(f"{reason}: reconnecting (microphone audio is dropped until the session is back)")
+        old, self._conn = self._conn, None
+        if old is not None:
+            await old.abort()
+        self.session.connection_lost(replay_history=replays_history(self.settings.target))
+        self._user_speaking = False
+        try:
+            conn = await open_with_retry(self._current_settings(), self._backoff)
+        except ConnectionFailed as exc:
+            await self._fatal(f"could not reconnect: {exc}")
+            return
+        if self._closing:
+            await conn.close(1000)
+            return
+        self.reconnects += 1
+        self._reconnect_reason = reason
+        self._use(conn)
+
+    async def _refresh_before_expiry(self) -> None:
+        """Replace the connection ahead of ``session.expires_at`` (or the 60-minute cap), at a quiet moment."""
+        while not self._closing:
+            wait = seconds_until_refresh(self.session.expires_at, self._connected_at)
+            if wait > 0:
+                await asyncio.sleep(min(wait, 30.0))
+                continue
+            quiet_deadline = time.monotonic() + 45.0
+            while self.busy and time.monotonic() < quiet_deadline:
+                await asyncio.sleep(0.1)
+            await self._switch_connection("the session expires soon")
+
+    async def _switch_connection(self, reason: str) -> None:
+        """Open the new connection first, then close the old one with 1000."""
+        try:
+            new = await open_with_retry(self._current_settings(), self._backoff)
+        except ConnectionFailed as exc:
+            logger.warning(f"could not renew the connection ahead of expiry ({exc}); keeping the current one")
+            self._connected_at = time.time() - 30.0  # try again a little later, not in a tight loop
+            return
+        old, old_receiver = self._conn, self._receiver
+        self._conn = None
+        if old_receiver is not None:
+            await self.cancel_task(old_receiver, timeout=1.0)
+        self.session.connection_lost(replay_history=replays_history(self.settings.target))
+        self.reconnects += 1
+        self._reconnect_reason = reason
+        self._use(new)
+        if old is not None:
+            await old.close(1000)
 
     async def _fatal(self, message: str) -> None:
         if self.failure is not None:
@@ -249,6 +320,10 @@ class VoiceLiveAgentService(FrameProcessor):
             logger.info(f"Session created: {a.session_id}")
         elif isinstance(a, act.SessionReady):
             logger.info(f"Session updated: {a.session_id}")
+            if self._reconnect_reason is not None:
+                reason, self._reconnect_reason = self._reconnect_reason, None
+                logger.info(f"Reconnected ({reason})")
+                await self.push_frame(VoiceLiveEventFrame(event={"type": "client.reconnected", "reason": reason, "session_id": a.session_id}, direction="local", at=time.time()))
             await self._call_event_handler("on_session_ready", a.session)
         elif isinstance(a, act.FunctionCall):
             await self._call_function(a)

@@ -182,3 +182,33 @@ def test_rules_hold_for_any_event_order(steps: list[tuple[dict[str, Any], int]],
                     interrupted.add(a.interruption.response_id)
                 for t in sends(s.truncate_heard(a.interruption, played)):
                     assert 0 <= t["audio_end_ms"] * 24 <= s.audio_received_frames(t["item_id"])
+
+
+def test_history_is_replayed_once_after_a_reconnect() -> None:
+    s = ready()
+    s.receive({"type": "conversation.item.input_audio_transcription.completed", "item_id": "u1", "transcript": "Hello?"}, 0.0)
+    start_response(s, "resp_1")
+    s.receive({"type": "response.audio_transcript.done", "response_id": "resp_1", "item_id": "i1", "transcript": "Hi there."}, 0.0)
+    s.receive({"type": "response.done", "response": {"id": "resp_1", "status": "completed"}}, 0.0)
+    s.connection_lost(replay_history=True)
+    assert s.audio_in(b"\0\0") == [] and s.active_response is None
+    s.receive({"type": "session.created", "session": {"id": "sess_2"}}, 0.0)
+    out = s.receive({"type": "session.updated", "session": {"id": "sess_2"}}, 0.0)
+    items = [e["item"] for e in sends(out)]
+    assert items == [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hello?"}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "text", "text": "Hi there."}]},
+    ]
+    assert sends(s.receive({"type": "session.updated", "session": {"id": "sess_2"}}, 0.0)) == []
+
+
+def test_refresh_schedule() -> None:
+    from processors.voicelive.reconnect import Backoff, seconds_until_refresh
+
+    assert seconds_until_refresh(None, connected_at=1000.0, now_wall=1000.0) == 3540.0
+    assert seconds_until_refresh(1000.0 + 3600, connected_at=1000.0, now_wall=1000.0) == 3540.0
+    assert seconds_until_refresh(1000.0 + 10, connected_at=1000.0, now_wall=1000.0) == 5.0  # short-lived: halfway
+    assert seconds_until_refresh(500.0, connected_at=1000.0, now_wall=1000.0) == 3540.0  # skewed expiry ignored
+    b = Backoff()
+    assert all(0.25 <= b.delay(1) <= 0.5 for _ in range(100))
+    assert all(b.delay(10) <= 8.0 for _ in range(100))
