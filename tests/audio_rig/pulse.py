@@ -196,13 +196,15 @@ class SpeakerCapture:
         data = b"".join(block for _, block in list(self.blocks))
         return np.frombuffer(data[: len(data) - len(data) % 2], dtype=np.int16)
 
-    def arrival_time(self, sample_index: int) -> float:
-        """``time.monotonic()`` at which the block holding ``sample_index`` was read."""
-        seen = 0
+    def arrival_time(self, sample_index: int, rate: int = 24000) -> float:
+        """When ``sample_index`` reached the speaker: the ``time.monotonic()`` its block was read,
+        plus its offset inside the block (so samples of one block do not share a time)."""
+        start = 0
         for at, block in list(self.blocks):
-            seen += len(block) // 2
-            if seen > sample_index:
-                return at
+            end = start + len(block) // 2
+            if end > sample_index:
+                return at + (sample_index - start) / rate
+            start = end
         raise IndexError(sample_index)
 
     def wait_for_samples(self, count: int, timeout: float) -> bool:

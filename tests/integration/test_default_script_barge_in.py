@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from localserver.sdk_check import validate_event
 from tests.support.audio import RATE, contains_any_chunk, find, matching_run, read_wav, write_wav
 from tests.support.replay_server import ReplayServer
 from tests.support.scenarios import BargeInScenario, barge_in_scenario, noise
@@ -60,6 +61,10 @@ async def test_turn_then_barge_in(python: str, script_env: dict[str, str], tmp_p
     assert conn.headers["api-key"] == API_KEY
     assert conn.headers["x-ms-client-request-id"]
     assert conn.close_code == 1000
+
+    # Every client event validates against the official SDK models.
+    for _, event in conn.client_events:
+        validate_event(event, "client")
 
     # session.update first; audio only after session.updated.
     kinds = [e["type"] for _, e in conn.client_events]

@@ -1,0 +1,128 @@
+"""PyAudio transports on real PulseAudio streams: bit-exact playback and capture, barge-in cut."""
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from audio_rig.harness import PipelineHarness
+from audio_rig.signals import align, chirp, tone, write_wav
+from pipecat.frames.frames import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    InputAudioRawFrame,
+    InterruptionFrame,
+    TTSAudioRawFrame,
+    TTSStoppedFrame,
+)
+
+from transports.pyaudio import PyAudioInputTransport, PyAudioOutputTransport
+
+pytestmark = pytest.mark.devices
+RATE = 24000
+
+
+async def settle(speaker, seconds: float) -> np.ndarray:
+    """Wait until the speaker capture holds ``seconds`` more of timeline; return all of it."""
+    target = len(speaker.samples()) + int(seconds * RATE)
+    assert await asyncio.to_thread(speaker.wait_for_samples, target, 5 + seconds)
+    return speaker.samples()
+
+
+class TimedOutput(PyAudioOutputTransport):
+    flushed_at = 0.0
+
+    def _flush_playback(self):
+        self.flushed_at = time.monotonic()
+        return super()._flush_playback()
+
+
+async def test_output_plays_a_known_signal_bit_exact_tail_included(pulse, speaker):
+    out = PyAudioOutputTransport()
+    assert out.playback.sample_rate == RATE and out.frames_per_buffer == 480
+    ref = np.concatenate([chirp(), tone(1000, 1.0), chirp()])  # the tail is a marker too
+    async with PipelineHarness([out]) as harness:
+        await harness.send(TTSAudioRawFrame(ref.tobytes(), RATE, 1, context_id="item1"))
+        await harness.send(TTSStoppedFrame())
+        await harness.end()  # drains, pads, stops the stream: nothing may be clipped
+    captured = await settle(speaker, 0.2)
+    lag, corr = align(ref, captured)
+    assert corr > 0.999
+    assert np.array_equal(captured[lag:lag + len(ref)], ref)
+    assert out.playback.played_frames("item1") == len(ref)
+    assert harness.tail.of_type(BotStartedSpeakingFrame) and harness.tail.of_type(
+        BotStoppedSpeakingFrame)
+
+
+async def test_interruption_silences_the_speaker_within_one_period_plus_latency(pulse, speaker):
+    out = TimedOutput()
+    signal = tone(500, 3.0, offset=3000)  # never zero: every played sample is visible
+    async with PipelineHarness([out]) as harness:
+        await harness.send(TTSAudioRawFrame(signal.tobytes(), RATE, 1, context_id="a"))
+        await harness.tail.wait_for_type(BotStartedSpeakingFrame)
+        await asyncio.sleep(0.5)  # part of the response plays
+        await harness.send(InterruptionFrame())
+        await harness.tail.wait_for_type(BotStoppedSpeakingFrame)
+        captured = await settle(speaker, 0.4)
+        await harness.end()
+    heard = np.flatnonzero(captured)
+    first, last = int(heard[0]), int(heard[-1])
+    assert len(heard) == last + 1 - first  # one run: no late audio after the cut
+    # every frame the callback handed out was played, and nothing else (the truncate number)
+    assert out.playback.played_frames("a") == len(heard) < len(signal)
+    # nothing was handed to the device after the flush, and the device was being fed up to it
+    period = out.frames_per_buffer / RATE
+    last_handed = out.playback.last_played_at("a")
+    assert out.flushed_at - period - 0.005 <= last_handed <= out.flushed_at
+    # at the speaker the audio therefore stops within one period + this rig's latency for that
+    # very sample (measured in this run; PulseAudio's latency drifts over a stream)
+    latency = speaker.arrival_time(last) - last_handed
+    assert 0 < latency < 0.25
+    print(f"last hand-off {(out.flushed_at - last_handed) * 1000:.1f} ms before the flush; "
+          f"silent at the speaker {(speaker.arrival_time(last) - out.flushed_at) * 1000:.1f} ms "
+          f"after it (latency {latency * 1000:.1f} ms)")
+
+
+async def test_input_captures_a_wav_played_into_the_microphone_bit_exact(pulse, tmp_path):
+    ref = np.concatenate([chirp(), tone(700, 1.0)])
+    wav = write_wav(tmp_path / "mic.wav", ref)
+    mic = PyAudioInputTransport()
+    async with PipelineHarness([mic]) as harness:
+        await harness.tail.wait_for_type(InputAudioRawFrame)  # the stream is running
+        player = pulse.play_into_mic(wav)
+        assert await asyncio.to_thread(player.wait, 10) == 0
+        count = len(harness.tail.of_type(InputAudioRawFrame))
+        await harness.tail.wait_for_type(InputAudioRawFrame, count=count + 10)
+    frames = harness.tail.of_type(InputAudioRawFrame)
+    assert all(f.sample_rate == RATE and f.num_channels == 1 for f in frames)
+    captured = np.frombuffer(b"".join(f.audio for f in frames), dtype=np.int16)
+    lag, corr = align(ref, captured)
+    seg = captured[lag:lag + len(ref)]
+    wrong = np.flatnonzero(seg != ref)
+    assert len(wrong) == 0, f"{len(wrong)} samples differ (corr {corr:.4f}, "\
+        f"input overflows {mic.overflows})"
+
+
+
+async def test_devices_that_cannot_do_24k_are_resampled_both_ways(pulse, speaker, tmp_path):
+    out = PyAudioOutputTransport(preferred_rate=48000)  # pulse takes it; pipeline stays 24 kHz
+    mic = PyAudioInputTransport(preferred_rate=16000)
+    assert out.playback.sample_rate == 48000 and out.frames_per_buffer == 960
+    assert mic.device_rate == 16000
+    ref = np.concatenate([chirp(), tone(1000, 0.5, amp=0.3)])
+    async with PipelineHarness([mic, out]) as harness:
+        await harness.tail.wait_for_type(InputAudioRawFrame)
+        player = pulse.play_into_mic(write_wav(tmp_path / "mic.wav", ref))
+        await harness.send(TTSAudioRawFrame(ref.tobytes(), RATE, 1, context_id="r"))
+        await harness.send(TTSStoppedFrame())
+        assert await asyncio.to_thread(player.wait, 10) == 0
+        count = len(harness.tail.of_type(InputAudioRawFrame))
+        await harness.tail.wait_for_type(InputAudioRawFrame, count=count + 10)
+        await harness.end()
+    played = await settle(speaker, 0.2)
+    assert align(ref, played)[1] > 0.99  # 24k -> 48k (ours) -> 24k (PulseAudio)
+    assert abs(out.playback.received_frames("r") - 2 * len(ref)) <= 2
+    frames = harness.tail.of_type(InputAudioRawFrame)
+    assert all(f.sample_rate == RATE for f in frames)
+    heard = np.frombuffer(b"".join(f.audio for f in frames), dtype=np.int16)
+    assert align(ref, heard)[1] > 0.99  # 24k -> 16k (PulseAudio) -> 24k (ours)
