@@ -76,14 +76,16 @@ def remove_technical_log(sink_id: int, writer: LineWriter) -> None:
 def configure_console(*, verbose: bool = False, stream: TextIO | None = None) -> int:
     """Replace loguru's default stderr handler with a redacted, quiet console.
 
-    Only this project's INFO lines (and anyone's warnings and errors) are shown, as plain text.
+    Only this project's lines are shown, as plain text (libraries' own lines go to the
+    technical log; ``verbose`` shows everything on the console too).
     """
     logger.remove()
 
     def keep(record: dict) -> bool:
-        if record["level"].no >= logging.WARNING:
-            return True
-        return verbose or record["name"].split(".")[0] in ("processors", "pipelines", "transports", "localserver")
+        if record["extra"].get("console") is False:
+            return False
+        ours = record["name"].split(".")[0] in ("processors", "pipelines", "transports", "localserver", "__main__")
+        return verbose or ours or record["level"].no >= logging.CRITICAL
 
     return logger.add(
         RedactingSink(stream or sys.stdout),

@@ -268,7 +268,7 @@ class VoiceLiveAgentService(FrameProcessor):
         if self.failure is not None:
             return
         self.failure = message
-        logger.error(message)
+        logger.bind(console=False).error(message)  # the script prints it once, as its last word
         await self._call_event_handler("on_fatal_error", message)
         await self.push_error(message, force_treat_as_permanent=True)
         await self.push_frame(CancelWorkerFrame(reason=message), FrameDirection.UPSTREAM)
