@@ -1,0 +1,68 @@
+"""``python -m localserver`` serves a whole session to the default script, barge-in included."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from localserver.speak import speak_to_wav
+from tests.support.audio import read_wav, write_wav
+
+
+def spoken_input(tmp: Path) -> Path:
+    """'Tell me a story.', three seconds of silence, then 'Stop.' (the barge-in)."""
+    parts = []
+    for text, name, pad in (("Tell me a story.", "story.wav", 500), ("Stop.", "stop.wav", 800)):
+        speak_to_wav(text, tmp / name, pad_ms=pad)
+        with wave.open(str(tmp / name), "rb") as w:
+            parts.append(w.readframes(w.getnframes()))
+    pcm = parts[0] + bytes(2 * 24000 * 3) + parts[1] + bytes(2 * 24000)
+    return write_wav(tmp / "in.wav", pcm)
+
+
+async def test_default_script_against_python_m_localserver(tmp_path: Path, script_env: dict[str, str]) -> None:
+    server = await asyncio.create_subprocess_exec(sys.executable, "-m", "localserver", "--host", "127.0.0.1", "--port", "0", env=script_env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        line = (await asyncio.wait_for(server.stdout.readline(), 30)).decode()
+        url = re.search(r"(http://127\.0\.0\.1:\d+)", line).group(1)
+        in_wav = spoken_input(tmp_path)
+        client = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pipelines.agent", "--endpoint", url, "--api-key", "local", "--agent-id", "asst_local",
+            "--project-name", "proj", "--agent-access-token", "tok-local", "--input-wav", str(in_wav),
+            "--output-wav", str(tmp_path / "out.wav"), "--log-dir", str(tmp_path / "logs"),
+            cwd=tmp_path, env=script_env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(client.communicate(), 90)
+    finally:
+        server.terminate()
+        await server.wait()
+    assert client.returncode == 0, err.decode()
+    (log,) = (tmp_path / "logs").glob("session_*.log")
+    lines = log.read_text(encoding="utf-8").splitlines()
+    said = [x for x in lines if x.startswith(("User Input:", "Agent Audio Response:"))]
+    assert said[0] == "User Input: Tell me a story."
+    assert said[1].startswith("Agent Audio Response: ")
+    assert said[2] == "User Input: Stop."
+    assert said[3] == "Agent Audio Response: Okay, I will stop."
+    assert any(x.startswith("SessionID: sess_") for x in lines)
+
+    # The story was cut at the barge-in: the speaker went quiet well before the story's end.
+    wav, rate = read_wav(tmp_path / "out.wav")
+    loud = np.flatnonzero(np.abs(wav.astype(np.int32)) > 300)
+    assert len(loud), "no agent audio recorded"
+    story_start = loud[0] / rate
+    events = [json.loads(x) for x in next((tmp_path / "logs").glob("events_*.jsonl")).read_text(encoding="utf-8").splitlines()]
+    truncates = [e["event"] for e in events if e["event"]["type"] == "conversation.item.truncate"]
+    assert len(truncates) == 1, "the interrupted story was not truncated"
+    heard_ms = truncates[0]["audio_end_ms"]
+    assert 500 < heard_ms < 8000
+    # No story audio after the cut: between the cut and the answer to "Stop." there is silence.
+    cut = story_start + heard_ms / 1000
+    quiet = wav[int((cut + 0.05) * rate) : int((cut + 0.4) * rate)]
+    assert np.max(np.abs(quiet.astype(np.int32))) < 300, "story audio kept playing after the barge-in"
