@@ -1,17 +1,23 @@
-"""Load the recorded Voice Live sessions (pydantic-ai cassettes) and the event examples."""
+"""Load the recorded Voice Live sessions (pydantic-ai cassettes, MIT) and the event examples.
+
+Copies live in ``tests/data`` so a clone tests on its own; traces found in ``../shared/protocol``
+or in ``$VOICELIVE_TRACE_DIR`` (newer recordings) are used too, by file name.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+DATA = Path(__file__).resolve().parents[1] / "data"
+TRACE_DIR = DATA / "traces"
+EXAMPLES = DATA / "event-examples.json"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "protocol"
-TRACE_DIR = SHARED / "traces"
-EXAMPLES = SHARED / "event-examples.json"
 
 
 @dataclass(frozen=True)
@@ -22,7 +28,14 @@ class Interaction:
 
 
 def trace_paths() -> list[Path]:
-    return sorted(TRACE_DIR.glob("*.yaml"))
+    """Every recorded trace: the bundled ones, then any others by file name."""
+    found: dict[str, Path] = {}
+    extra = os.environ.get("VOICELIVE_TRACE_DIR")
+    for folder in (TRACE_DIR, SHARED / "traces", Path(extra) if extra else None):
+        if folder is not None and folder.is_dir():
+            for path in sorted(folder.glob("*.yaml")):
+                found.setdefault(path.name, path)
+    return [found[name] for name in sorted(found)]
 
 
 def load_trace(path: Path) -> list[Interaction]:
