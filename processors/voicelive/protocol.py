@@ -38,6 +38,7 @@ from processors.voicelive.actions import (
     WordTiming,
 )
 from processors.voicelive.errors import MalformedEvent
+from processors.voicelive.events import INFORMATIONAL
 
 OUTPUT_RATE = 24000
 BENIGN_ERROR_CODES = frozenset({"response_cancel_not_active", "conversation_already_has_active_response", "item_already_truncated"})
@@ -392,53 +393,3 @@ _HANDLERS = {
     "response.done": VoiceLiveSession._on_response_done,
     "error": VoiceLiveSession._on_error,
 }
-
-# Events that are understood and need no action (logged at debug by the owner).
-INFORMATIONAL = frozenset(
-    {
-        "warning",
-        "rate_limits.updated",
-        "input_audio_buffer.committed",
-        "input_audio_buffer.cleared",
-        "conversation.item.created",
-        "conversation.item.done",
-        "conversation.item.retrieved",
-        "conversation.item.truncated",
-        "conversation.item.deleted",
-        "response.output_item.added",
-        "response.output_item.done",
-        "response.content_part.added",
-        "response.content_part.done",
-        "response.audio.done",
-        "response.audio_timestamp.done",
-        "response.function_call_arguments.delta",
-        # Known server events this client does not act on yet (logged and passed to the event
-        # log only): MCP tools, built-in search, hosted-agent passthrough, citations, avatar and
-        # animation output.
-        "mcp_list_tools.in_progress",
-        "mcp_list_tools.completed",
-        "mcp_list_tools.failed",
-        "response.mcp_call_arguments.delta",
-        "response.mcp_call_arguments.done",
-        "response.mcp_call.in_progress",
-        "response.mcp_call.completed",
-        "response.mcp_call.failed",
-        "response.web_search_call.searching",
-        "response.web_search_call.in_progress",
-        "response.web_search_call.completed",
-        "response.file_search_call.searching",
-        "response.file_search_call.in_progress",
-        "response.file_search_call.completed",
-        "response.invocation.delta",
-        "response.audio_transcript.annotation.added",
-        "response.animation_viseme.delta",
-        "response.animation_viseme.done",
-        "response.animation_blendshapes.delta",
-        "response.animation_blendshapes.done",
-        "response.video.delta",
-        "session.avatar.connecting",
-        "session.avatar.switch_to_speaking",
-        "session.avatar.switch_to_idle",
-        "output_audio_buffer.cleared",
-    }
-)

@@ -11,7 +11,8 @@ import pytest
 
 from processors.voicelive import actions as act
 from processors.voicelive import events as ev
-from processors.voicelive.protocol import INFORMATIONAL, VoiceLiveSession
+from processors.voicelive.events import INFORMATIONAL
+from processors.voicelive.protocol import VoiceLiveSession
 from tests.support.traces import load_examples, load_trace, trace_paths
 
 TRACES = trace_paths()
