@@ -91,6 +91,9 @@ class BufferedOutputTransport(BaseOutputTransport):
         """Empty the playback buffer on an interruption; returns the frames dropped."""
         return self.playback.clear()
 
+    def _playback_idle(self) -> None:
+        """Called on the loop when the bot stopped speaking (buffer drained or flushed)."""
+
     # --------------------------------------------------------------- lifecycle
 
     async def start(self, frame: StartFrame):
@@ -220,3 +223,5 @@ class BufferedOutputTransport(BaseOutputTransport):
         self._playing_seen = False
         self._last_speaking_frame = time.monotonic()
         await self.broadcast_frame(BotStartedSpeakingFrame if speaking else BotStoppedSpeakingFrame)
+        if not speaking:
+            self._playback_idle()

@@ -11,8 +11,11 @@ Both streams run PortAudio callbacks on PortAudio's own thread, and the callback
   ``InterruptionFrame`` clears the buffer, so the device is silent from its next period on; the
   per-item played counts are what the service truncates with.
 
-The output stream runs from StartFrame on and plays silence while idle, so the first audio goes
-out at the next callback: no pre-buffering, first-audio latency <= one period.
+The output stream is opened on StartFrame and started by the first queued audio (starting costs
+~1 ms on PulseAudio, and the first callback follows at once): no pre-buffering, and the first
+audio is not queued behind silence the host had already buffered. Once the buffer has been idle
+for ``end_padding_secs`` (the host latency plus a period, at least 150 ms, so no tail is clipped)
+the stream is stopped again, so a listening-only session costs no output callbacks.
 
 ``frames_per_buffer`` (default: 20 ms of frames) is the period. A shorter period makes
 barge-in and first audio faster (both are bounded by one period plus the host's own buffering)
@@ -82,12 +85,18 @@ class _Device:
         except OSError as e:
             raise device_error(e, self.info, self.direction) from None
 
+    def pause(self) -> None:
+        """Stop the stream, letting what the host already holds play out (blocking)."""
+        if self.stream is not None and not self.stream.is_stopped():
+            self.stream.stop_stream()
+
     def close(self) -> None:
         """Stop and close the stream, terminate PyAudio (blocking; idempotent)."""
         if self.stream is not None:
             stream, self.stream = self.stream, None
             try:
-                stream.stop_stream()
+                if not stream.is_stopped():
+                    stream.stop_stream()
             finally:
                 stream.close()
         if not self._terminated:
@@ -209,6 +218,9 @@ class PyAudioOutputTransport(BufferedOutputTransport):
         self.frames_per_buffer = self._device.frames_per_buffer
         self.device_underflows = 0
         """Callbacks whose status reported an output underflow (host-side)."""
+        self.stream_starts = 0
+        self._running = False
+        self._stream_task: asyncio.Task | None = None
 
     @property
     def latency(self) -> float:
@@ -216,17 +228,57 @@ class PyAudioOutputTransport(BufferedOutputTransport):
         return self._device.latency
 
     async def _open_device(self) -> None:
-        await asyncio.to_thread(self._device.open, self._callback, True)
+        await asyncio.to_thread(self._device.open, self._callback, False)
         # pitfall: ALSA->pulse drops the last ~40-60 ms if stopped right after the last buffer
         period = self.frames_per_buffer / self.playback.sample_rate
         self.end_padding_secs = max(self.end_padding_secs, self.latency + period)
+        self._sync_stream()
+
+    # The stream runs only while there is audio to play (plus end_padding_secs of silence):
+    # starting takes ~1 ms and the host's buffer is empty then, so the first audio is not queued
+    # behind buffered silence, and an idle speaker costs no callbacks.
+
+    def _queue_audio(self, pcm: bytes, item_id: str | None) -> None:
+        super()._queue_audio(pcm, item_id)
+        if not self._running:
+            self._sync_stream()
+
+    def _playback_idle(self) -> None:
+        self._sync_stream()
+
+    def _sync_stream(self) -> None:
+        if self._device_open or self._device.stream is not None:
+            if self._stream_task is None or self._stream_task.done():
+                self._stream_task = self.create_task(self._run_stream_state())
+
+    async def _run_stream_state(self) -> None:
+        """Start the stream when audio is queued; stop it once idle for end_padding_secs."""
+        while True:
+            if not self.playback.is_idle and not self._running:
+                await asyncio.to_thread(self._device.start)
+                self._running = True
+                self.stream_starts += 1
+            elif self.playback.is_idle and self._running:
+                await asyncio.sleep(self.end_padding_secs)
+                if not self.playback.is_idle:
+                    continue
+                await asyncio.to_thread(self._device.pause)
+                self._running = False
+            else:
+                return
 
     async def _close_device(self, abort: bool) -> None:
+        if self._stream_task:
+            await self.cancel_task(self._stream_task)
+            self._stream_task = None
+        self._running = False
         await asyncio.to_thread(self._device.close)
 
     async def cleanup(self):
         """Release the device (and PyAudio) even if the pipeline never started."""
         await super().cleanup()
+        if self._stream_task:
+            await self.cancel_task(self._stream_task)
         await asyncio.to_thread(self._device.close)
 
     def _callback(self, in_data, frame_count, time_info, status):
