@@ -1,0 +1,146 @@
+"""Conversations with a fault in the middle, for :class:`tests.support.faulty_server.FaultyServer`.
+
+:class:`ResumeConversation` is the reconnect story: on the first connection turn 1 is answered in
+full, turn 2's answer starts (a few words, some audio) and then the fault strikes; on the next
+connection the server waits for the resumed conversation (the replayed history, when the mode
+replays it) and answers turn 3 in full. Every server event is timestamped, so a test can read the
+reconnect time off the records: from the fault to the new connection's ``session.created``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.support.faulty_server import FaultyServer
+from tests.support.replay_server import ServerConn
+from tests.support.scenarios import (
+    RATE,
+    Turn,
+    handshake,
+    noise,
+    response_end,
+    response_start,
+    session_created,
+    session_updated,
+    transcript_deltas,
+    user_speaks,
+)
+
+Fault = Callable[[ServerConn], Awaitable[Any] | Any]
+THREAD_ID = "thread_resume_42"
+
+
+def agent_info(name: str = "my-agent", thread_id: str = THREAD_ID) -> dict[str, Any]:
+    """``session.agent`` as a current agent's session.created carries it."""
+    return {"type": "agent", "name": name, "description": "", "agent_id": f"{name}:1", "thread_id": thread_id}
+
+
+def default_turns() -> tuple[Turn, Turn, Turn]:
+    return (
+        Turn("What is the capital of France?", "The capital of France is Paris.", noise(0.8, seed=11)),
+        Turn("Tell me a long story about Zürich", "Once upon a time in Zürich there lived a clever fox", noise(1.2, seed=12)),
+        Turn("Are you still there?", "Yes, I am still here.", noise(0.6, seed=13)),
+    )
+
+
+async def answer(conn: ServerConn, turn: Turn, *, speed: float = 4.0) -> None:
+    """One whole turn: the user speaks, the agent answers in words and audio."""
+    await user_speaks(conn, turn)
+    await response_start(conn, turn)
+    await transcript_deltas(conn, turn)
+    await conn.stream_audio(turn.response_id, turn.item_id, turn.audio, speed=speed)
+    await response_end(conn, turn)
+
+
+@dataclass
+class ResumeConversation:
+    """Turn 1 whole, turn 2 cut by ``fault`` after ``spoken_words`` words, turn 3 on the next connection.
+
+    ``replay_items`` is how many ``conversation.item.create`` the resumed connection must send
+    before turn 3 (0 in current-agent mode, where the server resumes by conversation id).
+    ``expires_in`` sets the first session's ``expires_at`` that many seconds ahead (proactive
+    renewal); then no fault is applied and the conversation waits for the client to move.
+    """
+
+    fault: Fault | None
+    replay_items: int = 3
+    agent: dict[str, Any] | None = None
+    spoken_words: int = 4
+    turns: tuple[Turn, Turn, Turn] = field(default_factory=default_turns)
+    expires_in: float | None = None
+    server: FaultyServer | None = None
+    resumed: asyncio.Event = field(default_factory=asyncio.Event)
+    _count: int = 0
+
+    @property
+    def spoken_text(self) -> str:
+        """The words of turn 2 the client received before the fault."""
+        return " ".join(self.turns[1].agent_text.split(" ")[: self.spoken_words])
+
+    async def __call__(self, conn: ServerConn) -> None:
+        self._count += 1
+        if self._count == 1:
+            await self._first(conn)
+        elif self._count == 2:
+            await self._second(conn)
+        else:
+            await handshake(conn, session_id=f"sess_Extra{self._count}", agent=self.agent)
+
+    async def _first(self, conn: ServerConn) -> None:
+        turn1, turn2, _ = self.turns
+        if self.expires_in is not None:
+            await self._handshake_expiring(conn, time.time() + self.expires_in)
+        else:
+            await handshake(conn, session_id="sess_First", agent=self.agent)
+        await conn.wait_audio(RATE * 2 // 5)  # 200 ms of microphone audio
+        await answer(conn, turn1)
+        conn.mark("turn1_done")
+        if self.expires_in is not None:
+            return  # the client renews the connection by itself; it closes this one with 1000
+        await user_speaks(conn, turn2)
+        await response_start(conn, turn2)
+        await transcript_deltas(conn, turn2, " ".join(turn2.agent_text.split(" ")[: self.spoken_words]))
+        await conn.stream_audio(turn2.response_id, turn2.item_id, turn2.audio[: RATE * 2 * 3 // 10], speed=2.0)
+        assert self.fault is not None
+        result = self.fault(conn)
+        if asyncio.iscoroutine(result):
+            await result
+
+    async def _handshake_expiring(self, conn: ServerConn, expires_at: float) -> None:
+        created = session_created("sess_First", self.agent)
+        created["session"]["expires_at"] = int(expires_at)
+        await conn.send(created)
+        update = await conn.wait_for("session.update")
+        await conn.send(session_updated(created, update))
+
+    async def _second(self, conn: ServerConn) -> None:
+        _, _, turn3 = self.turns
+        created = session_created("sess_Second", self.agent)
+        created["session"]["expires_at"] = int(time.time() + 3600)
+        await conn.send(created)
+        conn.mark("session_created")
+        update = await conn.wait_for("session.update")
+        await conn.send(session_updated(created, update))
+        if self.replay_items:
+            await conn.wait_for("conversation.item.create", count=self.replay_items, timeout=5.0)
+        self.resumed.set()
+        await conn.wait_audio(RATE * 2 // 5)
+        await answer(conn, turn3)
+        conn.mark("turn3_done")
+
+
+async def one_turn(conn: ServerConn, turn: Turn | None = None) -> None:
+    """A short, complete session: handshake, then one answered turn."""
+    turn = turn or default_turns()[0]
+    await handshake(conn)
+    await conn.wait_audio(RATE * 2 // 5)
+    await answer(conn, turn)
+    conn.mark("turn_done")
+
+
+async def handshake_only(conn: ServerConn) -> None:
+    await handshake(conn)
