@@ -1,0 +1,322 @@
+"""The connection breaks after the session started: the client reconnects and resumes.
+
+Story of every run (tests/support/fault_scenarios.py): on the first connection turn 1 is answered
+whole; turn 2's answer starts (a few words, 300 ms of audio) and the fault strikes. The client must
+reconnect (first retry within 2 s), send the same ``session.update``, resume the conversation
+(current agent: ``conversation-id`` = the thread id; model and classic agent: the transcript is
+replayed as ``conversation.item.create``), and turn 3 then plays and is logged. The reconnect time
+printed is from the fault to the new connection's ``session.created``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.support.audio import find, matching_run, read_wav
+from tests.support.fault_scenarios import THREAD_ID, ResumeConversation, agent_info
+from tests.support.faulty_server import FaultyServer, close_with, drop, refuse_after, send_oversized, stall
+from tests.support.pool import SessionPool, uses
+from tests.support.replay_server import ServerConn
+from tests.support.script_run import API_KEY, ScriptRun, check_logs_private, check_no_crash, run_script, script_env, transcript_lines
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+MODEL = ("--api-key", API_KEY, "--model", "gpt-realtime")
+AGENT = ("--api-key", API_KEY, "--agent-name", "my-agent", "--project-name", "proj")
+CLASSIC = ("--api-key", API_KEY, "--agent-id", "asst_A", "--project-name", "proj", "--agent-access-token", "T-access-51c0ffee")
+PING_S = 0.5  # keepalive interval and timeout for the stall test
+
+
+@dataclass
+class Outcome:
+    run: ScriptRun
+    server: FaultyServer
+    conversation: ResumeConversation
+
+    @property
+    def first(self) -> ServerConn:
+        return self.server.conns[0]
+
+    @property
+    def second(self) -> ServerConn:
+        assert len(self.server.conns) >= 2, f"the client did not reconnect\n{self.run.describe()}"
+        return self.server.conns[1]
+
+    @property
+    def retry_s(self) -> float:
+        """From the fault to the client's first new upgrade request."""
+        fault = self.first.record.marks["fault"]
+        return next(t for t in self.server.attempt_times if t > fault) - fault
+
+    @property
+    def reconnect_s(self) -> float:
+        """From the fault to the new connection's session.created leaving the server."""
+        return self.second.record.marks["session_created"] - self.first.record.marks["fault"]
+
+
+def resume_session(fault_of: Any, mode: tuple[str, ...] = MODEL, *, replay: int = 3, agent: dict[str, Any] | None = None, env: dict[str, str] | None = None, refuse: Any = None, input_s: float = 4.0, expires_in: float | None = None) -> Any:
+    """A session function for the pool: ``fault_of(conversation)`` gives the fault to apply."""
+
+    async def session(tmp: Path) -> Outcome:
+        conversation = ResumeConversation(None, replay_items=replay, agent=agent, expires_in=expires_in)
+        conversation.fault = fault_of(conversation) if fault_of is not None else None
+        async with FaultyServer(conversation, refuse=refuse) as server:
+            conversation.server = server
+            run = await run_script(server.url, tmp, *mode, input_s=input_s, env=env, timeout=45)
+        return Outcome(run, server, conversation)
+
+    return session
+
+
+def closing(code: int, reason: str = "") -> Any:
+    return lambda conversation: (lambda conn: close_with(conn, code, reason))
+
+
+def stalling(conversation: ResumeConversation) -> Any:
+    async def fault(conn: ServerConn) -> None:
+        stall(conn)
+        assert conversation.server is not None
+        try:
+            await conversation.server.wait_connections(2, timeout=20)
+        finally:
+            conn.ws.transport.abort()  # the stalled socket is let go once the client moved on
+
+    return fault
+
+
+SESSIONS = {
+    "drop-1006": resume_session(lambda c: drop),
+    "close-1000": resume_session(closing(1000)),
+    "close-1001": resume_session(closing(1001, "session_expired"), AGENT, replay=0, agent=agent_info()),
+    "close-1011": resume_session(closing(1011, "internal error"), CLASSIC),
+    "close-1012": resume_session(closing(1012, "service restart")),
+    "close-1013": resume_session(closing(1013, "try again later")),
+    "over-limit": resume_session(lambda c: (lambda conn: send_oversized(conn, 9 * 1024 * 1024))),
+    "stall": resume_session(stalling, env=script_env(VOICELIVE_PING_INTERVAL=str(PING_S), VOICELIVE_PING_TIMEOUT=str(PING_S))),
+    "expiry": resume_session(None, replay=2, expires_in=4.0, input_s=5.0),
+    "reconnect-refused": resume_session(lambda c: drop, refuse=refuse_after(1, 503), input_s=30.0),
+}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    async with SessionPool.for_module(request, SESSIONS, tmp_path_factory) as p:  # type: ignore[arg-type]
+        yield p
+
+
+def check_resumed(out: Outcome, *, reason_has: str, replay: bool = True) -> None:
+    """Everything the contract promises after a reconnect."""
+    run, conv = out.run, out.conversation
+    turn1, turn2, turn3 = conv.turns
+    assert run.code == 0, run.describe()
+    check_no_crash(run)
+    check_logs_private(run)
+    assert len(out.server.conns) == 2, f"{len(out.server.conns)} connections\n{run.describe()}"
+    first, second = out.first.record, out.second.record
+    assert "turn3_done" in second.marks, f"turn 3 never completed\n{run.describe()}"
+
+    # Same session.update, fresh credentials on the new connection.
+    (update1,), (update2,) = first_of(first, "session.update"), first_of(second, "session.update")
+    assert {k: v for k, v in update1.items() if k != "event_id"} == {k: v for k, v in update2.items() if k != "event_id"}
+    assert second.headers.get("api-key") == API_KEY
+    assert second.headers.get("x-ms-client-request-id")
+
+    # Resume: replayed history (model, classic agent) or the conversation id (current agent).
+    items = [e["item"] for e in second.of_type("conversation.item.create")]
+    if replay:
+        assert items == [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": turn1.user_text}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "text", "text": turn1.agent_text}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": turn2.user_text}]},
+        ][: conv.replay_items], items
+        kinds = [e["type"] for _, e in second.client_events]
+        assert kinds[0] == "session.update"
+        updated_at = next(t for t, e in second.sent if e["type"] == "session.updated")
+        assert all(t >= updated_at for t, e in second.client_events if e["type"] == "conversation.item.create"), "history replayed before session.updated"
+    else:
+        assert items == [], "a resumed current-agent conversation must not replay the history"
+        assert second.query.get("conversation-id") == THREAD_ID, second.query
+
+    # Microphone audio only once the new session is ready; the gap costs one warning line.
+    updated_at = next(t for t, e in second.sent if e["type"] == "session.updated")
+    first_append = next(t for t, e in second.client_events if e["type"] == "input_audio_buffer.append")
+    assert first_append >= updated_at
+    assert len(run.tech_lines("WARNING", "microphone audio is dropped")) == 1, run.tech_lines(containing="microphone")
+
+    # The session log: every line of both connections, the new session id, the reconnect.
+    lines = run.session_log()
+    spoken = f"Agent Audio Response: {conv.spoken_text}"
+    assert [line for line in transcript_lines(lines) if line != spoken] == [
+        f"User Input: {turn1.user_text}",
+        f"Agent Audio Response: {turn1.agent_text}",
+        f"User Input: {turn2.user_text}",
+        f"User Input: {turn3.user_text}",
+        f"Agent Audio Response: {turn3.agent_text}",
+    ], lines
+    assert [line for line in lines if line.startswith("SessionID:")] == ["SessionID: sess_First", "SessionID: sess_Second"]
+    reconnected = [line for line in lines if line.startswith("Reconnected")]
+    assert len(reconnected) == 1 and reason_has in reconnected[0], lines
+    assert lines.index("SessionID: sess_Second") < lines.index(f"User Input: {turn3.user_text}")
+    assert lines.index(reconnected[0]) < lines.index(f"User Input: {turn3.user_text}")
+
+    # Turn 3 played whole; the session ended cleanly.
+    wav, _ = read_wav(run.out_wav)
+    start = find(wav, turn3.audio)
+    assert start >= 0 and matching_run(wav, start, turn3.audio) == len(turn3.audio) // 2, "turn 3 did not play whole"
+    assert second.close_code == 1000
+    run.events()  # every JSONL line parses
+
+
+def first_of(record: Any, kind: str) -> list[dict[str, Any]]:
+    return record.of_type(kind)[:1]
+
+
+def report(name: str, out: Outcome) -> None:
+    print(f"\n{name}: first retry {out.retry_s * 1000:.0f} ms after the fault, new session.created {out.reconnect_s * 1000:.0f} ms after it")
+
+
+@uses("drop-1006")
+async def test_tcp_drop_mid_response_reconnects_and_resumes(pool: SessionPool) -> None:
+    """TCP drop without a close frame (1006) in the middle of an answer. User sees: "connection to
+    Voice Live lost without a close frame (1006): reconnecting (microphone audio is dropped until
+    the session is back)", then "Reconnected (...)"; the conversation goes on (turn 3 plays);
+    the session log holds every line and "Reconnected: ... (1006)"."""
+    out: Outcome = await pool.get("drop-1006")
+    report("drop 1006", out)
+    check_resumed(out, reason_has="1006")
+    assert out.retry_s <= 2.0
+
+
+@uses("drop-1006")
+async def test_words_spoken_before_a_drop_stay_in_the_session_log(pool: SessionPool) -> None:
+    """The agent's words of the answer the drop cut short were heard: like an interrupted
+    answer, they belong in the session log (``Agent Audio Response: <the words received>``)."""
+    out: Outcome = await pool.get("drop-1006")
+    lines = out.run.session_log()
+    spoken = f"Agent Audio Response: {out.conversation.spoken_text}"
+    assert spoken in lines, f"{spoken!r} is missing from the session log:\n" + "\n".join(lines)
+
+
+@uses("close-1000")
+async def test_server_close_1000_mid_session_reconnects(pool: SessionPool) -> None:
+    """The server closes normally (1000) while the user is still there. User sees: "Voice Live
+    closed the session (1000): reconnecting ...", then the conversation goes on."""
+    out: Outcome = await pool.get("close-1000")
+    report("close 1000", out)
+    check_resumed(out, reason_has="1000")
+    assert out.retry_s <= 2.0
+
+
+@uses("close-1001")
+async def test_close_1001_session_expired_resumes_the_agent_conversation_by_id(pool: SessionPool) -> None:
+    """Current agent mode, server closes 1001 "session_expired". User sees: "Voice Live closed
+    the connection (1001: session_expired): reconnecting ..."; the client reconnects with
+    ``conversation-id=<thread_id>`` and replays nothing; the conversation goes on."""
+    out: Outcome = await pool.get("close-1001")
+    report("close 1001 (agent)", out)
+    check_resumed(out, reason_has="1001", replay=False)
+    assert out.first.record.query.get("agent-name") == "my-agent"
+    assert "conversation-id" not in out.first.record.query
+    assert out.retry_s <= 2.0
+
+
+@uses("close-1011")
+async def test_close_1011_in_classic_agent_mode_replays_the_transcript(pool: SessionPool) -> None:
+    """Classic agent mode, server closes 1011 (internal error). User sees: "Voice Live closed the
+    connection (1011: internal error): reconnecting ..."; the transcript is replayed; the
+    agent access token is sent again on the new connection."""
+    out: Outcome = await pool.get("close-1011")
+    report("close 1011 (classic agent)", out)
+    check_resumed(out, reason_has="1011")
+    assert out.second.record.query.get("agent-access-token") == "T-access-51c0ffee"
+    assert out.retry_s <= 2.0
+
+
+@uses("close-1012")
+async def test_close_1012_service_restart_reconnects(pool: SessionPool) -> None:
+    """Server closes 1012 (service restart). User sees one reconnect warning; the conversation goes on."""
+    out: Outcome = await pool.get("close-1012")
+    report("close 1012", out)
+    check_resumed(out, reason_has="1012")
+    assert out.retry_s <= 2.0
+
+
+@uses("close-1013")
+async def test_close_1013_try_again_later_reconnects(pool: SessionPool) -> None:
+    """Server closes 1013 (try again later). User sees one reconnect warning; the conversation goes on."""
+    out: Outcome = await pool.get("close-1013")
+    report("close 1013", out)
+    check_resumed(out, reason_has="1013")
+    assert out.retry_s <= 2.0
+
+
+@uses("over-limit")
+async def test_message_over_the_receive_limit_closes_1009_and_reconnects(pool: SessionPool) -> None:
+    """A 9 MiB server message (limit 8 MiB). User sees: "a server message exceeded the 8388608
+    byte limit (close 1009): reconnecting ..." (one line), then the conversation goes on."""
+    out: Outcome = await pool.get("over-limit")
+    report("over-limit message", out)
+    assert out.first.record.close_code == 1009, out.first.record.close_code
+    check_resumed(out, reason_has="1009")
+    warnings = out.run.tech_lines("WARNING", "1009")
+    assert len(warnings) == 1, warnings
+
+
+@uses("stall")
+async def test_peer_that_stops_answering_pings_is_detected_in_bounded_time(pool: SessionPool) -> None:
+    """The server keeps the socket open but stops reading (no pongs). With a 0.5 s ping interval
+    and 0.5 s timeout, the client must give up on it within interval + timeout (plus scheduling
+    slack) and reconnect. User sees: "Voice Live stopped answering keepalive pings: reconnecting ..."."""
+    out: Outcome = await pool.get("stall")
+    report("stall (no pongs)", out)
+    check_resumed(out, reason_has="ping")
+    assert out.retry_s <= 2 * PING_S + 1.0, f"a dead peer took {out.retry_s:.2f} s to detect (ping interval {PING_S} s + timeout {PING_S} s)"
+
+
+@uses("expiry")
+async def test_connection_is_renewed_ahead_of_session_expiry(pool: SessionPool) -> None:
+    """``session.expires_at`` is 4 s away: at a quiet moment the client opens a new connection,
+    then closes the old one with 1000, and replays the transcript. User sees "Reconnected (the
+    session expires soon)"; nothing is lost."""
+    out: Outcome = await pool.get("expiry")
+    run = out.run
+    assert run.code == 0, run.describe()
+    check_no_crash(run)
+    assert len(out.server.conns) == 2, run.describe()
+    first, second = out.first.record, out.second.record
+    assert first.close_code == 1000
+    assert second.marks["opened"] < first.marks["closed"], "the old connection was closed before the new one was open"
+    turn1, _, turn3 = out.conversation.turns
+    items = [e["item"]["content"][0]["text"] for e in second.of_type("conversation.item.create")]
+    assert items == [turn1.user_text, turn1.agent_text]
+    lines = run.session_log()
+    assert transcript_lines(lines) == [f"User Input: {turn1.user_text}", f"Agent Audio Response: {turn1.agent_text}", f"User Input: {turn3.user_text}", f"Agent Audio Response: {turn3.agent_text}"]
+    assert "SessionID: sess_Second" in lines
+    assert sum(line.startswith("Reconnected") for line in lines) == 1
+    overlap = first.marks["closed"] - second.marks["opened"]
+    print(f"\nexpiry renewal: new connection open {overlap * 1000:.0f} ms before the old one closed (1000)")
+
+
+@uses("reconnect-refused")
+async def test_reconnect_that_keeps_failing_ends_with_one_line_after_six_attempts(pool: SessionPool) -> None:
+    """After a drop every reconnect is refused (503). User sees a retry warning per attempt,
+    then one line on stderr ("could not reconnect: ... (gave up after 6 attempts)"), exit 1;
+    the session log keeps what was said before."""
+    out: Outcome = await pool.get("reconnect-refused", timeout=120)
+    run = out.run
+    check_no_crash(run)
+    assert run.code == 1, run.describe()
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "reconnect" in lines[0], run.describe()
+    assert out.server.attempts == 1 + 6, out.server.attempt_times
+    turn1 = out.conversation.turns[0]
+    assert transcript_lines(run.session_log())[:2] == [f"User Input: {turn1.user_text}", f"Agent Audio Response: {turn1.agent_text}"]
+    gaps = [b - a for a, b in zip(out.server.attempt_times[1:], out.server.attempt_times[2:])]
+    print(f"\nreconnect refused: first retry {out.retry_s:.2f} s after the drop, then gaps {', '.join(f'{g:.2f}' for g in gaps)} s; exit after {run.elapsed:.1f} s: {lines[0]}")
+    assert out.retry_s <= 2.0
