@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): comparisons against pipecat, results under bench/results/."""
