@@ -123,17 +123,6 @@ def function_output_item(call_id: str, output: str) -> dict[str, Any]:
     return client_event("conversation.item.create", item=item)
 
 
-def summarize(event: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``event`` fit for logs: base64 audio payloads replaced by their decoded size."""
-    kind = event.get("type")
-    for key in ("delta", "audio"):
-        if key in event and kind in ("response.audio.delta", "input_audio_buffer.append") and isinstance(event[key], str):
-            out = dict(event)
-            out[key] = f"<{len(event[key]) * 3 // 4} bytes>"
-            return out
-    return event
-
-
 # Events that are understood and need no action (logged at debug by the owner).
 INFORMATIONAL = frozenset(
     {

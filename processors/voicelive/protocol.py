@@ -179,12 +179,15 @@ class VoiceLiveSession:
 
     # -- server events ------------------------------------------------------------------------
 
-    def receive(self, message: str | bytes | dict[str, Any], now: float) -> list[Action]:
-        """Handle one server message; never raises."""
-        try:
-            event = ev.parse_server_event(message)
-        except MalformedEvent as exc:
-            return [Notice("warning", f"skipped malformed server event: {exc}")]
+    def receive(self, message: str | bytes | dict[str, Any] | ev.ServerEvent, now: float) -> list[Action]:
+        """Handle one server message (raw, decoded, or already parsed); never raises."""
+        if isinstance(message, ev.ServerEvent):
+            event = message
+        else:
+            try:
+                event = ev.parse_server_event(message)
+            except MalformedEvent as exc:
+                return [Notice("warning", f"skipped malformed server event: {exc}")]
         handler = _HANDLERS.get(event.type)
         if handler is None:
             if event.type in INFORMATIONAL:

@@ -50,7 +50,7 @@ from processors.voicelive import actions as act
 from processors.voicelive.connection import ConnectionSettings, VoiceLiveConnection
 from processors.voicelive.reconnect import Backoff, open_with_retry, replays_history, resume_target, seconds_until_refresh
 from processors.voicelive.errors import ConnectionFailed, MalformedEvent
-from processors.voicelive.events import parse_server_event, summarize
+from processors.voicelive.events import parse_server_event
 from processors.voicelive.protocol import OUTPUT_RATE, VoiceLiveSession
 from processors.voicelive.session import SessionConfig
 
@@ -153,12 +153,13 @@ class VoiceLiveAgentService(FrameProcessor):
                 self._resampler_rate = frame.sample_rate
             pcm = self._resampler.resample_chunk(np.frombuffer(pcm, dtype=np.int16)).tobytes()
         self._pending_in += pcm
-        if len(self._pending_in) < self._chunk_bytes:
-            return
-        chunk, self._pending_in = bytes(self._pending_in), bytearray()
-        for action in self.session.audio_in(chunk):
-            if isinstance(action, act.Send) and self._conn is not None:
-                self._conn.send(action.event)
+        size = self._chunk_bytes
+        while len(self._pending_in) >= size:
+            chunk = bytes(self._pending_in[:size])
+            del self._pending_in[:size]
+            for action in self.session.audio_in(chunk):
+                if isinstance(action, act.Send) and self._conn is not None:
+                    self._conn.send(action.event)
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -210,8 +211,9 @@ class VoiceLiveAgentService(FrameProcessor):
             except MalformedEvent as exc:
                 logger.warning(f"Skipped malformed server event: {exc}")
                 continue
-            await self.push_frame(VoiceLiveEventFrame(event=summarize(event.data), direction="received", at=time.time()))
-            await self._run(self.session.receive(event.data, now))
+            if event.type != "response.audio.delta":  # 25 a second; logging them would cost more than playing them
+                await self.push_frame(VoiceLiveEventFrame(event=event.data, direction="received", at=time.time()))
+            await self._run(self.session.receive(event, now))
 
     async def _reconnect(self, reason: str) -> None:
         """The connection broke: open a new one and resume the conversation."""
