@@ -9,7 +9,7 @@ A benchmark, not a test. In one process run it measures, side by side and per ev
 
     * ours: the real ``VoiceLiveAgentService._receive_loop(conn)`` over a real
       ``VoiceLiveConnection`` whose ``_ws`` is a fake with an ``async recv()`` popping the next
-      message. Included: ``conn.recv`` -> ``parse_server_event`` (``json.loads``) -> ``summarize`` ->
+      message. Included: ``conn.recv`` -> ``parse_server_event`` (``json.loads``) ->
       ``VoiceLiveEventFrame`` -> ``session.receive`` (state machine, base64 decode) -> ``_run``
       (frame construction) -> ``push_frame``.
     * pipecat: the real ``AzureVoiceLiveLLMService._receive_task_handler()`` with ``_websocket``
@@ -540,7 +540,7 @@ def micro_costs(stream: Stream) -> list[tuple[str, float]]:
 
     from processors.frames import VoiceLiveEventFrame
     from processors.voicelive import actions as act
-    from processors.voicelive.events import parse_server_event, summarize
+    from processors.voicelive.events import parse_server_event
 
     msg = next(m for m in stream.timed if '"response.audio.delta"' in m)
     data = json.loads(msg)
@@ -553,7 +553,6 @@ def micro_costs(stream: Stream) -> list[tuple[str, float]]:
         ("both: `TTSAudioRawFrame(...)`", lambda: TTSAudioRawFrame(pcm, RATE, 1)),
         ("pipecat: `ResponseAudioDelta.model_validate(dict)`", lambda: pev.ResponseAudioDelta.model_validate(data)),
         ("ours: `VoiceLiveEventFrame(...)` (one per server event)", lambda: VoiceLiveEventFrame(event=data, direction="received", at=0.0)),
-        ("ours: `summarize(audio delta)` (one per server event)", lambda: summarize(data)),
         ("ours: `parse_server_event(dict)` again inside `session.receive`", lambda: parse_server_event(data)),
         ("ours: `PlayAudio(...)` (frozen dataclass action)", lambda: act.PlayAudio(pcm, "r", "i", False)),
         ("ours: soxr `resample_chunk` of 20 ms at 16 kHz -> 24 kHz", lambda: rs.resample_chunk(mic16)),
@@ -781,7 +780,7 @@ def main() -> None:
         f"- **(a)** {len(stream.timed)} server events as JSON strings ({stream_chars / 1e6:.1f} MB; audio deltas of {DELTA_MS} ms = "
         f"{RATE * DELTA_MS // 1000 * 2} B PCM16 = {len(base64.b64encode(stream.audio[0]))} base64 chars), fed from memory. "
         "*Ours*: the real `_receive_loop` over a real `VoiceLiveConnection` whose `_ws` is a fake (`recv` pops a string): "
-        "`json.loads`, `summarize` + a `VoiceLiveEventFrame` per event, `VoiceLiveSession.receive` (base64 decode, state), "
+        "`json.loads` once, a `VoiceLiveEventFrame` per non-audio event, `VoiceLiveSession.receive` (base64 decode, state), "
         "frame construction. *Pipecat*: the real `_receive_task_handler` over a fake async-iterable `_websocket`: `json.loads` "
         "+ pydantic `model_validate`, the `_handle_evt_*` dispatch (base64 decode, frame construction). For both, `push_frame` "
         "and `broadcast_frame` are a collector that counts frames; metrics off (pipecat's default); logging at WARNING. "
