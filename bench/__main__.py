@@ -1,0 +1,41 @@
+"""``python -m bench`` (``make bench``): every side-by-side benchmark, one after the other.
+
+Each writes its table (and plot) under ``bench/results/``; ``--only NAME`` runs one of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHES = {
+    "hotpath": [sys.executable, "-m", "bench.hotpath"],
+    "transports": [sys.executable, "-m", "bench.transports.bargein"],
+    "localserver": [sys.executable, "bench/localserver/bench_localserver.py"],
+    "reliability": [sys.executable, "-m", "bench.reliability"],
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=sorted(BENCHES), action="append", help="run only this benchmark (repeatable)")
+    args = parser.parse_args(argv)
+    failed = []
+    for name in args.only or BENCHES:
+        command = BENCHES[name]
+        if command[1] == "-m" and not (ROOT / (command[2].replace(".", "/") + ".py")).exists():
+            print(f"== {name}: not present, skipped")
+            continue
+        print(f"== {name}: {' '.join(command[1:])}", flush=True)
+        if subprocess.run(command, cwd=ROOT).returncode != 0:
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
