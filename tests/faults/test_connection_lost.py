@@ -10,68 +10,26 @@ printed is from the fault to the new connection's ``session.created``.
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from tests.support.audio import find, matching_run, read_wav
-from tests.support.fault_scenarios import THREAD_ID, ResumeConversation, agent_info
-from tests.support.faulty_server import FaultyServer, close_with, drop, refuse_after, send_oversized, stall
+from tests.support.fault_scenarios import MODEL, THREAD_ID, ResumeConversation, ResumeOutcome, agent_info, resume_session
+from tests.support.faulty_server import close_with, drop, refuse_after, send_oversized, stall
 from tests.support.pool import SessionPool, uses
 from tests.support.replay_server import ServerConn
-from tests.support.script_run import API_KEY, ScriptRun, check_logs_private, check_no_crash, run_script, script_env, transcript_lines
+from tests.support.script_run import API_KEY, check_logs_private, check_no_crash, script_env, transcript_lines
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-MODEL = ("--api-key", API_KEY, "--model", "gpt-realtime")
 AGENT = ("--api-key", API_KEY, "--agent-name", "my-agent", "--project-name", "proj")
 CLASSIC = ("--api-key", API_KEY, "--agent-id", "asst_A", "--project-name", "proj", "--agent-access-token", "T-access-51c0ffee")
 PING_S = 0.5  # keepalive interval and timeout for the stall test
 
 
-@dataclass
-class Outcome:
-    run: ScriptRun
-    server: FaultyServer
-    conversation: ResumeConversation
-
-    @property
-    def first(self) -> ServerConn:
-        return self.server.conns[0]
-
-    @property
-    def second(self) -> ServerConn:
-        assert len(self.server.conns) >= 2, f"the client did not reconnect\n{self.run.describe()}"
-        return self.server.conns[1]
-
-    @property
-    def retry_s(self) -> float:
-        """From the fault to the client's first new upgrade request."""
-        fault = self.first.record.marks["fault"]
-        return next(t for t in self.server.attempt_times if t > fault) - fault
-
-    @property
-    def reconnect_s(self) -> float:
-        """From the fault to the new connection's session.created leaving the server."""
-        return self.second.record.marks["session_created"] - self.first.record.marks["fault"]
-
-
-def resume_session(fault_of: Any, mode: tuple[str, ...] = MODEL, *, replay: int = 3, agent: dict[str, Any] | None = None, env: dict[str, str] | None = None, refuse: Any = None, input_s: float = 4.0, expires_in: float | None = None) -> Any:
-    """A session function for the pool: ``fault_of(conversation)`` gives the fault to apply."""
-
-    async def session(tmp: Path) -> Outcome:
-        conversation = ResumeConversation(None, replay_items=replay, agent=agent, expires_in=expires_in)
-        conversation.fault = fault_of(conversation) if fault_of is not None else None
-        async with FaultyServer(conversation, refuse=refuse) as server:
-            conversation.server = server
-            run = await run_script(server.url, tmp, *mode, input_s=input_s, env=env, timeout=45)
-        return Outcome(run, server, conversation)
-
-    return session
+Outcome = ResumeOutcome
 
 
 def closing(code: int, reason: str = "") -> Any:

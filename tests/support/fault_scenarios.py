@@ -13,9 +13,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from tests.support.faulty_server import FaultyServer
+from tests.support.faulty_server import FaultyServer, Refusal
 from tests.support.replay_server import ServerConn
 from tests.support.scenarios import (
     RATE,
@@ -29,6 +30,7 @@ from tests.support.scenarios import (
     transcript_deltas,
     user_speaks,
 )
+from tests.support.script_run import API_KEY, ScriptRun, run_script
 
 Fault = Callable[[ServerConn], Awaitable[Any] | Any]
 THREAD_ID = "thread_resume_42"
@@ -144,3 +146,61 @@ async def one_turn(conn: ServerConn, turn: Turn | None = None) -> None:
 
 async def handshake_only(conn: ServerConn) -> None:
     await handshake(conn)
+
+
+MODEL = ("--api-key", API_KEY, "--model", "gpt-realtime")
+
+
+@dataclass
+class ResumeOutcome:
+    """A finished :class:`ResumeConversation` run: the script's traces and the server's records."""
+
+    run: ScriptRun
+    server: FaultyServer
+    conversation: ResumeConversation
+
+    @property
+    def first(self) -> ServerConn:
+        return self.server.conns[0]
+
+    @property
+    def second(self) -> ServerConn:
+        assert len(self.server.conns) >= 2, f"the client did not reconnect\n{self.run.describe()}"
+        return self.server.conns[1]
+
+    @property
+    def retry_s(self) -> float:
+        """From the fault to the client's first new upgrade request."""
+        fault = self.first.record.marks["fault"]
+        return next(t for t in self.server.attempt_times if t > fault) - fault
+
+    @property
+    def reconnect_s(self) -> float:
+        """From the fault to the new connection's session.created leaving the server."""
+        return self.second.record.marks["session_created"] - self.first.record.marks["fault"]
+
+
+def resume_session(
+    fault_of: Callable[[ResumeConversation], Fault] | None,
+    mode: tuple[str, ...] = MODEL,
+    *,
+    replay: int = 3,
+    agent: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    refuse: Refusal | None = None,
+    input_s: float = 4.0,
+    expires_in: float | None = None,
+    extra: tuple[str, ...] = (),
+) -> Callable[[Path], Awaitable[ResumeOutcome]]:
+    """A session for :class:`tests.support.pool.SessionPool`: the default script through a
+    :class:`ResumeConversation` whose fault is ``fault_of(conversation)``."""
+
+    async def session(tmp: Path) -> ResumeOutcome:
+        conversation = ResumeConversation(None, replay_items=replay, agent=agent, expires_in=expires_in)
+        conversation.fault = fault_of(conversation) if fault_of is not None else None
+        async with FaultyServer(conversation, refuse=refuse) as server:
+            conversation.server = server
+            run = await run_script(server.url, tmp, *mode, input_s=input_s, env=env, timeout=45, extra=extra)
+        return ResumeOutcome(run, server, conversation)
+
+    return session
