@@ -16,10 +16,9 @@ import pytest
 import pytest_asyncio
 
 from tests.support.audio import find, matching_run, read_wav
-from tests.support.fault_scenarios import MODEL, THREAD_ID, ResumeConversation, ResumeOutcome, agent_info, resume_session
-from tests.support.faulty_server import close_with, drop, refuse_after, send_oversized, stall
+from tests.support.fault_scenarios import MODEL, THREAD_ID, ResumeOutcome, agent_info, resume_session, stalling
+from tests.support.faulty_server import close_with, drop, refuse_after, send_oversized
 from tests.support.pool import SessionPool, uses
-from tests.support.replay_server import ServerConn
 from tests.support.script_run import API_KEY, check_logs_private, check_no_crash, script_env, transcript_lines
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -34,18 +33,6 @@ Outcome = ResumeOutcome
 
 def closing(code: int, reason: str = "") -> Any:
     return lambda conversation: (lambda conn: close_with(conn, code, reason))
-
-
-def stalling(conversation: ResumeConversation) -> Any:
-    async def fault(conn: ServerConn) -> None:
-        stall(conn)
-        assert conversation.server is not None
-        try:
-            await conversation.server.wait_connections(2, timeout=20)
-        finally:
-            conn.ws.transport.abort()  # the stalled socket is let go once the client moved on
-
-    return fault
 
 
 SESSIONS = {

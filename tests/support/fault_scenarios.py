@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.faulty_server import FaultyServer, Refusal
+from tests.support.faulty_server import FaultyServer, Refusal, stall
 from tests.support.replay_server import ServerConn
 from tests.support.scenarios import (
     RATE,
@@ -204,3 +204,17 @@ def resume_session(
         return ResumeOutcome(run, server, conversation)
 
     return session
+
+
+def stalling(conversation: ResumeConversation) -> Fault:
+    """Stop reading (no pongs); once the client has reconnected, let the stalled socket go."""
+
+    async def fault(conn: ServerConn) -> None:
+        stall(conn)
+        assert conversation.server is not None
+        try:
+            await conversation.server.wait_connections(2, timeout=20)
+        finally:
+            conn.ws.transport.abort()  # the stalled socket is let go once the client moved on
+
+    return fault
