@@ -207,8 +207,8 @@ async def run_agent(config: AgentConfig) -> int:
         try:
             input_t, output_t = make_transports(config)
         except TransportError as exc:
-            logger.error(f"error: {exc}")
-            return 1
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         app = build_agent_pipeline(config, input=input_t, output=output_t, endpoint=endpoint)
         app.eventlog.attach()
         if config.agent_label is not None:
@@ -250,8 +250,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.list_devices:
         from transports.devices import print_devices
+        from transports.errors import TransportError
 
-        return print_devices()
+        try:
+            print_devices()
+        except TransportError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     configure_console(verbose=config.verbose)
     try:
         return asyncio.run(run_agent(config))

@@ -39,7 +39,7 @@ class TimedOutput(PyAudioOutputTransport):
 
 async def test_output_plays_a_known_signal_bit_exact_tail_included(pulse, speaker):
     out = PyAudioOutputTransport()
-    assert out.playback.sample_rate == RATE and out.frames_per_buffer == 480
+    assert out.playback.sample_rate == RATE and out.frames_per_buffer == RATE // 100  # 10 ms default period
     ref = np.concatenate([chirp(), tone(1000, 1.0), chirp()])  # the tail is a marker too
     async with PipelineHarness([out]) as harness:
         await harness.send(TTSAudioRawFrame(ref.tobytes(), RATE, 1, context_id="item1"))
@@ -107,7 +107,7 @@ async def test_input_captures_a_wav_played_into_the_microphone_bit_exact(pulse, 
 async def test_devices_that_cannot_do_24k_are_resampled_both_ways(pulse, speaker, tmp_path):
     out = PyAudioOutputTransport(preferred_rate=48000)  # pulse takes it; pipeline stays 24 kHz
     mic = PyAudioInputTransport(preferred_rate=16000)
-    assert out.playback.sample_rate == 48000 and out.frames_per_buffer == 960
+    assert out.playback.sample_rate == 48000 and out.frames_per_buffer == 480  # 10 ms at 48 kHz
     assert mic.device_rate == 16000
     ref = np.concatenate([chirp(), tone(1000, 0.5, amp=0.3)])
     async with PipelineHarness([mic, out]) as harness:

@@ -50,3 +50,20 @@ def contains_any_chunk(haystack: np.ndarray, pcm: bytes, chunk_samples: int = 24
         if find(haystack, ref[offset : offset + probe].tobytes(), probe) != -1:
             return True
     return False
+
+
+def last_heard(haystack: np.ndarray, pcm: bytes, chunk_samples: int = 2400, probe: int = 240) -> tuple[int, int]:
+    """Where the last audible sample of ``pcm`` sits in ``haystack``, and how many of its samples
+    were heard, following it chunk by chunk (a device may insert silence between chunks that
+    arrived just in time). Returns (-1, 0) when none of it was heard."""
+    ref = np.frombuffer(pcm, dtype=np.int16)
+    end, heard = -1, 0
+    for offset in range(0, len(ref), chunk_samples):
+        piece = ref[offset : offset + chunk_samples]
+        at = find(haystack, piece[:probe].tobytes(), min(probe, len(piece)))
+        if at < 0:
+            continue
+        run = matching_run(haystack, at, piece.tobytes())
+        heard += run
+        end = max(end, at + run - 1)
+    return end, heard

@@ -1,0 +1,57 @@
+"""The default script on real PyAudio devices (a private PulseAudio), no WAV flags: a recorded
+turn plays whole at the speaker, the barge-in silences it within one period plus PulseAudio's
+own latency, and no late audio of the interrupted answer follows."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from tests.support.audio import contains_any_chunk, find, last_heard, matching_run
+from tests.support.replay_server import ReplayServer
+from tests.support.scenarios import barge_in_scenario
+
+PERIOD_MS = 10  # the output transport's default period
+HOST_LATENCY_MS = 80  # what PortAudio keeps queued in PulseAudio (about three periods) plus the pipe sink's block
+
+
+async def test_default_script_on_pulseaudio_devices(pulse, speaker, script_env: dict[str, str], tmp_path: Path) -> None:
+    scenario = barge_in_scenario()
+    env = {**script_env, **pulse.env}
+    async with ReplayServer(scenario) as server:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pipelines.agent", "--endpoint", server.url, "--api-key", "K-pulse-1234",
+            "--agent-id", "A", "--project-name", "P", "--agent-access-token", "T-pulse-5678", "--log-dir", str(tmp_path / "logs"),
+            cwd=tmp_path, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        deadline = asyncio.get_running_loop().time() + 40
+        while "script_done" not in (server.connections[0].marks if server.connections else {}):
+            assert proc.returncode is None, (await proc.stderr.read()).decode()
+            assert asyncio.get_running_loop().time() < deadline, "the conversation did not finish"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(len(scenario.turn3.audio) / 2 / 24000 + 0.5)  # let the last answer play out
+        proc.stdin.write(b"q\n")
+        await proc.stdin.drain()
+        out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err.decode()
+    conn = server.connections[0]
+    assert conn.close_code == 1000
+    heard = speaker.samples()
+
+    for turn in (scenario.turn1, scenario.turn3):
+        start = find(heard, turn.audio)
+        assert start >= 0, "an uninterrupted answer never reached the speaker"
+        assert matching_run(heard, start, turn.audio) == len(turn.audio) // 2, "an uninterrupted answer lost samples"
+
+    end2, heard2 = last_heard(heard, scenario.turn2.audio)
+    assert end2 >= 0 and heard2 > 0, "the interrupted answer never reached the speaker"
+    stopped_at = speaker.arrival_time(end2)
+    stop_ms = (stopped_at - conn.marks["barge_in"]) * 1000
+    print(f"speaker went silent {stop_ms:.1f} ms after speech_started was sent")
+    assert stop_ms <= PERIOD_MS + HOST_LATENCY_MS, f"the interrupted answer went on for {stop_ms:.1f} ms"
+    assert not contains_any_chunk(heard, scenario.late_audio), "late audio of the interrupted answer was played"
+    log = next((tmp_path / "logs").glob("session_*.log")).read_text(encoding="utf-8")
+    assert f"Agent Audio Response: {scenario.turn3.agent_text}" in log
+    assert "K-pulse-1234" not in out.decode() + err.decode() + log
