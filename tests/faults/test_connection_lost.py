@@ -10,6 +10,8 @@ printed is from the fault to the new connection's ``session.created``.
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,15 +19,18 @@ import pytest_asyncio
 
 from tests.support.audio import find, matching_run, read_wav
 from tests.support.fault_scenarios import MODEL, THREAD_ID, ResumeOutcome, agent_info, resume_session, stalling
-from tests.support.faulty_server import close_with, drop, refuse_after, send_oversized
+from tests.support.faulty_server import FaultyServer, close_with, drop, refuse_after, send_oversized
 from tests.support.pool import SessionPool, uses
-from tests.support.script_run import API_KEY, check_logs_private, check_no_crash, script_env, transcript_lines
+from tests.support.replay_server import ServerConn
+from tests.support.scenarios import handshake
+from tests.support.script_run import API_KEY, ScriptRun, check_logs_private, check_no_crash, run_script, script_env, transcript_lines
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 AGENT = ("--api-key", API_KEY, "--agent-name", "my-agent", "--project-name", "proj")
 CLASSIC = ("--api-key", API_KEY, "--agent-id", "asst_A", "--project-name", "proj", "--agent-access-token", "T-access-51c0ffee")
 PING_S = 0.5  # keepalive interval and timeout for the stall test
+FLAP_S = 8.0  # input length of the flapping-server run
 
 
 Outcome = ResumeOutcome
@@ -33,6 +38,19 @@ Outcome = ResumeOutcome
 
 def closing(code: int, reason: str = "") -> Any:
     return lambda conversation: (lambda conn: close_with(conn, code, reason))
+
+
+async def flapping_session(tmp: Path) -> tuple[ScriptRun, FaultyServer]:
+    """Every connection is accepted, its session starts, and 50 ms later the TCP connection drops."""
+
+    async def script(conn: ServerConn) -> None:
+        await handshake(conn, session_id=f"sess_Flap{len(server.conns)}")
+        await asyncio.sleep(0.05)
+        drop(conn)
+
+    async with FaultyServer(script) as server:
+        run = await run_script(server.url, tmp, input_s=FLAP_S, timeout=40)
+    return run, server
 
 
 SESSIONS = {
@@ -46,6 +64,7 @@ SESSIONS = {
     "stall": resume_session(stalling, env=script_env(VOICELIVE_PING_INTERVAL=str(PING_S), VOICELIVE_PING_TIMEOUT=str(PING_S))),
     "expiry": resume_session(None, replay=2, expires_in=4.0, input_s=5.0),
     "reconnect-refused": resume_session(lambda c: drop, refuse=refuse_after(1, 503), input_s=30.0),
+    "flapping": flapping_session,
 }
 
 
@@ -70,7 +89,7 @@ def check_resumed(out: Outcome, *, reason_has: str, replay: bool = True) -> None
     (update1,), (update2,) = first_of(first, "session.update"), first_of(second, "session.update")
     assert {k: v for k, v in update1.items() if k != "event_id"} == {k: v for k, v in update2.items() if k != "event_id"}
     assert second.headers.get("api-key") == API_KEY
-    assert second.headers.get("x-ms-client-request-id")
+    assert second.headers.get("x-ms-client-request-id") not in (None, "", first.headers.get("x-ms-client-request-id"))
 
     # Resume: replayed history (model, classic agent) or the conversation id (current agent).
     items = [e["item"] for e in second.of_type("conversation.item.create")]
@@ -265,3 +284,18 @@ async def test_reconnect_that_keeps_failing_ends_with_one_line_after_six_attempt
     gaps = [b - a for a, b in zip(out.server.attempt_times[1:], out.server.attempt_times[2:])]
     print(f"\nreconnect refused: first retry {out.retry_s:.2f} s after the drop, then gaps {', '.join(f'{g:.2f}' for g in gaps)} s; exit after {run.elapsed:.1f} s: {lines[0]}")
     assert out.retry_s <= 2.0
+
+
+@uses("flapping")
+async def test_connections_that_die_right_after_the_session_starts_are_not_retried_in_a_hot_loop(pool: SessionPool) -> None:
+    """Every reconnect succeeds at the upgrade, then the connection drops 50 ms into the new
+    session (a sick server, or a proxy cutting sessions). Voice Live allows 30 new connections a
+    minute: the client must back off between such short-lived sessions (and give up after 6 in
+    a row, as for refused reconnects) instead of reconnecting at once, forever. User sees: a few
+    reconnect warnings, then one line on stderr."""
+    run, server = await pool.get("flapping")
+    check_no_crash(run)
+    starts = [c.record.marks["opened"] for c in server.conns]
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    print(f"\nflapping server: {len(server.conns)} connections in {run.elapsed:.1f} s; first gaps {', '.join(f'{g * 1000:.0f}' for g in gaps[:8])} ms")
+    assert len(server.conns) <= 7, f"{len(server.conns)} connections in {FLAP_S:.0f} s: reconnecting in a hot loop"
