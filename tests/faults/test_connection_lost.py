@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 
 from tests.support.audio import find, matching_run, read_wav
-from tests.support.fault_scenarios import MODEL, THREAD_ID, ResumeOutcome, agent_info, resume_session, stalling
+from tests.support.fault_scenarios import MODEL, THREAD_ID, ResumeConversation, ResumeOutcome, agent_info, resume_session, stalling
 from tests.support.faulty_server import FaultyServer, close_with, drop, refuse_after, send_oversized
 from tests.support.pool import SessionPool, uses
 from tests.support.replay_server import ServerConn
@@ -38,6 +38,25 @@ Outcome = ResumeOutcome
 
 def closing(code: int, reason: str = "") -> Any:
     return lambda conversation: (lambda conn: close_with(conn, code, reason))
+
+
+SESSION_EXPIRED_ERROR = {
+    "type": "error",
+    "event_id": "event_Exp1",
+    "error": {"type": "invalid_request_error", "code": "session_expired", "message": "Your session hit the maximum duration of 60 minutes.", "param": None, "event_id": None},
+}
+
+
+def expired_with_error_event(conversation: ResumeConversation) -> Any:
+    """What a realtime server does at its time limit: an ``error`` event with code
+    ``session_expired`` (seen from OpenAI's realtime service, livekit/agents#1122), then close 1001."""
+
+    async def fault(conn: ServerConn) -> None:
+        conn.mark("fault")
+        await conn.send(SESSION_EXPIRED_ERROR)
+        await conn.ws.close(1001, "session_expired")
+
+    return fault
 
 
 async def flapping_session(tmp: Path) -> tuple[ScriptRun, FaultyServer]:
@@ -65,6 +84,7 @@ SESSIONS = {
     "expiry": resume_session(None, replay=2, expires_in=4.0, input_s=5.0),
     "reconnect-refused": resume_session(lambda c: drop, refuse=refuse_after(1, 503), input_s=30.0),
     "flapping": flapping_session,
+    "expired-error-event": resume_session(expired_with_error_event),
 }
 
 
@@ -299,3 +319,13 @@ async def test_connections_that_die_right_after_the_session_starts_are_not_retri
     gaps = [b - a for a, b in zip(starts, starts[1:])]
     print(f"\nflapping server: {len(server.conns)} connections in {run.elapsed:.1f} s; first gaps {', '.join(f'{g * 1000:.0f}' for g in gaps[:8])} ms")
     assert len(server.conns) <= 7, f"{len(server.conns)} connections in {FLAP_S:.0f} s: reconnecting in a hot loop"
+
+
+@uses("expired-error-event")
+async def test_session_expired_error_event_then_close_1001_reconnects(pool: SessionPool) -> None:
+    """At its time limit the server sends ``error`` with code ``session_expired`` and closes 1001.
+    That is the expected end of a connection, not a fatal error: the client reconnects and the
+    conversation goes on, exactly as for a bare close 1001. User sees one reconnect warning."""
+    out: Outcome = await pool.get("expired-error-event")
+    report("session_expired error + close 1001", out)
+    check_resumed(out, reason_has="1001")
