@@ -85,6 +85,7 @@ SESSIONS = {
     "reconnect-refused": resume_session(lambda c: drop, refuse=refuse_after(1, 503), input_s=30.0),
     "flapping": flapping_session,
     "expired-error-event": resume_session(expired_with_error_event),
+    "close-1008": resume_session(closing(1008, "policy violation")),
 }
 
 
@@ -329,3 +330,20 @@ async def test_session_expired_error_event_then_close_1001_reconnects(pool: Sess
     out: Outcome = await pool.get("expired-error-event")
     report("session_expired error + close 1001", out)
     check_resumed(out, reason_has="1001")
+
+
+@uses("close-1008")
+async def test_close_1008_policy_violation_ends_with_one_line_and_no_retry(pool: SessionPool) -> None:
+    """The server closes 1008 (policy violation): retrying cannot help. User sees one line on
+    stderr naming the close ("Voice Live closed the connection (1008: policy violation)"), exit 1;
+    the session log keeps what was said."""
+    out: Outcome = await pool.get("close-1008")
+    run = out.run
+    check_no_crash(run)
+    assert run.code == 1, run.describe()
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "1008" in lines[0], run.describe()
+    assert len(out.server.conns) == 1 and out.server.attempts == 1, "a policy close was retried"
+    turn1 = out.conversation.turns[0]
+    assert transcript_lines(run.session_log())[:2] == [f"User Input: {turn1.user_text}", f"Agent Audio Response: {turn1.agent_text}"]
+    run.events()

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.support.faulty_server import FaultyServer
+from tests.support.faulty_server import FaultyServer, drop, refuse_after
 from tests.support.pool import SessionPool, uses
 from tests.support.replay_server import ServerConn
-from tests.support.scenarios import RATE, Turn, handshake, noise, response_start, transcript_deltas, user_speaks
+from tests.support.scenarios import RATE, Turn, handshake, noise, response_end, response_start, transcript_deltas, user_speaks
 from tests.support.script_run import ScriptRun, check_logs_private, check_no_crash, check_wav_valid, run_script, transcript_lines
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -88,7 +88,36 @@ def signalled(sig: signal.Signals) -> object:
     return session
 
 
-SESSIONS = {"SIGTERM": signalled(signal.SIGTERM), "SIGINT": signalled(signal.SIGINT)}
+async def signalled_while_reconnecting(tmp: Path) -> tuple[ScriptRun, FaultyServer, float]:
+    """The connection drops after one turn and every reconnect is refused (503, so the client sits
+    in its backoff); SIGTERM comes on the third refused attempt."""
+    turn = LongAnswer().turn
+    turn.audio = turn.audio[: RATE * 2 // 2]
+    sent: list[float] = []
+
+    async def script(conn: ServerConn) -> None:
+        await handshake(conn)
+        await conn.wait_audio(RATE * 2 // 5)
+        await user_speaks(conn, turn)
+        await response_start(conn, turn)
+        await transcript_deltas(conn, turn)
+        await conn.stream_audio(turn.response_id, turn.item_id, turn.audio, speed=4.0)
+        await response_end(conn, turn)
+        drop(conn)
+
+    async def send_signal(proc: asyncio.subprocess.Process) -> None:
+        while server.attempts < 4:  # the first connection, then three refused reconnects
+            await asyncio.sleep(0.02)
+        sent.append(time.monotonic())
+        proc.send_signal(signal.SIGTERM)
+
+    async with FaultyServer(script, refuse=refuse_after(1, 503)) as server:
+        run = await run_script(server.url, tmp, input_s=20.0, timeout=30, during=send_signal)
+    assert sent, f"the signal was never sent\n{run.describe()}"
+    return run, server, sent[0]
+
+
+SESSIONS = {"SIGTERM": signalled(signal.SIGTERM), "SIGINT": signalled(signal.SIGINT), "SIGTERM-reconnecting": signalled_while_reconnecting}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -142,3 +171,21 @@ async def test_words_spoken_before_the_stop_are_in_the_session_log(pool: Session
         out: Outcome = await pool.get(name)
         lines = transcript_lines(out.run.session_log())
         assert f"Agent Audio Response: {out.answer.turn.agent_text}" in lines, (name, lines)
+
+
+@uses("SIGTERM-reconnecting")
+async def test_sigterm_while_reconnecting_stops_at_once_with_complete_logs(pool: SessionPool) -> None:
+    """SIGTERM while the client waits between refused reconnect attempts. User sees the retry
+    warnings, then "Chat done.", exit 0 within a second or two (not after the backoff runs out);
+    the session log, WAV and JSONL are complete."""
+    run, server, signalled_at = await pool.get("SIGTERM-reconnecting")
+    check_no_crash(run)
+    stop_s = run.ended - signalled_at
+    print(f"\nSIGTERM while reconnecting: exit {run.code} {stop_s * 1000:.0f} ms after the signal, {server.attempts} upgrade attempts")
+    assert run.code in ACCEPTED_EXIT[signal.SIGTERM], run.describe()
+    assert stop_s < 2.0, f"took {stop_s:.1f} s to stop"
+    lines = transcript_lines(run.session_log())
+    assert lines == ["User Input: Read me the whole poem", "Agent Audio Response: Of all the seas I sailed, the calmest was the last"], lines
+    check_wav_valid(run.out_wav)
+    run.events()
+    check_logs_private(run)
