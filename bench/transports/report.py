@@ -101,7 +101,7 @@ def plot(results: Results, path: Path) -> None:
 def write_report(results: Results, folder: Path, command: str, stem: str = "transports") -> str:
     """Write ``<stem>.md`` and ``<stem>.png`` under ``folder``; return the markdown."""
     folder.mkdir(parents=True, exist_ok=True)
-    period = "20 ms periods" if stem == "transports" else stem.split("_", 1)[1]
+    period = "default periods (10 ms speaker, 40 ms mic)" if stem == "transports" else stem.split("_", 1)[1]
     text = "\n".join([
         "# Transports: ours vs pipecat's stock LocalAudioTransport", "",
         f"Command: `{command}` ({platform.node()}, {platform.machine()}, Python "
