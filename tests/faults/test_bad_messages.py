@@ -72,6 +72,7 @@ def check_turn_went_on(out: Outcome) -> None:
     check_no_crash(run)
     check_logs_private(run)
     assert len(out.server.conns) == 1, "a bad message must not cost the connection"
+    assert not out.server.script_errors, out.server.script_errors
     assert "turn_done" in out.server.conns[0].record.marks
     turn = default_turns()[0]
     lines = transcript_lines(run.session_log())

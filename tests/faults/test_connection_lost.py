@@ -103,6 +103,7 @@ def check_resumed(out: Outcome, *, reason_has: str, replay: bool = True) -> None
     check_no_crash(run)
     check_logs_private(run)
     assert len(out.server.conns) == 2, f"{len(out.server.conns)} connections\n{run.describe()}"
+    assert not out.server.script_errors, out.server.script_errors
     first, second = out.first.record, out.second.record
     assert "turn3_done" in second.marks, f"turn 3 never completed\n{run.describe()}"
 

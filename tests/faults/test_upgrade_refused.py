@@ -97,6 +97,7 @@ def check_recovered(out: Outcome, attempts: int) -> None:
     assert out.gaps[0] <= 1.0, f"first retry {out.gaps[0]:.2f} s after the refusal"
     turn = default_turns()[0]
     assert transcript_lines(run.session_log()) == [f"User Input: {turn.user_text}", f"Agent Audio Response: {turn.agent_text}"]
+    assert not out.server.script_errors, out.server.script_errors
     assert "turn_done" in out.server.conns[0].record.marks
     assert out.server.conns[0].record.close_code == 1000
     assert run.stderr.strip() == "", run.describe()

@@ -1,1 +1,1 @@
-"""fuzz tests (issue 5)."""
+"""Property-based fuzzing of the sans-I/O protocol layer (issue 5)."""
