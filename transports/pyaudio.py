@@ -31,6 +31,7 @@ unsuitable device fails before the pipeline runs, with one :class:`TransportErro
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pyaudio
 from pipecat.frames.frames import CancelFrame, EndFrame, InputAudioRawFrame, StartFrame
@@ -74,6 +75,9 @@ class _Device:
         self.frames_per_buffer = frames_per_buffer or self.rate * period_ms // 1000
         self.stream: pyaudio.Stream | None = None
         self._terminated = False
+        # stop(), cancel() and cleanup() may each close from their own worker thread; PortAudio
+        # deadlocks if terminate() closes a stream another thread is closing.
+        self._close_lock = threading.Lock()
 
     def open(self, callback, start: bool) -> None:
         """Open the callback stream (blocking: call it in a thread)."""
@@ -100,17 +104,18 @@ class _Device:
             self.stream.stop_stream()
 
     def close(self) -> None:
-        """Stop and close the stream, terminate PyAudio (blocking; idempotent)."""
-        if self.stream is not None:
-            stream, self.stream = self.stream, None
-            try:
-                if not stream.is_stopped():
-                    stream.stop_stream()
-            finally:
-                stream.close()
-        if not self._terminated:
-            self._terminated = True
-            self.pa.terminate()
+        """Stop and close the stream, terminate PyAudio (blocking; idempotent; thread-safe)."""
+        with self._close_lock:
+            if self.stream is not None:
+                stream, self.stream = self.stream, None
+                try:
+                    if not stream.is_stopped():
+                        stream.stop_stream()
+                finally:
+                    stream.close()
+            if not self._terminated:
+                self._terminated = True
+                self.pa.terminate()
 
     @property
     def latency(self) -> float:
