@@ -34,7 +34,10 @@ class ServerEvent:
         value = self.data.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return default
-        return int(value)
+        try:
+            return int(value)
+        except (OverflowError, ValueError):  # inf / nan
+            return default
 
     def obj(self, key: str) -> dict[str, Any]:
         value = self.data.get(key)
@@ -53,7 +56,7 @@ def parse_server_event(message: str | bytes | dict[str, Any]) -> ServerEvent:
                 raise MalformedEvent(f"binary message of {len(message)} bytes is not UTF-8 JSON") from None
         try:
             data = json.loads(message)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an integer over 4300 digits
             raise MalformedEvent(f"not JSON ({exc.__class__.__name__}): {_preview(message)}") from None
     if not isinstance(data, dict):
         raise MalformedEvent(f"not a JSON object: {_preview(str(data))}")

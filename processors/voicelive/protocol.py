@@ -42,7 +42,8 @@ from processors.voicelive.events import INFORMATIONAL
 
 OUTPUT_RATE = 24000
 BENIGN_ERROR_CODES = frozenset({"response_cancel_not_active", "conversation_already_has_active_response", "item_already_truncated"})
-FATAL_ERROR_CODES = frozenset({"session_expired", "invalid_api_key", "unauthorized", "forbidden"})
+# session_expired is not fatal: the server closes the socket next, and the client reconnects.
+FATAL_ERROR_CODES = frozenset({"invalid_api_key", "unauthorized", "forbidden"})
 
 
 @dataclass
@@ -107,12 +108,15 @@ class VoiceLiveSession:
     def is_interrupted(self, response_id: str) -> bool:
         return response_id in self._interrupted
 
-    def connection_lost(self, *, replay_history: bool = False) -> None:
+    def connection_lost(self, *, replay_history: bool = False) -> list[Action]:
         """Forget per-connection state; the conversation (history, transcripts) is kept.
 
-        With ``replay_history`` the transcript so far is sent again as conversation items once
-        the next connection's session is ready (for modes without server-side resume).
+        Returns the agent's words cut short by the drop (they were heard, so they are logged
+        and replayed). With ``replay_history`` the transcript so far is sent again as
+        conversation items once the next connection's session is ready (for modes without
+        server-side resume).
         """
+        cut_short = self.close_transcripts()
         self.ready = False
         self._active = None
         self._update_event_id = None
@@ -120,6 +124,18 @@ class VoiceLiveSession:
         self._replay_pending = replay_history and bool(self.history)
         for resp in self._responses.values():
             resp.active = False
+        return cut_short
+
+    def close_transcripts(self, response_id: str | None = None) -> list[Action]:
+        """The agent's words still open (of ``response_id``, or all), as cut-short transcripts."""
+        actions: list[Action] = []
+        for item_id, record in self._transcripts.items():
+            if (response_id is None or record.response_id == response_id) and not record.done and "".join(record.parts):
+                record.done = True
+                text = "".join(record.parts)
+                self.history.append(("assistant", text))
+                actions.append(AgentTranscript(text, record.response_id, item_id, record.modality, True))
+        return actions
 
     def _history_items(self) -> list[Action]:
         return [Send(ev.user_text_item(text) if role == "user" else ev.assistant_text_item(text)) for role, text in self.history]
@@ -197,7 +213,7 @@ class VoiceLiveSession:
             return handler(self, event, now)
         except MalformedEvent as exc:
             return [Notice("warning", f"skipped {event.type}: {exc}")]
-        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
             return [Notice("warning", f"skipped {event.type} with unexpected field types: {exc}")]
 
     def _on_session_created(self, event: ev.ServerEvent, now: float) -> list[Action]:
@@ -209,6 +225,8 @@ class VoiceLiveSession:
         return [SessionCreated(self.session_id or "", session), Send(update)]
 
     def _on_session_updated(self, event: ev.ServerEvent, now: float) -> list[Action]:
+        if not isinstance(event.data.get("session"), dict):
+            return [Notice("warning", "session.updated without a session object skipped")]
         session = event.obj("session")
         self.effective = session
         self._note_session(session)
@@ -227,9 +245,9 @@ class VoiceLiveSession:
         return actions
 
     def _note_session(self, session: dict[str, Any]) -> None:
-        expires = session.get("expires_at")
-        if isinstance(expires, (int, float)) and not isinstance(expires, bool):
-            self.expires_at = int(expires)
+        expires = ev.ServerEvent("session", session).int("expires_at")
+        if expires is not None:
+            self.expires_at = expires
         agent = session.get("agent")
         if isinstance(agent, dict) and isinstance(agent.get("thread_id"), str):
             self.thread_id = agent["thread_id"]
@@ -319,8 +337,10 @@ class VoiceLiveSession:
         record = self._transcripts.setdefault(item_id, _Transcript(response_id, modality))
         if record.done:
             return []
-        record.done = True
         text = event.str(key) or "".join(record.parts)
+        if not text:
+            return [Notice("warning", f"{event.type} without any text skipped")]
+        record.done = True
         self.history.append(("assistant", text))
         return [AgentTranscript(text, response_id, item_id, modality, response_id in self._interrupted)]
 
@@ -340,14 +360,8 @@ class VoiceLiveSession:
         details = response.get("status_details") if isinstance(response.get("status_details"), dict) else {}
         reason = details.get("reason") if isinstance(details.get("reason"), str) else None
         usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
-        actions: list[Action] = []
         # Words the server never closed with a .done (cut short) still belong in the transcript.
-        for item_id, record in self._transcripts.items():
-            if record.response_id == response_id and not record.done and record.parts:
-                record.done = True
-                text = "".join(record.parts)
-                self.history.append(("assistant", text))
-                actions.append(AgentTranscript(text, response_id, item_id, record.modality, True))
+        actions: list[Action] = self.close_transcripts(response_id)
         resp = self._responses.get(response_id)
         latency = None
         if resp is not None:
