@@ -93,6 +93,10 @@ class ConnectionSettings:
             add_secret(self.target.access_token)
 
 
+def _cause(exc: OSError) -> str:
+    return exc.strerror or str(exc) or exc.__class__.__name__
+
+
 def describe_open_error(exc: BaseException, host: str) -> ConnectionFailed:
     """Map an exception raised while opening the socket to one actionable line."""
     if isinstance(exc, InvalidStatus):
@@ -111,7 +115,7 @@ def describe_open_error(exc: BaseException, host: str) -> ConnectionFailed:
             return ConnectionFailed(f"Voice Live server error at the upgrade (HTTP {status})", retryable=True, status=status)
         return ConnectionFailed(f"Voice Live refused the connection (HTTP {status})", status=status)
     if isinstance(exc, socket.gaierror):
-        return ConnectionFailed(f"cannot resolve host {host!r}: check the endpoint (DNS: {exc.strerror or exc})")
+        return ConnectionFailed(f"cannot resolve host {host!r}: check the endpoint (DNS: {_cause(exc)})")
     if isinstance(exc, ssl.SSLCertVerificationError):
         return ConnectionFailed(f"TLS certificate of {host} could not be verified: {exc.verify_message or exc}")
     if isinstance(exc, ssl.SSLError):
@@ -121,7 +125,9 @@ def describe_open_error(exc: BaseException, host: str) -> ConnectionFailed:
     if isinstance(exc, ConnectionRefusedError):
         return ConnectionFailed(f"connection to {host} refused: is the endpoint right and the server up?", retryable=True)
     if isinstance(exc, OSError):
-        return ConnectionFailed(f"cannot connect to {host}: {exc.strerror or exc}", retryable=True)
+        if isinstance(exc, ConnectionResetError):
+            return ConnectionFailed(f"{host} reset the connection during the handshake (is it a TLS endpoint?)", retryable=True)
+        return ConnectionFailed(f"cannot connect to {host}: {_cause(exc)}", retryable=True)
     if isinstance(exc, (InvalidHandshake, InvalidURI)):
         return ConnectionFailed(f"WebSocket handshake with {host} failed: {exc}")
     return ConnectionFailed(f"cannot connect to {host}: {exc.__class__.__name__}: {exc}")
@@ -166,7 +172,9 @@ class VoiceLiveConnection:
                 ping_interval=s.ping_interval,
                 ping_timeout=s.ping_timeout,
                 open_timeout=s.open_timeout,
-                close_timeout=5,
+                # A failed keepalive waits this long for the peer's close before recv() raises,
+                # so it bounds how fast a dead peer is detected (ping_interval + ping_timeout + this).
+                close_timeout=0.5,
             )
         except Exception as exc:
             raise describe_open_error(exc, s.endpoint.host) from None
