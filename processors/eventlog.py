@@ -22,7 +22,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor, FrameProcessorSetup
 
-from processors.frames import AgentTranscriptFrame, VoiceLiveEventFrame
+from processors.frames import AgentWords, VoiceLiveEventFrame
 from processors.logfiles import LineWriter
 from processors.logsetup import add_technical_log, remove_technical_log
 
@@ -66,7 +66,7 @@ class EventLogProcessor(FrameProcessor):
             _log.debug(frame.name)
         elif isinstance(frame, TranscriptionFrame):
             _log.debug(f"User transcript ({len(frame.text)} chars)")
-        elif isinstance(frame, AgentTranscriptFrame):
+        elif isinstance(frame, AgentWords):
             _log.debug(f"Agent transcript ({len(frame.text)} chars{', interrupted' if frame.interrupted else ''})")
         elif isinstance(frame, ErrorFrame):
             _log.error(f"Error frame: {frame.error}")

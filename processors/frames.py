@@ -3,7 +3,10 @@
 ``VoiceLiveEventFrame`` carries one protocol event (either direction) to logging processors; it is
 a system frame, so it is neither delayed behind audio nor dropped by an interruption.
 ``AgentTranscriptFrame`` carries the agent's complete words for one response item; it is a data
-frame marked uninterruptible, so it reaches the session log even when the user barges in.
+frame marked uninterruptible, so it keeps its place after the user's transcript and reaches the
+session log even when the user barges in. ``AgentTranscriptUrgentFrame`` carries the words cut
+short when the pipeline is cancelled (Ctrl-C, SIGTERM): a system frame, so it is written before the
+``CancelFrame`` that follows it stops the processors' queues. Match both with ``AgentWords``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ class VoiceLiveEventFrame(SystemFrame):
 
 
 @dataclass
-class AgentTranscriptFrame(DataFrame):
+class AgentWords:
     """The agent's full text for one item; ``modality`` is ``audio`` (spoken) or ``text``."""
 
     text: str = ""
@@ -38,6 +41,16 @@ class AgentTranscriptFrame(DataFrame):
     item_id: str = ""
     interrupted: bool = False
 
+
+@dataclass
+class AgentTranscriptFrame(AgentWords, DataFrame):
+    """The agent's words for one item, in order with the other data frames; uninterruptible."""
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.interruptible = False
+
+
+@dataclass
+class AgentTranscriptUrgentFrame(AgentWords, SystemFrame):
+    """The agent's words cut short by a cancel, delivered ahead of the ``CancelFrame``."""

@@ -26,7 +26,7 @@ from loguru import logger
 from pipecat.frames.frames import CancelFrame, EndFrame, Frame, StartFrame, TranscriptionFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from processors.frames import AgentTranscriptFrame, VoiceLiveEventFrame
+from processors.frames import AgentWords, VoiceLiveEventFrame
 from processors.logfiles import LineWriter
 
 
@@ -107,7 +107,7 @@ class TranscriptProcessor(FrameProcessor):
             self._event(frame)
         elif isinstance(frame, TranscriptionFrame) and frame.text.strip():
             self._line(f"User Input: {frame.text}", echo=True)
-        elif isinstance(frame, AgentTranscriptFrame):
+        elif isinstance(frame, AgentWords):
             kind = "Audio" if frame.modality == "audio" else "Text"
             self._line(f"Agent {kind} Response: {frame.text}", echo=True)
         await self.push_frame(frame, direction)

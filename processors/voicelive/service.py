@@ -45,7 +45,7 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.text.base_text_aggregator import TextType
 
-from processors.frames import AgentTranscriptFrame, VoiceLiveEventFrame
+from processors.frames import AgentTranscriptFrame, AgentTranscriptUrgentFrame, VoiceLiveEventFrame
 from processors.voicelive import actions as act
 from processors.voicelive.connection import ConnectionSettings, VoiceLiveConnection
 from processors.voicelive.reconnect import Backoff, open_with_retry, replays_history, resume_target, seconds_until_refresh
@@ -56,6 +56,7 @@ from processors.voicelive.session import SessionConfig
 
 FunctionHandler = Callable[[dict[str, Any] | str], Awaitable[str]]
 RESPONSE_WAIT_S = 10.0  # how long after speech_stopped a response is still expected
+HEALTHY_CONNECTION_S = 30.0  # a connection up this long (or that completed a response) was not flapping
 
 
 class VoiceLiveAgentService(FrameProcessor):
@@ -103,8 +104,11 @@ class VoiceLiveAgentService(FrameProcessor):
         self._awaiting_response_since: float | None = None
         self._backoff = Backoff()
         self._refresher: asyncio.Task[None] | None = None
+        self._session_news = asyncio.Event()  # set when a session event may have moved expires_at
         self._reconnect_reason: str | None = None
         self._connected_at = time.time()
+        self._completed_on_conn = False  # a response completed on the current connection
+        self._short_drops = 0  # consecutive connections lost soon after they opened
         self.reconnects = 0
         self._register_event_handler("on_session_ready")
         self._register_event_handler("on_fatal_error")
@@ -132,7 +136,14 @@ class VoiceLiveAgentService(FrameProcessor):
             await self._connect()
         elif isinstance(frame, InputTextRawFrame):
             await self._run(self.session.user_text(frame.text))
-        elif isinstance(frame, (EndFrame, CancelFrame)):
+        elif isinstance(frame, EndFrame):
+            await self._run(self.session.close_transcripts())
+            await self._disconnect()
+            await self.push_frame(frame, direction)
+        elif isinstance(frame, CancelFrame):
+            # The words of an answer cut short were heard: they go out ahead of the cancel.
+            for a in self.session.close_transcripts():
+                await self.push_frame(AgentTranscriptUrgentFrame(text=a.text, modality=a.modality, response_id=a.response_id, item_id=a.item_id, interrupted=True))
             await self._disconnect()
             await self.push_frame(frame, direction)
         elif isinstance(frame, InterruptionFrame):
@@ -180,6 +191,7 @@ class VoiceLiveAgentService(FrameProcessor):
     def _use(self, conn: VoiceLiveConnection) -> None:
         self._conn = conn
         self._connected_at = time.time()
+        self._completed_on_conn = False
         self._receiver = self.create_task(self._receive_loop(conn), name="voicelive-receive")
 
     async def _disconnect(self) -> None:
@@ -211,18 +223,35 @@ class VoiceLiveAgentService(FrameProcessor):
             except MalformedEvent as exc:
                 logger.warning(f"Skipped malformed server event: {exc}")
                 continue
-            if event.type != "response.audio.delta":  # 25 a second; logging them would cost more than playing them
-                await self.push_frame(VoiceLiveEventFrame(event=event.data, direction="received", at=time.time()))
-            await self._run(self.session.receive(event, now))
+            try:
+                if event.type != "response.audio.delta":  # 25 a second; logging them would cost more than playing them
+                    await self.push_frame(VoiceLiveEventFrame(event=event.data, direction="received", at=time.time()))
+                await self._run(self.session.receive(event, now))
+            except Exception as exc:  # one bad event must not end the session
+                logger.opt(exception=exc).warning(f"Skipped server event {event.type!r}: it could not be handled ({exc.__class__.__name__}: {exc})")
 
     async def _reconnect(self, reason: str) -> None:
-        """The connection broke: open a new one and resume the conversation."""
-        logger.warning(f"{reason}: reconnecting (microphone audio is dropped until the session is back)")
+        """The connection broke: open a new one and resume the conversation.
+
+        The first reconnect is immediate. Connections that keep dying soon after they open (a
+        sick server, a proxy cutting sessions) are retried with backoff and given up after
+        ``backoff.attempts`` in a row: Voice Live allows 30 new connections a minute.
+        """
+        healthy = self._completed_on_conn or time.time() - self._connected_at >= HEALTHY_CONNECTION_S
+        self._short_drops = 1 if healthy else self._short_drops + 1
+        if self._short_drops > self._backoff.attempts:
+            await self._fatal(f"{reason}; the connection dropped soon after opening {self._short_drops} times in a row, giving up")
+            return
+        delay = self._backoff.delay(self._short_drops - 1) if self._short_drops > 1 else 0.0
+        wait = f" in {delay:.1f} s" if delay else ""
+        logger.warning(f"{reason}: reconnecting{wait} (microphone audio is dropped until the session is back)")
         old, self._conn = self._conn, None
         if old is not None:
             await old.abort()
-        self.session.connection_lost(replay_history=replays_history(self.settings.target))
+        await self._run(self.session.connection_lost(replay_history=replays_history(self.settings.target)))
         self._user_speaking = False
+        if delay:
+            await asyncio.sleep(delay)
         try:
             conn = await open_with_retry(self._current_settings(), self._backoff)
         except ConnectionFailed as exc:
@@ -238,9 +267,13 @@ class VoiceLiveAgentService(FrameProcessor):
     async def _refresh_before_expiry(self) -> None:
         """Replace the connection ahead of ``session.expires_at`` (or the 60-minute cap), at a quiet moment."""
         while not self._closing:
+            self._session_news.clear()
             wait = seconds_until_refresh(self.session.expires_at, self._connected_at)
             if wait > 0:
-                await asyncio.sleep(min(wait, 30.0))
+                try:  # the session's expires_at usually arrives after this task starts
+                    await asyncio.wait_for(self._session_news.wait(), timeout=min(wait, 30.0))
+                except asyncio.TimeoutError:
+                    pass
                 continue
             quiet_deadline = time.monotonic() + 45.0
             while self.busy and time.monotonic() < quiet_deadline:
@@ -259,7 +292,7 @@ class VoiceLiveAgentService(FrameProcessor):
         self._conn = None
         if old_receiver is not None:
             await self.cancel_task(old_receiver, timeout=1.0)
-        self.session.connection_lost(replay_history=replays_history(self.settings.target))
+        await self._run(self.session.connection_lost(replay_history=replays_history(self.settings.target)))
         self.reconnects += 1
         self._reconnect_reason = reason
         self._use(new)
@@ -320,8 +353,10 @@ class VoiceLiveAgentService(FrameProcessor):
             await self._response_finished(a)
         elif isinstance(a, act.SessionCreated):
             logger.info(f"Session created: {a.session_id}")
+            self._session_news.set()
         elif isinstance(a, act.SessionReady):
             logger.info(f"Session updated: {a.session_id}")
+            self._session_news.set()
             if self._reconnect_reason is not None:
                 reason, self._reconnect_reason = self._reconnect_reason, None
                 logger.info(f"Reconnected ({reason})")
@@ -346,6 +381,8 @@ class VoiceLiveAgentService(FrameProcessor):
         await self.push_frame(frame)
 
     async def _response_finished(self, a: act.ResponseFinished) -> None:
+        if a.status == "completed":
+            self._completed_on_conn = True
         if a.response_id in self._tts_started:
             self._tts_started.discard(a.response_id)
             await self.push_frame(TTSStoppedFrame())
