@@ -120,6 +120,7 @@ def check_resumed(out: Outcome, *, reason_has: str, replay: bool = True) -> None
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": turn1.user_text}]},
             {"type": "message", "role": "assistant", "content": [{"type": "text", "text": turn1.agent_text}]},
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": turn2.user_text}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "text", "text": conv.spoken_text}]},
         ][: conv.replay_items], items
         kinds = [e["type"] for _, e in second.client_events]
         assert kinds[0] == "session.update"

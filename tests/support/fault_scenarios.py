@@ -63,13 +63,14 @@ class ResumeConversation:
     """Turn 1 whole, turn 2 cut by ``fault`` after ``spoken_words`` words, turn 3 on the next connection.
 
     ``replay_items`` is how many ``conversation.item.create`` the resumed connection must send
-    before turn 3 (0 in current-agent mode, where the server resumes by conversation id).
+    before turn 3: turn 1, turn 2's question and the words of turn 2 heard before the fault (0 in
+    current-agent mode, where the server resumes by conversation id).
     ``expires_in`` sets the first session's ``expires_at`` that many seconds ahead (proactive
     renewal); then no fault is applied and the conversation waits for the client to move.
     """
 
     fault: Fault | None
-    replay_items: int = 3
+    replay_items: int = 4
     agent: dict[str, Any] | None = None
     spoken_words: int = 4
     turns: tuple[Turn, Turn, Turn] = field(default_factory=default_turns)
@@ -113,6 +114,9 @@ class ResumeConversation:
             await result
 
     async def _handshake_expiring(self, conn: ServerConn, expires_at: float) -> None:
+        # A real server takes a moment to create the session: the expiry must still be noticed
+        # when it arrives after the client started watching for it.
+        await asyncio.sleep(0.3)
         created = session_created("sess_First", self.agent)
         created["session"]["expires_at"] = int(expires_at)
         await conn.send(created)
@@ -184,7 +188,7 @@ def resume_session(
     fault_of: Callable[[ResumeConversation], Fault] | None,
     mode: tuple[str, ...] = MODEL,
     *,
-    replay: int = 3,
+    replay: int = 4,
     agent: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
     refuse: Refusal | None = None,
