@@ -90,7 +90,7 @@ async def main_async(runs: int) -> str:
         "|---|---:|---:|---:|",
         row("the client's next upgrade request (detect + first retry)", retry),
         row("the new connection's `session.created`", created),
-        row("the history replayed (3 items: conversation restored)", resumed),
+        row("the history replayed (4 items: conversation restored)", resumed),
         "",
         "## Other faults, one run each (ms)",
         "",
