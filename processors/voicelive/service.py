@@ -102,6 +102,7 @@ class VoiceLiveAgentService(FrameProcessor):
         self._functions: dict[str, FunctionHandler] = {}
         self._user_speaking = False
         self._awaiting_response_since: float | None = None
+        self._last_event_at = time.monotonic()  # when the last server event arrived
         self._backoff = Backoff()
         self._refresher: asyncio.Task[None] | None = None
         self._session_news = asyncio.Event()  # set when a session event may have moved expires_at
@@ -121,9 +122,19 @@ class VoiceLiveAgentService(FrameProcessor):
 
     @property
     def busy(self) -> bool:
-        """True while the user speaks, a response is expected or running."""
-        waiting = self._awaiting_response_since is not None and time.monotonic() - self._awaiting_response_since < RESPONSE_WAIT_S
-        return self._user_speaking or waiting or self.session.active_response is not None
+        """True while the user speaks, a response is expected or running.
+
+        A response the user interrupted no longer counts; and once the server has said nothing
+        for ``RESPONSE_WAIT_S`` nothing is going on (a lost ``speech_stopped`` or
+        ``response.done`` must not keep a session up forever).
+        """
+        now = time.monotonic()
+        if now - self._last_event_at >= RESPONSE_WAIT_S:
+            return False
+        waiting = self._awaiting_response_since is not None and now - self._awaiting_response_since < RESPONSE_WAIT_S
+        active = self.session.active_response
+        responding = active is not None and not self.session.is_interrupted(active)
+        return self._user_speaking or waiting or responding
 
     # -- frames in ----------------------------------------------------------------------------
 
@@ -217,7 +228,7 @@ class VoiceLiveAgentService(FrameProcessor):
                 else:
                     await self._fatal(str(exc))
                 return
-            now = time.monotonic()
+            now = self._last_event_at = time.monotonic()
             try:
                 event = parse_server_event(message)
             except MalformedEvent as exc:

@@ -119,3 +119,30 @@ async def test_turn_then_barge_in(python: str, script_env: dict[str, str], tmp_p
         assert path.stat().st_mode & 0o077 == 0, f"{path.name} is readable by others"
     assert API_KEY not in out + err and ACCESS_TOKEN not in out + err
     assert "GET /voice-live/realtime" in (tmp_path / "logs" / "voicelive.log").read_text(encoding="utf-8")
+
+
+@pytest.mark.e2e
+async def test_server_silent_after_the_barge_in_still_ends_by_itself(python: str, script_env: dict[str, str], tmp_path: Path) -> None:
+    """The server plays a turn and a barge-in, then says nothing more (no ``speech_stopped``, no
+    ``response.done`` for the cut answer) and keeps the socket open. Once the input WAV is over
+    the script must not wait for events that never come: it ends with exit 0, the interrupted
+    answer's words heard so far are in the session log, and the socket closes with 1000."""
+    scenario = barge_in_scenario(silent_after_barge_in=True)
+    async with ReplayServer(scenario) as server:
+        code, out, err = await run_script(python, script_env, tmp_path, server)
+    assert not server.script_errors, server.script_errors
+    assert code == 0, f"exit {code}\nstdout:\n{out}\nstderr:\n{err}"
+    (conn,) = server.connections
+    assert "script_done" in conn.marks and conn.close_code == 1000
+    wav, _ = read_wav(tmp_path / "out.wav")
+    start = find(wav, scenario.turn1.audio)
+    assert start >= 0 and matching_run(wav, start, scenario.turn1.audio) == len(scenario.turn1.audio) // 2
+    assert not contains_any_chunk(wav, scenario.late_audio), "a late delta of the interrupted response was played"
+    (session_log,) = (tmp_path / "logs").glob("session_*.log")
+    lines = session_log.read_text(encoding="utf-8").splitlines()
+    assert lines[5:] == [
+        f"User Input: {scenario.turn1.user_text}",
+        f"Agent Audio Response: {scenario.turn1.agent_text}",
+        f"User Input: {scenario.turn2.user_text}",
+        f"Agent Audio Response: {scenario.turn2.agent_text}",
+    ], lines

@@ -126,7 +126,9 @@ class BargeInScenario:
     """Turn 1 plays whole; turn 2 is interrupted ``cut_after_s`` into its audio by a barge-in, after
     which ``late_chunks`` more deltas of it still arrive (they must never play); turn 3 answers
     the barge-in. ``transcript_done_on_cancel`` says whether the cancelled response still gets a
-    ``response.audio_transcript.done``."""
+    ``response.audio_transcript.done``. With ``silent_after_barge_in`` the server says nothing more
+    after the late deltas (no ``speech_stopped``, no ``response.done``, no turn 3) and keeps the
+    socket open: the client must still end by itself."""
 
     turn1: Turn
     turn2: Turn
@@ -135,6 +137,7 @@ class BargeInScenario:
     cut_after_s: float = 0.8
     late_chunks: int = 4
     transcript_done_on_cancel: bool = False
+    silent_after_barge_in: bool = False
     speed: float = 2.0
 
     async def __call__(self, conn: ServerConn) -> None:
@@ -160,6 +163,9 @@ class BargeInScenario:
         conn.mark("barge_in")
         late = self.late_audio[: self.late_chunks * RATE // 10 * 2]
         await conn.stream_audio(self.turn2.response_id, self.turn2.item_id, late, speed=4.0)
+        if self.silent_after_barge_in:
+            conn.mark("script_done")
+            return
         await response_end(conn, self.turn2, status="cancelled", transcript_done=self.transcript_done_on_cancel)
         # Turn 3: the barge-in is answered.
         await _sleep_s(0.2)
