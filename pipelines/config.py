@@ -26,6 +26,8 @@ from processors.voicelive.endpoint import (
     Target,
 )
 from processors.voicelive.errors import ConfigError
+from transports.errors import TransportError
+from transports.wavfile import check_wav
 from processors.voicelive.session import (
     InputTranscription,
     SessionConfig,
@@ -209,6 +211,36 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     return data
 
 
+def _check_files(args: argparse.Namespace) -> None:
+    """The input WAV is readable, the output WAV and the log folder can be written (before connecting)."""
+    if args.input_wav is not None:
+        try:
+            check_wav(args.input_wav)
+        except TransportError as exc:
+            raise ConfigError(f"--input-wav: {exc}") from None
+    if args.output_wav is not None:
+        out = args.output_wav.resolve()
+        if not out.parent.is_dir():
+            raise ConfigError(f"--output-wav folder {str(out.parent)!r} does not exist")
+        if out.is_dir():
+            raise ConfigError(f"--output-wav {str(args.output_wav)!r} is a folder: name a .wav file")
+        if args.input_wav is not None and out == args.input_wav.resolve():
+            raise ConfigError("--output-wav must not be the --input-wav file (it would be overwritten)")
+    _check_log_dir(Path(args.log_dir))
+
+
+def _check_log_dir(log_dir: Path) -> None:
+    """The log folder exists as a writable folder, or can be created (nothing is created here)."""
+    existing = log_dir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == log_dir.absolute() else f"is under {str(existing)!r}, which is a file"
+        raise ConfigError(f"--log-dir {str(log_dir)!r} {what}, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--log-dir {str(log_dir)!r} is not writable (no write permission on {str(existing)!r})")
+
+
 def parse_config(argv: list[str] | None = None, env: dict[str, str] | None = None, dotenv_path: str | None = ".env") -> tuple[AgentConfig, argparse.Namespace]:
     """Parse ``argv`` with ``env`` (default ``os.environ`` over ``.env``); raise :class:`ConfigError`."""
     args = build_parser().parse_args(argv)
@@ -222,10 +254,7 @@ def parse_config(argv: list[str] | None = None, env: dict[str, str] | None = Non
     target = _target(values, args, args.local)
     api_version = values["api_version"] or (CLASSIC_AGENT_API_VERSION if isinstance(target, ClassicAgent) else DEFAULT_API_VERSION)
     session = _session(args, target)
-    if args.input_wav is not None and not args.input_wav.is_file():
-        raise ConfigError(f"--input-wav {str(args.input_wav)!r} not found")
-    if args.output_wav is not None and not args.output_wav.resolve().parent.is_dir():
-        raise ConfigError(f"--output-wav folder {str(args.output_wav.resolve().parent)!r} does not exist")
+    _check_files(args)
     if args.idle_grace < 0:
         raise ConfigError("--idle-grace must be zero or more seconds")
     api_key = values["api_key"] or (LOCAL_KEY if args.local else None)

@@ -1,8 +1,8 @@
 """WAV file plumbing for the WAV transports: validated reading, and the recorder's clock thread.
 
-* :func:`check_wav` / :func:`read_wav_mono` — open a 16-bit PCM WAV (any rate, any channel
-  count), downmix to mono, resample to the pipeline rate; every failure is a one-line
-  :class:`TransportError`.
+* :func:`check_wav` / :func:`read_wav_mono` — open an integer PCM WAV (8, 16, 24 or 32 bit, any
+  rate, any channel count), downmix to mono, resample to the pipeline rate; every failure is a
+  one-line :class:`TransportError` that says what to do.
 * :class:`WavRecorder` — the "virtual speaker": a thread that, every tick, takes from a
   :class:`PlaybackBuffer` exactly the frames due since the stream started (absolute, from
   ``time.monotonic()``, so it never drifts) and appends them to a WAV. Silence is recorded where
@@ -33,30 +33,53 @@ from transports.playback import PlaybackBuffer
 HEADER_PATCH_SECS = 1.0
 
 
+CONVERT_HINT = "convert it to 16-bit PCM, e.g. `sox in.wav -b 16 out.wav`"
+
+
 def check_wav(path: str | os.PathLike) -> tuple[int, int, int]:
-    """Validate ``path`` as a 16-bit PCM WAV; return (rate, channels, frames)."""
+    """Validate ``path`` as an integer PCM WAV; return (rate, channels, frames)."""
     name = os.fspath(path)
+    if os.path.isdir(name):
+        raise TransportError(f"input WAV '{name}' is a folder, not a WAV file")
     if not os.path.isfile(name):
         raise TransportError(f"input WAV '{name}' not found")
     try:
         with wave.open(name, "rb") as wav:
             width, rate = wav.getsampwidth(), wav.getframerate()
             channels, frames = wav.getnchannels(), wav.getnframes()
-    except (wave.Error, EOFError, OSError) as e:
-        raise TransportError(f"input WAV '{name}' is not a valid WAV file ({e})") from None
-    if width != 2:
-        raise TransportError(
-            f"input WAV '{name}' has {8 * width}-bit samples; only 16-bit PCM is supported")
+    except wave.Error as e:
+        reason = "floating-point samples are not supported" if "format: 3" in str(e) else str(e)
+        raise TransportError(f"input WAV '{name}' cannot be read ({reason}): {CONVERT_HINT}") from None
+    except EOFError:
+        raise TransportError(f"input WAV '{name}' is empty or cut short (no complete WAV header)") from None
+    except OSError as e:
+        raise TransportError(f"input WAV '{name}' cannot be read: {e.strerror or e}") from None
+    if width not in (1, 2, 3, 4):
+        raise TransportError(f"input WAV '{name}' has {8 * width}-bit samples: {CONVERT_HINT}")
+    if frames == 0:
+        raise TransportError(f"input WAV '{name}' holds no audio (0 frames)")
     return rate, channels, frames
+
+
+def pcm_to_int16(raw: bytes, width: int) -> np.ndarray:
+    """Little-endian integer PCM of ``width`` bytes per sample as int16 (the top 16 bits)."""
+    if width == 1:  # WAV's 8-bit PCM is unsigned
+        return ((np.frombuffer(raw, dtype=np.uint8).astype(np.int16) - 128) << 8).astype(np.int16)
+    if width == 2:
+        return np.frombuffer(raw, dtype="<i2")
+    if width == 3:
+        return np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3)[:, 1:].copy().view("<i2").ravel()
+    return (np.frombuffer(raw, dtype="<i4") >> 16).astype(np.int16)
 
 
 def read_wav_mono(path: str | os.PathLike, sample_rate: int) -> bytes:
     """Read the whole WAV as mono int16 PCM at ``sample_rate`` (blocking: run it in a thread)."""
     rate, channels, _ = check_wav(path)
     with wave.open(os.fspath(path), "rb") as wav:
+        width = wav.getsampwidth()
         raw = wav.readframes(wav.getnframes())
-    samples = np.frombuffer(raw, dtype="<i2")
-    samples = samples[: len(samples) - len(samples) % channels]
+    raw = raw[: len(raw) - len(raw) % (width * channels)]  # a cut-short last frame
+    samples = pcm_to_int16(raw, width)
     if channels > 1:
         samples = samples.reshape(-1, channels).mean(axis=1).round().astype(np.int16)
     if rate != sample_rate:
