@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,11 +243,35 @@ def _check_log_dir(log_dir: Path) -> None:
         raise ConfigError(f"--log-dir {str(log_dir)!r} is not writable (no write permission on {str(existing)!r})")
 
 
+def _read_dotenv(path: Path) -> dict[str, str]:
+    """The ``.env`` values; lines python-dotenv cannot parse are skipped with one warning line."""
+    bad: list[int] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            line = record.args[-1] if isinstance(record.args, tuple) and record.args else None
+            bad.append(line if isinstance(line, int) else 0)
+
+    log = logging.getLogger("dotenv.main")
+    handler, propagate = _Collect(), log.propagate
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
+    if bad:
+        lines = ", ".join(str(n) for n in bad if n)
+        print(f"warning: {path}: line{'s' if len(bad) > 1 else ''} {lines} could not be parsed and {'were' if len(bad) > 1 else 'was'} ignored (expected NAME=value)", file=sys.stderr)
+    return values
+
+
 def parse_config(argv: list[str] | None = None, env: dict[str, str] | None = None, dotenv_path: str | None = ".env") -> tuple[AgentConfig, argparse.Namespace]:
     """Parse ``argv`` with ``env`` (default ``os.environ`` over ``.env``); raise :class:`ConfigError`."""
     args = build_parser().parse_args(argv)
     if env is None:
-        file_values = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None} if dotenv_path and Path(dotenv_path).is_file() else {}
+        file_values = _read_dotenv(Path(dotenv_path)) if dotenv_path and Path(dotenv_path).is_file() else {}
         env = {**file_values, **os.environ}
     values = _resolve(args, env)
     if args.list_devices:

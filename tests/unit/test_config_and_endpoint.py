@@ -68,6 +68,17 @@ def test_dotenv_is_the_lowest_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert cfg.endpoint == Endpoint.parse("https://dotenv.example.com") and cfg.target == Model("m2")
 
 
+
+def test_dotenv_junk_lines_are_skipped_with_one_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("this is not a setting\nAZURE_VOICE_LIVE_ENDPOINT=https://dotenv.example.com\n=orphan\nAZURE_VOICE_LIVE_MODEL=m1\n")
+    for name in ("AZURE_VOICE_LIVE_ENDPOINT", "AZURE_VOICE_LIVE_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    cfg, _ = parse_config([], dotenv_path=str(dotenv))
+    assert cfg.endpoint == Endpoint.parse("https://dotenv.example.com") and cfg.target == Model("m1")
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"warning: {dotenv}: lines 1, 3 could not be parsed and were ignored (expected NAME=value)"]
+
 def test_url_and_headers_for_each_mode() -> None:
     ep = Endpoint.parse("https://res.cognitiveservices.azure.com/")
     url = build_url(ep, ClassicAgent("asst_1", "proj", "tok"), api_version="2025-05-01-preview", debug=True)
