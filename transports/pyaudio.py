@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 
 import pyaudio
+from loguru import logger
 from pipecat.frames.frames import CancelFrame, EndFrame, InputAudioRawFrame, StartFrame
 from pipecat.processors.frame_processor import FrameProcessorSetup
 from pipecat.transports.base_input import BaseInputTransport
@@ -56,6 +58,45 @@ from transports.resample import PcmResampler
 # stock transport's stop time at the speaker with a better p99, 20 ms doubled it); the mic's only
 # adds to the server VAD's own reaction, so it can be longer and cheaper (fewer callbacks).
 DEFAULT_PERIOD_MS: dict[Direction, int] = {"input": 40, "output": 10}
+
+
+DEVICE_CALL_TIMEOUT_S = 3.0  # longest wait for PortAudio to stop or close a stream
+
+
+def _abort(stream: pyaudio.Stream) -> None:
+    """Pa_AbortStream: stop now, dropping what is queued (PyAudio's Stream does not expose it)."""
+    pyaudio._portaudio.abort_stream(stream._stream)  # type: ignore[attr-defined]
+
+
+async def _blocking(fn: Callable[[], None], what: str, timeout: float = DEVICE_CALL_TIMEOUT_S) -> None:
+    """Run a blocking PortAudio call in a daemon thread; give up waiting after ``timeout``.
+
+    A PortAudio call that never returns must not hang the pipeline's end (or, through the
+    default executor, the interpreter's exit): the call is left behind with one warning.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if not done.done():
+            done.set_exception(error) if error else done.set_result(None)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            fn()
+        except BaseException as exc:  # handed to the loop, raised there
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, error)
+        except RuntimeError:  # the loop is gone: nobody is waiting any more
+            pass
+
+    threading.Thread(target=run, name=f"pyaudio-{what}", daemon=True).start()
+    try:
+        await asyncio.wait_for(asyncio.shield(done), timeout)
+    except asyncio.TimeoutError:
+        logger.warning(f"the audio device did not {what} within {timeout:.0f} s; going on without it")
 
 
 class _Device:
@@ -104,13 +145,18 @@ class _Device:
             self.stream.stop_stream()
 
     def close(self) -> None:
-        """Stop and close the stream, terminate PyAudio (blocking; idempotent; thread-safe)."""
+        """Abort and close the stream, terminate PyAudio (blocking; idempotent; thread-safe).
+
+        Aborting rather than stopping: Pa_StopStream waits for PortAudio's callback thread to
+        end by itself, and with ALSA's pulse plugin that wait was seen to never end. Whatever
+        the output still had to play has been played by then (``end_padding_secs``).
+        """
         with self._close_lock:
             if self.stream is not None:
                 stream, self.stream = self.stream, None
                 try:
                     if not stream.is_stopped():
-                        stream.stop_stream()
+                        _abort(stream)
                 finally:
                     stream.close()
             if not self._terminated:
@@ -172,17 +218,17 @@ class PyAudioInputTransport(BaseInputTransport):
 
     async def stop(self, frame: EndFrame):
         """Stop capturing and release the device."""
-        await asyncio.to_thread(self._device.close)
+        await _blocking(self._device.close, "close")
         await super().stop(frame)
 
     async def cancel(self, frame: CancelFrame):
         """Stop capturing and release the device."""
-        await asyncio.to_thread(self._device.close)
+        await _blocking(self._device.close, "close")
         await super().cancel(frame)
 
     async def cleanup(self):
         """Release the device even if the pipeline never started or ended abruptly."""
-        await asyncio.to_thread(self._device.close)
+        await _blocking(self._device.close, "close")
         await super().cleanup()
 
     def _callback(self, in_data, frame_count, time_info, status):
@@ -276,7 +322,7 @@ class PyAudioOutputTransport(BufferedOutputTransport):
                 await asyncio.sleep(self.end_padding_secs)
                 if not self.playback.is_idle:
                     continue
-                await asyncio.to_thread(self._device.pause)
+                await _blocking(self._device.pause, "stop")
                 self._running = False
             else:
                 return
@@ -285,15 +331,19 @@ class PyAudioOutputTransport(BufferedOutputTransport):
         if self._stream_task:
             await self.cancel_task(self._stream_task)
             self._stream_task = None
+        if self._running and not abort:
+            # The last samples are still in the host's buffers: let them out (the stream is
+            # aborted on close, which drops whatever is still queued).
+            await asyncio.sleep(self.end_padding_secs)
         self._running = False
-        await asyncio.to_thread(self._device.close)
+        await _blocking(self._device.close, "close")
 
     async def cleanup(self):
         """Release the device (and PyAudio) even if the pipeline never started."""
         await super().cleanup()
         if self._stream_task:
             await self.cancel_task(self._stream_task)
-        await asyncio.to_thread(self._device.close)
+        await _blocking(self._device.close, "close")
 
     def _callback(self, in_data, frame_count, time_info, status):
         """PortAudio thread: copy the next period out of the playback buffer."""
