@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 
 import pyaudio
@@ -42,6 +43,7 @@ from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_transport import TransportParams
 
 from transports.buffered_output import BufferedOutputTransport
+from transports.errors import TransportError
 from transports.devices import (
     AudioDevice,
     Direction,
@@ -60,6 +62,7 @@ from transports.resample import PcmResampler
 DEFAULT_PERIOD_MS: dict[Direction, int] = {"input": 40, "output": 10}
 
 
+RETRY_DEFAULT_DEVICE_S = 0.3  # before looking for a missing default device again
 DEVICE_CALL_TIMEOUT_S = 3.0  # longest wait for PortAudio to stop or close a stream
 
 
@@ -105,13 +108,22 @@ class _Device:
     def __init__(self, spec: int | str | None, direction: Direction, preferred_rate: int,
                  frames_per_buffer: int | None):
         self.direction = direction
-        self.pa = open_pyaudio()
-        try:
-            self.info: AudioDevice = resolve_device(self.pa, spec, direction)
-            self.rate = choose_format(self.pa, self.info, direction, preferred_rate)
-        except BaseException:
-            self.pa.terminate()
-            raise
+        for attempt in (1, 2):
+            self.pa = open_pyaudio()
+            try:
+                self.info: AudioDevice = resolve_device(self.pa, spec, direction)
+                self.rate = choose_format(self.pa, self.info, direction, preferred_rate)
+                break
+            except TransportError:
+                self.pa.terminate()
+                if attempt == 2 or spec not in (None, ""):
+                    raise
+                # PortAudio lists devices once, at start: a sound server that was slow to
+                # answer (seen once in ~25 runs on PulseAudio) gets a second look.
+                time.sleep(RETRY_DEFAULT_DEVICE_S)
+            except BaseException:
+                self.pa.terminate()
+                raise
         period_ms = DEFAULT_PERIOD_MS[direction]
         self.frames_per_buffer = frames_per_buffer or self.rate * period_ms // 1000
         self.stream: pyaudio.Stream | None = None
