@@ -8,13 +8,17 @@ files) so bad configuration fails before any connection with one line saying wha
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
+import re
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -85,8 +89,28 @@ class AgentConfig:
         return self.target.project_name if isinstance(self.target, (ClassicAgent, Agent)) else None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (with a guess for a mistyped flag)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        guesses = []
+        for word in re.findall(r"(--[\w-]+)", message.partition(":")[2] if "unrecognized" in message else ""):
+            match = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.7)
+            if match:
+                guesses.append(f"{word}: did you mean {match[0]}?")
+        hint = f" ({'; '.join(guesses)})" if guesses else ""
+        self.exit(2, f"error: {message}{hint}; see --help\n")
+
+
+def _path(value: str) -> Path:
+    if not value.strip():
+        raise argparse.ArgumentTypeError("the path is empty")
+    return Path(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="voicelive-agent",
         description="Talk to an Azure AI Voice Live agent (or model) through a pipecat pipeline. "
         "Flags override environment variables, which override .env. Press q and Enter to quit.",
@@ -115,25 +139,65 @@ def build_parser() -> argparse.ArgumentParser:
     sess.add_argument("--transcription-model", help="input transcription model, e.g. azure-speech or whisper-1")
     sess.add_argument("--no-noise-suppression", action="store_true", help="turn off Azure deep noise suppression")
     sess.add_argument("--no-echo-cancellation", action="store_true", help="turn off server echo cancellation")
-    sess.add_argument("--session-json", type=Path, help="JSON object merged into the session.update session (advanced)")
+    sess.add_argument("--session-json", type=_path, help="JSON object merged into the session.update session (advanced)")
     io = p.add_argument_group("audio and logs")
-    io.add_argument("--input-wav", type=Path, help="read the microphone from this WAV (paced in real time) and exit when done")
-    io.add_argument("--output-wav", type=Path, help="record the speaker's timeline to this WAV instead of playing it")
+    io.add_argument("--input-wav", type=_path, help="read the microphone from this WAV (paced in real time) and exit when done")
+    io.add_argument("--output-wav", type=_path, help="record the speaker's timeline to this WAV instead of playing it")
     io.add_argument("--input-device", help="PyAudio input device index or name substring")
     io.add_argument("--output-device", help="PyAudio output device index or name substring")
     io.add_argument("--list-devices", action="store_true", help="print the audio devices and exit")
-    io.add_argument("--log-dir", type=Path, default=Path("logs"), help="folder for the session, event and technical logs (default: logs)")
+    io.add_argument("--log-dir", type=_path, default=Path("logs"), help="folder for the session, event and technical logs (default: logs)")
     io.add_argument("--idle-grace", type=float, default=1.5, help="with --input-wav: seconds of agent idleness before exiting")
     io.add_argument("--verbose", action="store_true", help="show debug lines on the console")
     return p
 
 
+SECRETS = ("api_key", "agent_access_token")
+
+
 def _resolve(args: argparse.Namespace, env: dict[str, str]) -> dict[str, str | None]:
+    """Flag over environment; surrounding whitespace dropped; an empty *flag* is an error
+    (an empty environment variable counts as unset)."""
     values: dict[str, str | None] = {}
     for dest, var in ENV.items():
         flag = getattr(args, dest)
-        values[dest] = flag if flag not in (None, "") else (env.get(var) or None)
+        name = "--" + dest.replace("_", "-")
+        if flag is not None and not flag.strip():
+            raise ConfigError(f"{name} is empty: give a value, or leave the flag out to use {var}" + (" or Entra ID" if dest in SECRETS else ""))
+        if flag is not None:
+            value, source = flag.strip(), name
+        else:
+            value, source = (env.get(var) or "").strip() or None, var
+        if flag is not None:
+            setattr(args, dest, value)
+        if value is not None and dest in SECRETS and any(c.isspace() or ord(c) < 32 for c in value):
+            raise ConfigError(f"{source} contains a space or a line break: paste the key alone")
+        values[dest] = value
     return values
+
+
+def _endpoint(raw: str | None) -> Endpoint:
+    """:meth:`Endpoint.parse` plus what it lets through: spaces, a user:password, a path on an Azure host."""
+    text = (raw or "").strip()
+    parts = urlsplit(text)
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError("the endpoint must not hold a user name or password: pass the key with --api-key (or AZURE_VOICE_LIVE_API_KEY)")
+    endpoint = Endpoint.parse(raw)
+    if any(c.isspace() for c in text):
+        raise ConfigError(f"endpoint {text!r} contains a space")
+    path = parts.path.rstrip("/")
+    if endpoint.host.lower().endswith(".azure.com") and path not in ("", "/voice-live/realtime"):
+        raise ConfigError(f"endpoint {text!r} has a path ({path}): give the resource alone, e.g. {parts.scheme}://{parts.netloc}/")
+    return endpoint
+
+
+def _api_version(values: dict[str, str | None], endpoint: Endpoint | None, target: Target) -> str:
+    """The explicit version, else one in the endpoint's query, else the mode's default."""
+    in_url = dict(endpoint.query).get("api-version") if endpoint is not None else None
+    given = values["api_version"]
+    if given and in_url and given != in_url:
+        raise ConfigError(f"the endpoint says api-version={in_url} but --api-version ({ENV['api_version']}) says {given}: give it once")
+    return given or in_url or (CLASSIC_AGENT_API_VERSION if isinstance(target, ClassicAgent) else DEFAULT_API_VERSION)
 
 
 def _target(values: dict[str, str | None], flags: argparse.Namespace, local: bool) -> Target:
@@ -162,7 +226,7 @@ def _target(values: dict[str, str | None], flags: argparse.Namespace, local: boo
     if not project:
         raise ConfigError(f"{flag} needs a project: pass --project-name or set {ENV['project_name']}")
     if mode == "agent_id":
-        return ClassicAgent(str(source["agent_id"]), project, source.get("agent_access_token"))
+        return ClassicAgent(str(source["agent_id"]), project, source.get("agent_access_token") or (LOCAL_KEY if local else None))
     return Agent(str(source["agent_name"]), project, source.get("agent_version"), source.get("conversation_id"))
 
 
@@ -222,13 +286,35 @@ def _check_files(args: argparse.Namespace) -> None:
             raise ConfigError(f"--input-wav: {exc}") from None
     if args.output_wav is not None:
         out = args.output_wav.resolve()
+        if out.parent.exists() and not out.parent.is_dir():
+            raise ConfigError(f"--output-wav {str(args.output_wav)!r} is under {str(out.parent)!r}, which is a file, not a folder")
         if not out.parent.is_dir():
             raise ConfigError(f"--output-wav folder {str(out.parent)!r} does not exist")
         if out.is_dir():
             raise ConfigError(f"--output-wav {str(args.output_wav)!r} is a folder: name a .wav file")
         if args.input_wav is not None and out == args.input_wav.resolve():
             raise ConfigError("--output-wav must not be the --input-wav file (it would be overwritten)")
+        _probe_writable(out, "--output-wav", str(args.output_wav))
     _check_log_dir(Path(args.log_dir))
+
+
+def _probe_writable(path: Path, flag: str, shown: str) -> None:
+    """Really try to write (``os.access`` says yes to root everywhere, /sys and /proc included).
+
+    An existing file is opened for update without changing it; otherwise a file is created in
+    its place and removed again.
+    """
+    try:
+        if path.exists():
+            with open(path, "r+b"):
+                pass
+        else:
+            fd, probe = tempfile.mkstemp(dir=path.parent, prefix=".voicelive-probe-")
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        where = shown if path.exists() else str(path.parent)
+        raise ConfigError(f"{flag} {shown!r} cannot be written ({exc.strerror or exc} in {where!r})") from None
 
 
 def _check_log_dir(log_dir: Path) -> None:
@@ -241,6 +327,10 @@ def _check_log_dir(log_dir: Path) -> None:
         raise ConfigError(f"--log-dir {str(log_dir)!r} {what}, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"--log-dir {str(log_dir)!r} is not writable (no write permission on {str(existing)!r})")
+    try:  # os.access says yes to root everywhere, /sys and /proc included
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".voicelive-probe-"))
+    except OSError as exc:
+        raise ConfigError(f"--log-dir {str(log_dir)!r} cannot be written ({exc.strerror or exc} in {str(existing)!r})") from None
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
@@ -257,7 +347,11 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     log.addHandler(handler)
     log.propagate = False
     try:
-        values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+        values = {k: v for k, v in dotenv_values(path, encoding="utf-8").items() if v is not None}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read ({exc.strerror or exc})") from None
     finally:
         log.removeHandler(handler)
         log.propagate = propagate
@@ -276,9 +370,11 @@ def parse_config(argv: list[str] | None = None, env: dict[str, str] | None = Non
     values = _resolve(args, env)
     if args.list_devices:
         return AgentConfig(None, Model("-"), DEFAULT_API_VERSION, None, SessionConfig()), args
-    endpoint = None if args.local else Endpoint.parse(values["endpoint"])
+    if args.local and args.endpoint:
+        raise ConfigError("--local and --endpoint: give only one (--local starts its own server)")
+    endpoint = None if args.local else _endpoint(values["endpoint"])
     target = _target(values, args, args.local)
-    api_version = values["api_version"] or (CLASSIC_AGENT_API_VERSION if isinstance(target, ClassicAgent) else DEFAULT_API_VERSION)
+    api_version = _api_version(values, endpoint, target)
     session = _session(args, target)
     _check_files(args)
     if args.idle_grace < 0:

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from pathlib import Path
 
 import pytest
 
+from tests.integration.cli import assert_one_line, run_unconnected
 from tests.support.audio import write_wav
-from tests.support.replay_server import ReplayServer
 from tests.support.scenarios import noise
-
-
-async def _never(conn) -> None:  # pragma: no cover - must never be reached
-    raise AssertionError("connected despite unusable files")
 
 
 def float_wav(path: Path) -> Path:
@@ -52,13 +47,6 @@ CASES = [
 @pytest.mark.parametrize("args,expected", CASES, ids=[c[1].split("'")[1] if "'" in c[1] else c[1][:20] for c in CASES])
 async def test_unusable_files_fail_before_connecting_with_one_line(python: str, script_env: dict[str, str], tmp_path: Path, args: list[str], expected: str) -> None:
     prepare(tmp_path)
-    async with ReplayServer(_never) as server:
-        argv = ["-m", "pipelines.agent", "--endpoint", server.url, "--api-key", "k", "--model", "m", *args]
-        proc = await asyncio.create_subprocess_exec(python, *argv, cwd=tmp_path, env=script_env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-        assert server.attempts == 0
-    assert proc.returncode == 2, (proc.returncode, err.decode())
-    lines = [line for line in err.decode().splitlines() if line.strip()]
-    assert len(lines) == 1 and expected in lines[0], err.decode()
-    assert "Traceback" not in out.decode() + err.decode()
+    code, out, err = await run_unconnected(python, script_env, tmp_path, ["--endpoint", "{url}", "--api-key", "k", "--model", "m", *args])
+    assert_one_line(code, out, err, expected)
     assert (tmp_path / "in.wav").stat().st_size > 44, "the input WAV was overwritten"

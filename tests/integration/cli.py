@@ -1,0 +1,32 @@
+"""Running the default script as a user would, against a test server it must never reach."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.support.replay_server import ReplayServer
+
+
+async def _never(conn) -> None:  # pragma: no cover - must never be reached
+    raise AssertionError("connected despite a bad configuration")
+
+
+async def run_unconnected(python: str, env: dict[str, str], cwd: Path, argv: list[str]) -> tuple[int, str, str]:
+    """Run ``python -m pipelines.agent argv`` ("{url}" is a live test server); assert it never
+    connected; return (exit code, stdout, stderr)."""
+    async with ReplayServer(_never) as server:
+        args = [a.replace("{url}", server.url) for a in argv]
+        proc = await asyncio.create_subprocess_exec(python, "-m", "pipelines.agent", *args, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert server.attempts == 0
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def assert_one_line(code: int, out: str, err: str, expected: str) -> None:
+    """Exit 2, one line on stderr holding ``expected``, no traceback anywhere."""
+    assert code == 2, (code, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], err
+    assert "Traceback" not in out + err
