@@ -26,15 +26,15 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from pipecat.frames.frames import EndFrame  # noqa: E402
+from pipecat.frames.frames import EndFrame, ErrorFrame  # noqa: E402
 from pipecat.pipeline.pipeline import Pipeline  # noqa: E402
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker  # noqa: E402
 from pipecat.processors.frame_processor import FrameProcessor  # noqa: E402
 from pipecat.workers.runner import WorkerRunner  # noqa: E402
 
-from pipelines.config import AgentConfig, parse_config  # noqa: E402
+from pipelines.config import AgentConfig, parse_config, shorten  # noqa: E402
 from processors.eventlog import EventLogProcessor  # noqa: E402
-from processors.logsetup import configure_console  # noqa: E402
+from processors.logsetup import configure_console, send_to_technical_log_only  # noqa: E402
 from processors.transcript import TranscriptProcessor, session_timestamp  # noqa: E402
 from processors.voicelive.connection import ConnectionSettings, Credentials  # noqa: E402
 from processors.voicelive.endpoint import Endpoint  # noqa: E402
@@ -56,11 +56,22 @@ class AgentPipeline:
     eventlog: EventLogProcessor
     input: FrameProcessor
     output: FrameProcessor
+    transport_failure: str | None = None
+    """Why a transport stopped working (e.g. the output WAV could not be written), or None."""
 
     @property
     def failure(self) -> str | None:
         """The one-line reason the session failed, or None."""
-        return self.service.failure
+        return self.service.failure or self.transport_failure
+
+    async def _on_pipeline_error(self, worker: PipelineWorker, frame: ErrorFrame) -> None:
+        """A transport that can no longer do its job ends the session: nothing is heard or
+        recorded any more, so going on would only lose what the user says and hears."""
+        processor = frame.processor
+        reason = getattr(processor, "failure", None)
+        if processor in (self.input, self.output) and reason and self.transport_failure is None:
+            self.transport_failure = reason
+            await self.cancel(reason)
 
     async def run(self, *, end_after_input: bool | None = None, idle_grace_s: float = 1.5) -> int:
         """Run until the worker ends; 0 on a clean end, 1 after a fatal error.
@@ -152,7 +163,9 @@ def build_agent_pipeline(
         idle_timeout_secs=None,
         cancel_on_idle_timeout=False,
     )
-    return AgentPipeline(pipeline, worker, service, transcript, eventlog, input, output)
+    app = AgentPipeline(pipeline, worker, service, transcript, eventlog, input, output)
+    worker.add_event_handler("on_pipeline_error", app._on_pipeline_error)
+    return app
 
 
 def make_transports(config: AgentConfig) -> tuple[FrameProcessor, FrameProcessor]:
@@ -175,17 +188,22 @@ def make_transports(config: AgentConfig) -> tuple[FrameProcessor, FrameProcessor
 
 
 def _watch_keyboard(loop: asyncio.AbstractEventLoop, quit_cb: Any) -> None:
-    """'q' + Enter quits; a closed or absent stdin is simply ignored (never quits)."""
+    """'q' + Enter quits, and so does Ctrl-D on a terminal; a closed, absent or redirected stdin
+    (``</dev/null``, a pipe) is simply ignored (never quits)."""
 
     def read() -> None:
         try:
+            tty = sys.stdin.isatty()
             for line in sys.stdin:
                 if line.strip().lower() == "q":
-                    print("Quitting the chat...")
-                    loop.call_soon_threadsafe(quit_cb)
+                    break
+            else:
+                if not tty:
                     return
         except (OSError, ValueError):
             return
+        print("Quitting the chat...")
+        loop.call_soon_threadsafe(quit_cb)
 
     if sys.stdin is not None and not sys.stdin.closed:
         threading.Thread(target=read, name="keyboard", daemon=True).start()
@@ -200,6 +218,7 @@ async def run_agent(config: AgentConfig) -> int:
     if config.local:
         from localserver.server import start_local_server
 
+        send_to_technical_log_only("websockets.server", "localserver")
         local = await start_local_server()
         endpoint = Endpoint.parse(local.url)
         logger.info(f"Started the local Voice Live server at {local.url}")
@@ -210,7 +229,13 @@ async def run_agent(config: AgentConfig) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         app = build_agent_pipeline(config, input=input_t, output=output_t, endpoint=endpoint)
-        app.eventlog.attach()
+        try:
+            app.eventlog.attach()
+            app.transcript.open_logs()
+        except OSError as exc:
+            print(f"error: cannot write the logs in '{config.log_dir}' ({exc.strerror or exc}): choose another --log-dir", file=sys.stderr)
+            return 2
+        tech_log = app.eventlog._sink[1] if app.eventlog._sink else None
         if config.agent_label is not None:
             print(f"Using agent: {config.agent_label}")
             print(f"Project name: {config.project_name}")
@@ -234,7 +259,8 @@ async def run_agent(config: AgentConfig) -> int:
         if app.failure is not None:
             print(f"error: {app.failure}", file=sys.stderr)
         print("Chat done.")
-        return code
+        lost_logs = app.transcript.write_errors + ([tech_log.error] if tech_log is not None and tech_log.error else [])
+        return code or (1 if lost_logs else 0)
     finally:
         if local is not None:
             await local.close()
@@ -246,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config, args = parse_config(argv)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {shorten(str(exc))}", file=sys.stderr)
         return 2
     if args.list_devices:
         from transports.devices import print_devices

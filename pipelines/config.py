@@ -89,6 +89,11 @@ class AgentConfig:
         return self.target.project_name if isinstance(self.target, (ClassicAgent, Agent)) else None
 
 
+def shorten(message: str, longest: int = 120) -> str:
+    """Keep an error to one readable line: a pasted value of thousands of characters is cut."""
+    return re.sub(rf"[^\s'\"]{{{longest},}}", lambda m: f"{m[0][:60]}…({len(m[0])} characters)", message)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (with a guess for a mistyped flag)."""
 
@@ -100,7 +105,7 @@ class _Parser(argparse.ArgumentParser):
             if match:
                 guesses.append(f"{word}: did you mean {match[0]}?")
         hint = f" ({'; '.join(guesses)})" if guesses else ""
-        self.exit(2, f"error: {message}{hint}; see --help\n")
+        self.exit(2, f"error: {shorten(message)}{hint}; see --help\n")
 
 
 def _path(value: str) -> Path:

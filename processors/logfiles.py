@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 from pathlib import Path
 
@@ -32,6 +33,8 @@ class LineWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = open_private(self.path, "w" if truncate else "a")
+        self.error: str | None = None
+        """Why lines stopped reaching the file (reported once on stderr), or None."""
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"log-{self.path.name}", daemon=True)
         self._thread.start()
@@ -47,9 +50,18 @@ class LineWriter:
             item = self._queue.get()
             if item is _STOP:
                 break
-            self._file.write(redact(str(item)) + "\n")  # type: ignore[attr-defined]
-            self._file.flush()  # type: ignore[attr-defined]
-        self._file.close()  # type: ignore[attr-defined]
+            if self.error is not None:
+                continue  # keep draining so writers never block; the loss was reported once
+            try:
+                self._file.write(redact(str(item)) + "\n")  # type: ignore[attr-defined]
+                self._file.flush()  # type: ignore[attr-defined]
+            except OSError as exc:  # disk full, file too large: say so once, on one line
+                self.error = f"log file '{self.path}' cannot be written ({exc.strerror or exc}): its later lines are lost"
+                print(f"error: {self.error}", file=sys.stderr, flush=True)
+        try:
+            self._file.close()  # type: ignore[attr-defined]
+        except OSError:
+            pass
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, then close the file."""

@@ -52,6 +52,28 @@ class InterceptHandler(logging.Handler):
         logger.bind(origin=record.name).opt(depth=0, exception=record.exc_info).log(level, record.getMessage())
 
 
+class TechnicalOnlyHandler(logging.Handler):
+    """Forward stdlib ``logging`` records to the technical log only (never the console), an
+    exception as its one-line summary: for libraries that print tracebacks about someone else's
+    mistake (the embedded server's websockets logging a client's bad handshake)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            text += f": {type(exc).__name__}: {exc}"
+        logger.bind(origin=record.name, console=False).log(record.levelname if record.levelname in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO", text)
+
+
+def send_to_technical_log_only(*names: str) -> None:
+    """Route these stdlib loggers to the technical log only (see :class:`TechnicalOnlyHandler`)."""
+    for name in names:
+        log = logging.getLogger(name)
+        if not any(isinstance(h, TechnicalOnlyHandler) for h in log.handlers):
+            log.addHandler(TechnicalOnlyHandler())
+        log.propagate = False
+
+
 def add_technical_log(path: Path, *, level: str = "DEBUG") -> tuple[int, LineWriter]:
     """Write the technical log (quickstart format, incl. websockets' debug lines) to ``path``."""
     writer = LineWriter(path, truncate=True)

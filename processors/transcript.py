@@ -79,6 +79,15 @@ class TranscriptProcessor(FrameProcessor):
         """Add a line of the application's own to the session log (e.g. a reconnect)."""
         self._line(line)
 
+    @property
+    def write_errors(self) -> list[str]:
+        """Why lines were lost from the session or event log (each reported once on stderr)."""
+        return [w.error for w in (self._session_log, self._events) if w is not None and w.error]
+
+    def open_logs(self) -> None:
+        """Create both files now (``StartFrame`` does it otherwise); raises ``OSError``."""
+        self._open()
+
     def _open(self) -> None:
         if self._session_log is not None:
             return

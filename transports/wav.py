@@ -25,6 +25,7 @@ from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_transport import TransportParams
 
 from transports.buffered_output import BufferedOutputTransport
+from transports.errors import TransportError
 from transports.wavfile import WavRecorder, check_wav, check_writable, read_wav_mono
 
 
@@ -151,11 +152,29 @@ class WavOutputTransport(BufferedOutputTransport):
         if not realtime:
             self.end_padding_secs = 0.0
         self.recorder = WavRecorder(self.path, self.playback, realtime=realtime,
-                                    tick_secs=tick_ms / 1000)
+                                    tick_secs=tick_ms / 1000, on_error=self._on_recorder_error)
         """The clock thread writing the file (``started_at``, ``frames_written``)."""
+        self.failure: str | None = None
+        """Why the file could not be (fully) written, one line; the processor is then unusable
+        and its error is pushed upstream, for the pipeline's owner to end the session."""
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def _open_device(self) -> None:
-        await asyncio.to_thread(self.recorder.open)
+        self._loop = asyncio.get_running_loop()
+        try:
+            await asyncio.to_thread(self.recorder.open)
+        except TransportError as e:
+            await self._fail(str(e))
+
+    def _on_recorder_error(self, message: str) -> None:
+        """From the clock thread: report the failure on the loop."""
+        if self._loop is not None and not self._loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self._fail(message), self._loop)
+
+    async def _fail(self, message: str) -> None:
+        if self.failure is None:
+            self.failure = message
+            await self.push_error(message, force_treat_as_permanent=True)
 
     async def _close_device(self, abort: bool) -> None:
         await asyncio.to_thread(self.recorder.close)

@@ -19,9 +19,11 @@ patched length are ignored by readers).
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,7 @@ from transports.errors import TransportError
 from transports.playback import PlaybackBuffer
 
 HEADER_PATCH_SECS = 1.0
+WAV_HEADER_BYTES = 44  # the canonical PCM header Python's wave module writes
 
 
 CONVERT_HINT = "convert it to 16-bit PCM, e.g. `sox in.wav -b 16 out.wav`"
@@ -108,8 +111,12 @@ class WavRecorder:
     """
 
     def __init__(self, path: str | os.PathLike, buffer: PlaybackBuffer, *, realtime: bool = True,
-                 tick_secs: float = 0.01):
+                 tick_secs: float = 0.01, on_error: Callable[[str], None] | None = None):
         self.path = Path(path)
+        self.on_error = on_error
+        """Called once, from the clock thread, with a one-line reason if writing fails."""
+        self.error: str | None = None
+        """Why the recording stopped early (the file keeps what was written until then)."""
         self.buffer = buffer
         self.realtime = realtime
         self.tick_secs = tick_secs
@@ -134,8 +141,12 @@ class WavRecorder:
         self._wav.setnchannels(self.buffer.channels)
         self._wav.setsampwidth(2)
         self._wav.setframerate(self.buffer.sample_rate)
-        self._wav.writeframes(b"")  # a valid empty WAV from the start
-        self._file.flush()
+        try:
+            self._wav.writeframes(b"")  # a valid empty WAV from the start
+            self._file.flush()
+        except OSError as e:
+            self._release()
+            raise TransportError(self._failed(e)) from None
         self.started_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"wav-clock:{self.path.name}",
                                         daemon=True)
@@ -164,12 +175,53 @@ class WavRecorder:
             self._thread = None
         if self._wav is None:
             return
-        with self._lock:
-            self._take_due(time.monotonic())
-        self._write_pending()
-        self._wav.close()
-        self._file.close()
-        self._wav = None
+        if self.error is None:
+            with self._lock:
+                self._take_due(time.monotonic())
+            try:
+                self._write_pending()
+            except OSError as e:
+                self.error = self._failed(e)
+        self._release()
+
+    def _failed(self, e: OSError) -> str:
+        return f"output WAV '{self.path}' cannot be written ({e.strerror or e})"
+
+    def _release(self) -> None:
+        """Patch the header to what was written, if the disk still lets us, and close the file."""
+        wav, self._wav = self._wav, None
+        try:
+            if wav is not None:
+                wav.close()  # patches the header; drops its file reference even when it fails
+        except OSError:
+            pass
+        finally:
+            if self._file is not None:
+                try:
+                    self._file.close()
+                except OSError:
+                    pass
+        if self.error is not None:
+            secs = self._fit_header()
+            if secs:
+                self.error += f": the first {secs:.1f} s are kept"
+
+    def _fit_header(self) -> float:
+        """After a failed write: make the header describe exactly the whole frames on disk (an
+        in-place overwrite of two sizes, which a full disk still allows); returns their length."""
+        frame = self.buffer.frame_bytes
+        try:
+            with open(self.path, "r+b") as f:
+                data = (os.fstat(f.fileno()).st_size - WAV_HEADER_BYTES) // frame * frame
+                if data < 0:
+                    return 0.0
+                f.seek(4)
+                f.write(struct.pack("<I", WAV_HEADER_BYTES - 8 + data))
+                f.seek(WAV_HEADER_BYTES - 4)
+                f.write(struct.pack("<I", data))
+        except OSError:
+            return 0.0
+        return data / frame / self.buffer.sample_rate
 
     # -------------------------------------------------------------- the thread
 
@@ -195,8 +247,15 @@ class WavRecorder:
         while not self._stop.wait(self.tick_secs):
             with self._lock:
                 self._take_due(time.monotonic())
-            self._write_pending()
-            if time.monotonic() >= next_patch:
-                next_patch += HEADER_PATCH_SECS
-                self._wav.writeframes(b"")  # patches nframes / data size in the header
-                self._file.flush()
+            try:
+                self._write_pending()
+                if time.monotonic() >= next_patch:
+                    next_patch += HEADER_PATCH_SECS
+                    self._wav.writeframes(b"")  # patches nframes / data size in the header
+                    self._file.flush()
+            except OSError as e:  # disk full, file too large, device gone: stop, say so once
+                self.error = self._failed(e)
+                self._release()  # keeps what reached the disk, header fitted to it
+                if self.on_error is not None:
+                    self.on_error(self.error)
+                return
