@@ -31,7 +31,6 @@ unsuitable device fails before the pipeline runs, with one :class:`TransportErro
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import threading
 import time
 from collections.abc import Callable
@@ -65,50 +64,6 @@ DEFAULT_PERIOD_MS: dict[Direction, int] = {"input": 40, "output": 10}
 
 RETRY_DEFAULT_DEVICE_S = 0.3  # before looking for a missing default device again
 DEVICE_CALL_TIMEOUT_S = 3.0  # longest wait for PortAudio to stop or close a stream
-
-
-class _CallbackThreadState:
-    """Keeps a PortAudio callback thread's Python thread state from one callback to the next.
-
-    PyAudio wraps every callback in PyGILState_Ensure/Release; on a thread Python did not create
-    that builds and frees a thread state each time (an mmap'd frame stack, page faults, munmap:
-    perf showed them in the callback thread, and keeping the state cut that thread's CPU by about
-    a quarter). One unmatched Ensure, made from inside a callback, keeps the state alive, so later
-    callbacks only take and drop the GIL. The marker lives in a ``threading.local``, which is
-    stored in the thread state itself: a new stream thread (or one whose pin was released) starts
-    unpinned, whatever its thread id. A pin still held when the stream's thread ends leaves one
-    thread state behind (a few kB, freed with the interpreter), so streams that are started once
-    per session keep it; :meth:`release` makes the next callback give it back.
-    """
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-        self.wanted = True
-
-    def release(self) -> None:
-        """Any thread: the next callback gives the pin back (call before stopping a stream)."""
-        self.wanted = False
-
-    def keep(self) -> None:
-        """Any thread: pin again from the next callback on."""
-        self.wanted = True
-
-    def on_callback(self) -> None:
-        """PortAudio thread, inside the callback (GIL held)."""
-        pinned = getattr(self._local, "pinned", False)
-        if self.wanted and not pinned:
-            _gilstate_ensure()
-            self._local.pinned = True
-        elif pinned and not self.wanted:
-            self._local.pinned = False
-            _gilstate_release(_PY_GILSTATE_LOCKED)
-
-
-# Own prototypes (ctypes.pythonapi's shared function objects are left as they are); PYFUNCTYPE
-# calls keep the GIL, which the callback thread holds.
-_gilstate_ensure = ctypes.PYFUNCTYPE(ctypes.c_int)(("PyGILState_Ensure", ctypes.pythonapi))
-_gilstate_release = ctypes.PYFUNCTYPE(None, ctypes.c_int)(("PyGILState_Release", ctypes.pythonapi))
-_PY_GILSTATE_LOCKED = 0  # what PyGILState_Ensure returns on a thread that holds the GIL
 
 
 def _abort(stream: pyaudio.Stream) -> None:
@@ -260,8 +215,6 @@ class PyAudioInputTransport(BaseInputTransport):
         self._resampler = (PcmResampler(self.device_rate, sample_rate, quality="LQ")
                            if self.device_rate != sample_rate else None)
         self._loop: asyncio.AbstractEventLoop | None = None
-        # The stream runs once, for the whole session: its thread state stays pinned.
-        self._thread_state = _CallbackThreadState()
 
     async def setup(self, setup: FrameProcessorSetup):
         """Open the stream (not started yet)."""
@@ -292,32 +245,12 @@ class PyAudioInputTransport(BaseInputTransport):
 
     def _callback(self, in_data, frame_count, time_info, status):
         """PortAudio thread: hand the bytes to the loop, nothing else."""
-        self._thread_state.on_callback()
         if status & pyaudio.paInputOverflow:
             self.overflows += 1
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._on_audio, in_data)
         return None, pyaudio.paContinue
-
-    async def _audio_task_handler(self):
-        """pipecat's audio task (pipecat-ai 1.14) without its per-frame ``wait_for``.
-
-        pipecat waits for each frame with a 0.5 s ``wait_for`` (a task, a timer and callbacks
-        per frame) whose timeout does nothing any more; a plain ``get()`` cut the listening CPU
-        by about 0.3 % of a core (bench/transports/listen_cpu.py). The rest is pipecat's: the
-        optional filter, frames left empty by it skipped, the push when passthrough is on.
-        """
-        queue = self._audio_in_queue
-        while True:
-            frame: InputAudioRawFrame = await queue.get()
-            try:
-                if self._params.audio_in_filter:
-                    frame.audio = await self._params.audio_in_filter.filter(frame.audio)
-                if frame.audio and self._params.audio_in_passthrough:
-                    await self.push_frame(frame)
-            finally:
-                queue.task_done()
 
     def _on_audio(self, data: bytes) -> None:
         """Loop thread: resample if needed and queue the frame for pipecat's audio task."""
@@ -358,9 +291,6 @@ class PyAudioOutputTransport(BufferedOutputTransport):
         self.device_underflows = 0
         """Callbacks whose status reported an output underflow (host-side)."""
         self.stream_starts = 0
-        # Pinned while the stream runs; given back before each stop, since every start makes
-        # a new PortAudio thread (one per answer).
-        self._thread_state = _CallbackThreadState()
         self._running = False
         self._stream_task: asyncio.Task | None = None
 
@@ -397,15 +327,12 @@ class PyAudioOutputTransport(BufferedOutputTransport):
         """Start the stream when audio is queued; stop it once idle for end_padding_secs."""
         while True:
             if not self.playback.is_idle and not self._running:
-                self._thread_state.keep()
                 await asyncio.to_thread(self._device.start)
                 self._running = True
                 self.stream_starts += 1
             elif self.playback.is_idle and self._running:
-                self._thread_state.release()  # the padding's callbacks give it back
                 await asyncio.sleep(self.end_padding_secs)
                 if not self.playback.is_idle:
-                    self._thread_state.keep()
                     continue
                 await _blocking(self._device.pause, "stop")
                 self._running = False
@@ -432,7 +359,6 @@ class PyAudioOutputTransport(BufferedOutputTransport):
 
     def _callback(self, in_data, frame_count, time_info, status):
         """PortAudio thread: copy the next period out of the playback buffer."""
-        self._thread_state.on_callback()
         if status & pyaudio.paOutputUnderflow:
             self.device_underflows += 1
         return self.playback.read(frame_count), pyaudio.paContinue

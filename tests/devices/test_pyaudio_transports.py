@@ -1,7 +1,6 @@
 """PyAudio transports on real PulseAudio streams: bit-exact playback and capture, barge-in cut."""
 
 import asyncio
-import threading
 import time
 
 import numpy as np
@@ -16,9 +15,6 @@ from pipecat.frames.frames import (
     TTSAudioRawFrame,
     TTSStoppedFrame,
 )
-
-from pipecat.audio.filters.base_audio_filter import BaseAudioFilter
-from pipecat.transports.base_transport import TransportParams
 
 from transports.pyaudio import PyAudioInputTransport, PyAudioOutputTransport
 
@@ -130,95 +126,3 @@ async def test_devices_that_cannot_do_24k_are_resampled_both_ways(pulse, speaker
     assert all(f.sample_rate == RATE for f in frames)
     heard = np.frombuffer(b"".join(f.audio for f in frames), dtype=np.int16)
     assert align(ref, heard)[1] > 0.99  # 24k -> 16k (PulseAudio) -> 24k (ours)
-
-
-class CountingMic(PyAudioInputTransport):
-    """Counts callbacks in a threading.local: it survives only while the thread state does."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.local = threading.local()
-        self.counts: list[int] = []
-
-    def _callback(self, in_data, frame_count, time_info, status):
-        result = super()._callback(in_data, frame_count, time_info, status)
-        self.local.n = getattr(self.local, "n", 0) + 1
-        self.counts.append(self.local.n)
-        return result
-
-
-async def test_the_mic_callback_thread_keeps_its_python_thread_state(pulse):
-    mic = CountingMic()
-    async with PipelineHarness([mic]) as harness:
-        await harness.tail.wait_for_type(InputAudioRawFrame, count=5)
-    # Without the pin every callback had a fresh thread state, so every count was 1.
-    assert mic.counts[:5] == [1, 2, 3, 4, 5]
-
-
-class CountingSpeaker(PyAudioOutputTransport):
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.local = threading.local()
-        self.counts: list[int] = []
-
-    def _callback(self, in_data, frame_count, time_info, status):
-        self.local.n = getattr(self.local, "n", 0) + 1
-        self.counts.append(self.local.n)
-        return super()._callback(in_data, frame_count, time_info, status)
-
-
-async def test_the_speaker_pins_its_thread_state_while_playing_and_gives_it_back(pulse):
-    out = CountingSpeaker()
-    async with PipelineHarness([out]) as harness:
-        for k in range(2):  # two answers: two stream starts, two PortAudio threads
-            await harness.send(TTSAudioRawFrame(tone(440, 0.3).tobytes(), RATE, 1))
-            await harness.send(TTSStoppedFrame())
-            deadline = time.monotonic() + 5
-            while out.stream_starts <= k or out._running or not out.playback.is_idle:
-                assert time.monotonic() < deadline, "the speaker did not stop"
-                await asyncio.sleep(0.02)
-        await harness.end()
-    assert out.stream_starts == 2
-    # Counts climb while pinned (the state survives), and drop back to 1 after the release
-    # during the end padding: the callbacks' own (unpinned) states, as before.
-    counts = np.array(out.counts)
-    peaks = counts[np.flatnonzero(np.diff(counts) < 0)]  # the count just before each reset
-    assert len(peaks[peaks > 5]) == 2, counts  # one long climb per answer
-    assert out.counts[-1] == 1  # given back before the stop
-
-
-class HalvingFilter(BaseAudioFilter):
-    """An audio_in_filter that drops every other frame (returns no audio for it)."""
-
-    def __init__(self):
-        self.calls = 0
-
-    async def start(self, sample_rate: int):
-        pass
-
-    async def stop(self):
-        pass
-
-    async def process_frame(self, frame):
-        pass
-
-    async def filter(self, audio: bytes) -> bytes:
-        self.calls += 1
-        return audio if self.calls % 2 else b""
-
-
-@pytest.mark.parametrize("passthrough", [True, False])
-async def test_the_mic_keeps_pipecats_filter_and_passthrough(pulse, passthrough):
-    audio_filter = HalvingFilter()
-    mic = PyAudioInputTransport(params=TransportParams(
-        audio_in_filter=audio_filter, audio_in_passthrough=passthrough))
-    async with PipelineHarness([mic]) as harness:
-        deadline = time.monotonic() + 5
-        while audio_filter.calls < 8:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
-        pushed = len(harness.tail.of_type(InputAudioRawFrame))
-    if passthrough:
-        assert audio_filter.calls // 2 - 1 <= pushed <= (audio_filter.calls + 1) // 2
-    else:
-        assert pushed == 0
