@@ -59,6 +59,11 @@ RESPONSE_WAIT_S = 10.0  # how long after speech_stopped a response is still expe
 HEALTHY_CONNECTION_S = 30.0  # a connection up this long (or that completed a response) was not flapping
 
 
+def _words(kind: type[AgentTranscriptFrame] | type[AgentTranscriptUrgentFrame], a: act.AgentTranscript) -> Frame:
+    """The frame carrying an agent transcript action."""
+    return kind(text=a.text, modality=a.modality, response_id=a.response_id, item_id=a.item_id, interrupted=a.interrupted)
+
+
 class VoiceLiveAgentService(FrameProcessor):
     """Frames in, Voice Live protocol events over one WebSocket, frames out.
 
@@ -154,7 +159,7 @@ class VoiceLiveAgentService(FrameProcessor):
         elif isinstance(frame, CancelFrame):
             # The words of an answer cut short were heard: they go out ahead of the cancel.
             for a in self.session.close_transcripts():
-                await self.push_frame(AgentTranscriptUrgentFrame(text=a.text, modality=a.modality, response_id=a.response_id, item_id=a.item_id, interrupted=True))
+                await self.push_frame(_words(AgentTranscriptUrgentFrame, a))
             await self._disconnect()
             await self.push_frame(frame, direction)
         elif isinstance(frame, InterruptionFrame):
@@ -356,7 +361,7 @@ class VoiceLiveAgentService(FrameProcessor):
         elif isinstance(a, act.UserTranscript):
             await self._push_user_transcript(a)
         elif isinstance(a, act.AgentTranscript):
-            await self.push_frame(AgentTranscriptFrame(text=a.text, modality=a.modality, response_id=a.response_id, item_id=a.item_id, interrupted=a.interrupted))
+            await self.push_frame(_words(AgentTranscriptFrame, a))
         elif isinstance(a, act.ResponseStarted):
             self._awaiting_response_since = None
             await self.push_frame(LLMFullResponseStartFrame())
