@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -38,6 +39,17 @@ async def run_script(python: str, env: dict[str, str], tmp: Path, server: Replay
     return proc.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
+async def run_conversation(python: str, env: dict[str, str], tmp: Path, scenario: BargeInScenario) -> tuple[Any, str, str]:
+    """Run the script against ``scenario`` to its end: exit 0, one connection, the server's whole script played."""
+    async with ReplayServer(scenario) as server:
+        code, out, err = await run_script(python, env, tmp, server)
+    assert not server.script_errors, server.script_errors
+    assert code == 0, f"exit {code}\nstdout:\n{out}\nstderr:\n{err}"
+    (conn,) = server.connections
+    assert "script_done" in conn.marks, "the client ended before the conversation was over"
+    return conn, out, err
+
+
 @pytest.fixture
 def scenario() -> BargeInScenario:
     return barge_in_scenario()
@@ -47,13 +59,8 @@ def scenario() -> BargeInScenario:
 @pytest.mark.parametrize("transcript_done_on_cancel", [False, True], ids=["no-done-after-cancel", "done-after-cancel"])
 async def test_turn_then_barge_in(python: str, script_env: dict[str, str], tmp_path: Path, transcript_done_on_cancel: bool) -> None:
     scenario = barge_in_scenario(transcript_done_on_cancel=transcript_done_on_cancel)
-    async with ReplayServer(scenario) as server:
-        code, out, err = await run_script(python, script_env, tmp_path, server)
-    assert not server.script_errors, server.script_errors
-    assert code == 0, f"exit {code}\nstdout:\n{out}\nstderr:\n{err}"
-    (conn,) = server.connections
+    conn, out, err = await run_conversation(python, script_env, tmp_path, scenario)
     marks = conn.marks
-    assert "script_done" in marks, "the client ended before the conversation was over"
 
     # Connection contract.
     assert conn.path == "/voice-live/realtime"
@@ -128,12 +135,8 @@ async def test_server_silent_after_the_barge_in_still_ends_by_itself(python: str
     the script must not wait for events that never come: it ends with exit 0, the interrupted
     answer's words heard so far are in the session log, and the socket closes with 1000."""
     scenario = barge_in_scenario(silent_after_barge_in=True)
-    async with ReplayServer(scenario) as server:
-        code, out, err = await run_script(python, script_env, tmp_path, server)
-    assert not server.script_errors, server.script_errors
-    assert code == 0, f"exit {code}\nstdout:\n{out}\nstderr:\n{err}"
-    (conn,) = server.connections
-    assert "script_done" in conn.marks and conn.close_code == 1000
+    conn, _, _ = await run_conversation(python, script_env, tmp_path, scenario)
+    assert conn.close_code == 1000
     wav, _ = read_wav(tmp_path / "out.wav")
     start = find(wav, scenario.turn1.audio)
     assert start >= 0 and matching_run(wav, start, scenario.turn1.audio) == len(scenario.turn1.audio) // 2
