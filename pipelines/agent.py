@@ -26,7 +26,7 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from pipecat.frames.frames import EndFrame, ErrorFrame  # noqa: E402
+from pipecat.frames.frames import EndFrame, ErrorFrame, InputTextRawFrame  # noqa: E402
 from pipecat.pipeline.pipeline import Pipeline  # noqa: E402
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker  # noqa: E402
 from pipecat.processors.frame_processor import FrameProcessor  # noqa: E402
@@ -110,6 +110,10 @@ class AgentPipeline:
         logger.info("Input finished and the agent is idle: ending the session")
         await self.end()
 
+    def say(self, text: str) -> None:
+        """Send ``text`` as a typed user turn (``InputTextRawFrame``); the agent answers it."""
+        asyncio.ensure_future(self.worker.queue_frame(InputTextRawFrame(text=text)))
+
     async def end(self) -> None:
         """End gracefully: queued audio plays out, the socket closes with 1000, logs flush."""
         await self.worker.queue_frame(EndFrame())
@@ -187,9 +191,10 @@ def make_transports(config: AgentConfig) -> tuple[FrameProcessor, FrameProcessor
     return input_t, output_t
 
 
-def _watch_keyboard(loop: asyncio.AbstractEventLoop, quit_cb: Any) -> None:
-    """'q' + Enter quits, and so does Ctrl-D on a terminal; a closed, absent or redirected stdin
-    (``</dev/null``, a pipe) is simply ignored (never quits)."""
+def _watch_keyboard(loop: asyncio.AbstractEventLoop, quit_cb: Any, text_cb: Any = None) -> None:
+    """'q' + Enter quits, and so does Ctrl-D on a terminal; any other non-empty line is handed to
+    ``text_cb`` (a typed user turn). A closed, absent or redirected stdin (``</dev/null``, a pipe)
+    never quits by ending."""
 
     def read() -> None:
         try:
@@ -197,6 +202,8 @@ def _watch_keyboard(loop: asyncio.AbstractEventLoop, quit_cb: Any) -> None:
             for line in sys.stdin:
                 if line.strip().lower() == "q":
                     break
+                if line.strip() and text_cb is not None:
+                    loop.call_soon_threadsafe(text_cb, line.strip())
             else:
                 if not tty:
                     return
@@ -251,10 +258,10 @@ async def run_agent(config: AgentConfig) -> int:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop, signal.Signals(sig).name)
-        _watch_keyboard(loop, lambda: stop("quit by user"))
+        _watch_keyboard(loop, lambda: stop("quit by user"), app.say)
         print("Starting the chat ...")
         if config.input_wav is None:
-            print("Press 'q' and Enter to quit the chat.")
+            print("Press 'q' and Enter to quit the chat; type anything else to say it to the agent.")
         code = await app.run(idle_grace_s=config.idle_grace_s)
         if app.failure is not None:
             print(f"error: {app.failure}", file=sys.stderr)

@@ -78,6 +78,10 @@ class AgentConfig:
     debug: bool = False
     idle_grace_s: float = 1.5
     verbose: bool = False
+    greeting: str | None = None
+    """Speak first: None = wait for the user; "" = the agent's own greeting; else its text."""
+    record: Path | None = None
+    plain: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -154,7 +158,20 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--log-dir", type=_path, default=Path("logs"), help="folder for the session, event and technical logs (default: logs)")
     io.add_argument("--idle-grace", type=float, default=1.5, help="with --input-wav: seconds of agent idleness before exiting")
     io.add_argument("--verbose", action="store_true", help="show debug lines on the console")
+    _add_console_flags(p)
     return p
+
+
+def _add_console_flags(p: argparse.ArgumentParser) -> None:
+    """The operator's console: live view, greeting, recording, device check."""
+    con = p.add_argument_group("console")
+    con.add_argument("--greeting", nargs="?", const="", metavar="TEXT", help="the agent speaks first; "
+                     "in model mode TEXT instructs that first response, in agent mode it is said as is")
+    con.add_argument("--record", type=_path, metavar="FILE.wav", help="record the conversation: "
+                     "stereo 24 kHz, left the microphone as sent, right the agent as played")
+    con.add_argument("--plain", action="store_true", help="plain log lines instead of the live view")
+    con.add_argument("--check-devices", action="store_true", help="record 3 s from the microphone, "
+                     "play it back on the speaker, say whether the microphone heard anything")
 
 
 SECRETS = ("api_key", "agent_access_token")
@@ -300,7 +317,22 @@ def _check_files(args: argparse.Namespace) -> None:
         if args.input_wav is not None and out == args.input_wav.resolve():
             raise ConfigError("--output-wav must not be the --input-wav file (it would be overwritten)")
         _probe_writable(out, "--output-wav", str(args.output_wav))
+    if args.record is not None:
+        _check_record(args)
     _check_log_dir(Path(args.log_dir))
+
+
+def _check_record(args: argparse.Namespace) -> None:
+    """``--record`` names a writable file that is neither WAV transport's file."""
+    out = args.record.resolve()
+    if not out.parent.is_dir():
+        raise ConfigError(f"--record folder {str(out.parent)!r} does not exist")
+    if out.is_dir():
+        raise ConfigError(f"--record {str(args.record)!r} is a folder: name a .wav file")
+    for flag, other in (("--input-wav", args.input_wav), ("--output-wav", args.output_wav)):
+        if other is not None and out == other.resolve():
+            raise ConfigError(f"--record must not be the {flag} file")
+    _probe_writable(out, "--record", str(args.record))
 
 
 def _probe_writable(path: Path, flag: str, shown: str) -> None:
@@ -373,8 +405,10 @@ def parse_config(argv: list[str] | None = None, env: dict[str, str] | None = Non
         file_values = _read_dotenv(Path(dotenv_path)) if dotenv_path and Path(dotenv_path).is_file() else {}
         env = {**file_values, **os.environ}
     values = _resolve(args, env)
-    if args.list_devices:
-        return AgentConfig(None, Model("-"), DEFAULT_API_VERSION, None, SessionConfig()), args
+    if args.list_devices or args.check_devices:
+        devices = AgentConfig(None, Model("-"), DEFAULT_API_VERSION, None, SessionConfig())
+        devices.input_device, devices.output_device = args.input_device, args.output_device
+        return devices, args
     if args.local and args.endpoint:
         raise ConfigError("--local and --endpoint: give only one (--local starts its own server)")
     endpoint = None if args.local else _endpoint(values["endpoint"])
@@ -400,5 +434,8 @@ def parse_config(argv: list[str] | None = None, env: dict[str, str] | None = Non
         debug=args.debug,
         idle_grace_s=args.idle_grace,
         verbose=args.verbose,
+        greeting=args.greeting,
+        record=args.record,
+        plain=args.plain,
     )
     return config, args

@@ -7,23 +7,32 @@ Session log (``session_<timestamp>.log``)::
     Project name: <project>
     Session Config: <the session.update event as JSON>
     SessionID: <sess_…>
-    User Input: <what the user said>
+    User Input: <what the user said, or typed>
     Agent Audio Response: <what the agent said>      (or Agent Text Response: … in text mode)
 
 ``events_<timestamp>.jsonl`` gets one timestamped JSON object per conversation event (both
-directions; base64 audio replaced by its size; microphone appends left out). Both files are UTF-8,
+directions; base64 audio replaced by its size; microphone appends left out), plus a local
+``client.user_input`` record per user turn whose ``typed`` says whether it was typed or spoken. Both files are UTF-8,
 mode 0600, redacted, and flushed line by line from a writer thread. Every frame is passed on.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from pipecat.frames.frames import CancelFrame, EndFrame, Frame, StartFrame, TranscriptionFrame
+from pipecat.frames.frames import (
+    CancelFrame,
+    EndFrame,
+    Frame,
+    InputTextRawFrame,
+    StartFrame,
+    TranscriptionFrame,
+)
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from processors.frames import AgentWords, VoiceLiveEventFrame
@@ -115,13 +124,21 @@ class TranscriptProcessor(FrameProcessor):
         elif isinstance(frame, VoiceLiveEventFrame):
             self._event(frame)
         elif isinstance(frame, TranscriptionFrame) and frame.text.strip():
-            self._line(f"User Input: {frame.text}", echo=True)
+            self._user_input(frame.text, typed=False)
+        elif isinstance(frame, InputTextRawFrame) and frame.text.strip():
+            self._user_input(frame.text, typed=True)
         elif isinstance(frame, AgentWords):
             kind = "Audio" if frame.modality == "audio" else "Text"
             self._line(f"Agent {kind} Response: {frame.text}", echo=True)
         await self.push_frame(frame, direction)
         if isinstance(frame, (EndFrame, CancelFrame)):
             self._close()
+
+    def _user_input(self, text: str, *, typed: bool) -> None:
+        """A user turn, spoken (transcribed) or typed: one session log line, one JSONL record."""
+        self._line(f"User Input: {text}", echo=True)
+        event = {"type": "client.user_input", "text": text, "typed": typed}
+        self._event(VoiceLiveEventFrame(event=event, direction="local", at=time.time()))
 
     def _event(self, frame: VoiceLiveEventFrame) -> None:
         event = frame.event

@@ -152,6 +152,7 @@ class VoiceLiveAgentService(FrameProcessor):
             await self._connect()
         elif isinstance(frame, InputTextRawFrame):
             await self._run(self.session.user_text(frame.text))
+            await self.push_frame(frame, direction)  # a typed user turn, for logs and views
         elif isinstance(frame, EndFrame):
             await self._run(self.session.close_transcripts())
             await self._disconnect()
