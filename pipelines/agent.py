@@ -148,7 +148,8 @@ def build_agent_pipeline(
         credentials=Credentials(api_key=config.api_key),
         debug=config.debug,
     )
-    service = VoiceLiveAgentService(settings, config.session, playback=getattr(output, "playback", None))
+    playback = getattr(output, "playback", None)
+    service = VoiceLiveAgentService(settings, config.session, playback=playback, greeting=config.greeting)
     stamp = timestamp or session_timestamp()
     transcript = TranscriptProcessor(
         config.log_dir,

@@ -9,7 +9,8 @@ It never raises on server input: a malformed or unexpected event becomes a :clas
 Rules it keeps (tested over the recorded traces): audio is only sent after ``session.updated``;
 deltas of an interrupted response are never returned for playback; a truncate never exceeds the
 audio received for the item and is skipped when nothing went unheard; ``response.cancel`` is only
-sent while a response is active; ``response.create`` is deferred while one is running.
+sent while a response is active; ``response.create`` is deferred while one is running, and a
+greeting's (:meth:`VoiceLiveSession.greet`) is sent right after ``session.updated``.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class VoiceLiveSession:
         self._transcripts: dict[str, _Transcript] = {}
         self._last_audio: tuple[str, str] | None = None
         self._pending_create = False
+        self._pending_params: dict[str, Any] = {}
         self._last_create_id: str | None = None
         self._queued_until_ready: list[dict[str, Any]] = []
         self._speech_stopped_at: float | None = None
@@ -159,14 +161,29 @@ class VoiceLiveSession:
             return []
         return [Send(item), *self.request_response()]
 
-    def request_response(self) -> list[Action]:
-        """``response.create`` now, or after the running response is done."""
+    def request_response(self, **params: Any) -> list[Action]:
+        """``response.create`` (with ``params`` as its ``response``) now, or once the session is
+        ready and no response is running; a deferred request keeps its params."""
         if self._active is not None or not self.ready:
             self._pending_create = True
+            self._pending_params = params or self._pending_params
             return []
-        create = ev.response_create()
+        params, self._pending_params = params or self._pending_params, {}
+        create = ev.response_create(**params)
         self._last_create_id = create["event_id"]
         return [Send(create)]
+
+    def greet(self, instructions: str | None = None, text: str | None = None) -> list[Action]:
+        """The agent speaks first: ``response.create`` as soon as ``session.updated`` arrives
+        (at once if it already has). ``instructions`` direct that response (model mode);
+        ``text`` is said as is (``pre_generated_assistant_message``, agent mode)."""
+        params: dict[str, Any] = {}
+        if instructions:
+            params["instructions"] = instructions
+        if text:
+            content = [{"type": "text", "text": text}]
+            params["pre_generated_assistant_message"] = {"type": "message", "role": "assistant", "content": content}
+        return self.request_response(**params)
 
     def function_result(self, call_id: str, output: str) -> list[Action]:
         """A tool's output, then a new response once the current one is done."""

@@ -48,6 +48,7 @@ from pipecat.utils.text.base_text_aggregator import TextType
 from processors.frames import AgentTranscriptFrame, AgentTranscriptUrgentFrame, VoiceLiveEventFrame
 from processors.voicelive import actions as act
 from processors.voicelive.connection import ConnectionSettings, VoiceLiveConnection
+from processors.voicelive.endpoint import Model
 from processors.voicelive.reconnect import Backoff, open_with_retry, replays_history, resume_target, seconds_until_refresh
 from processors.voicelive.errors import ConnectionFailed, MalformedEvent
 from processors.voicelive.events import parse_server_event
@@ -74,6 +75,9 @@ class VoiceLiveAgentService(FrameProcessor):
             agent's item at what was really heard; without it no truncation is sent.
         input_chunk_ms: microphone audio is sent in appends of this duration.
         flush_wait_s: how long to wait for the output to confirm a flush before truncating.
+        greeting: speak first, as soon as the session is ready: ``""`` lets the agent or model
+            greet in its own words; a text instructs the first response (model mode) or is said
+            as is (agent mode). ``None``: wait for the user.
 
     Events: ``on_session_ready(service, session_dict)``, ``on_fatal_error(service, message)``.
     """
@@ -86,6 +90,7 @@ class VoiceLiveAgentService(FrameProcessor):
         playback: Any | None = None,
         input_chunk_ms: int = 40,
         flush_wait_s: float = 0.25,
+        greeting: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -116,6 +121,9 @@ class VoiceLiveAgentService(FrameProcessor):
         self._completed_on_conn = False  # a response completed on the current connection
         self._short_drops = 0  # consecutive connections lost soon after they opened
         self.reconnects = 0
+        if greeting is not None:  # deferred by the session until session.updated
+            model = isinstance(connection.target, Model)
+            self.session.greet(instructions=greeting if model else None, text=None if model else greeting)
         self._register_event_handler("on_session_ready")
         self._register_event_handler("on_fatal_error")
 
