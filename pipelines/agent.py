@@ -35,9 +35,10 @@ from pipecat.workers.runner import WorkerRunner  # noqa: E402
 from pipelines.config import AgentConfig, parse_config, shorten  # noqa: E402
 from processors.eventlog import EventLogProcessor  # noqa: E402
 from processors.logsetup import configure_console, send_to_technical_log_only  # noqa: E402
+from processors.session_report import SessionReportProcessor, report_path, save_report  # noqa: E402
 from processors.transcript import TranscriptProcessor, session_timestamp  # noqa: E402
 from processors.voicelive.connection import ConnectionSettings, Credentials  # noqa: E402
-from processors.voicelive.endpoint import Endpoint  # noqa: E402
+from processors.voicelive.endpoint import Endpoint, Model  # noqa: E402
 from processors.voicelive.errors import ConfigError  # noqa: E402
 from processors.voicelive.events import session_update  # noqa: E402
 from processors.voicelive.service import VoiceLiveAgentService  # noqa: E402
@@ -58,6 +59,7 @@ class AgentPipeline:
     output: FrameProcessor
     transport_failure: str | None = None
     """Why a transport stopped working (e.g. the output WAV could not be written), or None."""
+    report: SessionReportProcessor | None = None
 
     @property
     def failure(self) -> str | None:
@@ -131,10 +133,12 @@ def build_agent_pipeline(
     processors: list[FrameProcessor] | None = None,
     endpoint: Endpoint | None = None,
     timestamp: str | None = None,
+    input_processors: list[FrameProcessor] | None = None,
 ) -> AgentPipeline:
     """Assemble the default agent pipeline around ``input`` and ``output`` transports.
 
-    ``processors`` go between the logging processors and the output. ``endpoint`` overrides the
+    ``processors`` go between the logging processors and the output; ``input_processors``
+    between the input and the service (they see the microphone audio). ``endpoint`` overrides the
     configured one (the embedded local server passes its own). If the output has a ``playback``
     buffer, the service uses it to truncate interrupted answers at what was really heard.
     """
@@ -159,7 +163,9 @@ def build_agent_pipeline(
         timestamp=stamp,
     )
     eventlog = EventLogProcessor(Path(config.log_dir) / "voicelive.log")
-    pipeline = Pipeline([input, service, transcript, eventlog, *(processors or []), output])
+    model = config.target.model if isinstance(config.target, Model) else None
+    report = SessionReportProcessor(agent=config.agent_label, model=model)
+    pipeline = Pipeline([input, *(input_processors or []), service, transcript, eventlog, report, *(processors or []), output])
     worker = PipelineWorker(
         pipeline,
         params=PipelineParams(audio_in_sample_rate=SAMPLE_RATE, audio_out_sample_rate=SAMPLE_RATE),
@@ -168,7 +174,7 @@ def build_agent_pipeline(
         idle_timeout_secs=None,
         cancel_on_idle_timeout=False,
     )
-    app = AgentPipeline(pipeline, worker, service, transcript, eventlog, input, output)
+    app = AgentPipeline(pipeline, worker, service, transcript, eventlog, input, output, report=report)
     worker.add_event_handler("on_pipeline_error", app._on_pipeline_error)
     return app
 
@@ -267,6 +273,7 @@ async def run_agent(config: AgentConfig) -> int:
         if app.failure is not None:
             print(f"error: {app.failure}", file=sys.stderr)
         print("Chat done.")
+        print(await save_report(app.report, report_path(app.transcript.session_log_path), app.failure))
         lost_logs = app.transcript.write_errors + ([tech_log.error] if tech_log is not None and tech_log.error else [])
         return code or (1 if lost_logs else 0)
     finally:
