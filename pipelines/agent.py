@@ -35,6 +35,7 @@ from pipecat.workers.runner import WorkerRunner  # noqa: E402
 from pipelines.config import AgentConfig, parse_config, shorten  # noqa: E402
 from processors.eventlog import EventLogProcessor  # noqa: E402
 from processors.logsetup import configure_console, send_to_technical_log_only  # noqa: E402
+from processors.recorder import ConversationRecorder  # noqa: E402
 from processors.session_report import SessionReportProcessor, report_path, save_report  # noqa: E402
 from processors.transcript import TranscriptProcessor, session_timestamp  # noqa: E402
 from processors.voicelive.connection import ConnectionSettings, Credentials  # noqa: E402
@@ -60,6 +61,7 @@ class AgentPipeline:
     transport_failure: str | None = None
     """Why a transport stopped working (e.g. the output WAV could not be written), or None."""
     report: SessionReportProcessor | None = None
+    recorder: ConversationRecorder | None = None
 
     @property
     def failure(self) -> str | None:
@@ -165,7 +167,10 @@ def build_agent_pipeline(
     eventlog = EventLogProcessor(Path(config.log_dir) / "voicelive.log")
     model = config.target.model if isinstance(config.target, Model) else None
     report = SessionReportProcessor(agent=config.agent_label, model=model)
-    pipeline = Pipeline([input, *(input_processors or []), service, transcript, eventlog, report, *(processors or []), output])
+    taps = list(input_processors or [])
+    recorder = ConversationRecorder(config.record, playback) if config.record is not None else None
+    taps = [recorder, *taps] if recorder is not None else taps
+    pipeline = Pipeline([input, *taps, service, transcript, eventlog, report, *(processors or []), output])
     worker = PipelineWorker(
         pipeline,
         params=PipelineParams(audio_in_sample_rate=SAMPLE_RATE, audio_out_sample_rate=SAMPLE_RATE),
@@ -174,7 +179,7 @@ def build_agent_pipeline(
         idle_timeout_secs=None,
         cancel_on_idle_timeout=False,
     )
-    app = AgentPipeline(pipeline, worker, service, transcript, eventlog, input, output, report=report)
+    app = AgentPipeline(pipeline, worker, service, transcript, eventlog, input, output, report=report, recorder=recorder)
     worker.add_event_handler("on_pipeline_error", app._on_pipeline_error)
     return app
 
@@ -275,6 +280,9 @@ async def run_agent(config: AgentConfig) -> int:
         print("Chat done.")
         print(await save_report(app.report, report_path(app.transcript.session_log_path), app.failure))
         lost_logs = app.transcript.write_errors + ([tech_log.error] if tech_log is not None and tech_log.error else [])
+        if app.recorder is not None and app.recorder.recording.error:
+            print(f"error: {app.recorder.recording.error}", file=sys.stderr)
+            lost_logs.append(app.recorder.recording.error)
         return code or (1 if lost_logs else 0)
     finally:
         if local is not None:

@@ -87,6 +87,7 @@ class PlaybackBuffer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flushed_event = asyncio.Event()
         self._drained_event = asyncio.Event()
+        self._taps: list[Callable[[bytes, float], None]] = []
         self.on_playing: Callable[[], None] | None = None
         """Called on the loop when the device starts handing out queued audio."""
         self.on_drained: Callable[[], None] | None = None
@@ -196,10 +197,20 @@ class PlaybackBuffer:
         if drained:
             self._notify(self._on_drained_from_device, threadsafe=True)
         if got == need and len(parts) == 1:
-            return parts[0].tobytes()
-        if got < need:
-            parts.append(memoryview(bytes(need - got)))
-        return b"".join(parts)
+            block = parts[0].tobytes()
+        else:
+            if got < need:
+                parts.append(memoryview(bytes(need - got)))
+            block = b"".join(parts)
+        for tap in self._taps:
+            tap(block, now)
+        return block
+
+    def add_tap(self, tap: Callable[[bytes, float], None]) -> None:
+        """Call ``tap(block, now)`` with every block handed to the device (silence included) and
+        the ``time.monotonic()`` of the read. It runs on the device side, so it must only hand
+        the bytes on (append to a deque): a recorder or a level meter does the rest elsewhere."""
+        self._taps.append(tap)
 
     # ------------------------------------------------------------------ queries
 

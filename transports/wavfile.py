@@ -103,6 +103,23 @@ def check_writable(path: str | os.PathLike) -> Path:
     return target
 
 
+def fit_header(path: str | os.PathLike, frame_bytes: int, sample_rate: int) -> float:
+    """After a failed write: make a WAV's header describe exactly the whole frames on disk (an
+    in-place overwrite of two sizes, which a full disk still allows); returns their length."""
+    try:
+        with open(path, "r+b") as f:
+            data = (os.fstat(f.fileno()).st_size - WAV_HEADER_BYTES) // frame_bytes * frame_bytes
+            if data < 0:
+                return 0.0
+            f.seek(4)
+            f.write(struct.pack("<I", WAV_HEADER_BYTES - 8 + data))
+            f.seek(WAV_HEADER_BYTES - 4)
+            f.write(struct.pack("<I", data))
+    except OSError:
+        return 0.0
+    return data / frame_bytes / sample_rate
+
+
 class WavRecorder:
     """Records what a speaker fed from ``buffer`` would play, into a WAV, on its own thread.
 
@@ -202,26 +219,9 @@ class WavRecorder:
                 except OSError:
                     pass
         if self.error is not None:
-            secs = self._fit_header()
+            secs = fit_header(self.path, self.buffer.frame_bytes, self.buffer.sample_rate)
             if secs:
                 self.error += f": the first {secs:.1f} s are kept"
-
-    def _fit_header(self) -> float:
-        """After a failed write: make the header describe exactly the whole frames on disk (an
-        in-place overwrite of two sizes, which a full disk still allows); returns their length."""
-        frame = self.buffer.frame_bytes
-        try:
-            with open(self.path, "r+b") as f:
-                data = (os.fstat(f.fileno()).st_size - WAV_HEADER_BYTES) // frame * frame
-                if data < 0:
-                    return 0.0
-                f.seek(4)
-                f.write(struct.pack("<I", WAV_HEADER_BYTES - 8 + data))
-                f.seek(WAV_HEADER_BYTES - 4)
-                f.write(struct.pack("<I", data))
-        except OSError:
-            return 0.0
-        return data / frame / self.buffer.sample_rate
 
     # -------------------------------------------------------------- the thread
 
