@@ -398,9 +398,16 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-def parse_config(argv: list[str] | None = None, env: dict[str, str] | None = None, dotenv_path: str | None = ".env") -> tuple[AgentConfig, argparse.Namespace]:
-    """Parse ``argv`` with ``env`` (default ``os.environ`` over ``.env``); raise :class:`ConfigError`."""
-    args = build_parser().parse_args(argv)
+def parse_config(
+    argv: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    dotenv_path: str | None = ".env",
+    parser: argparse.ArgumentParser | None = None,
+) -> tuple[AgentConfig, argparse.Namespace]:
+    """Parse ``argv`` with ``env`` (default ``os.environ`` over ``.env``); raise :class:`ConfigError`.
+
+    ``parser`` is :func:`build_parser`'s parser with more arguments (the batch runner's)."""
+    args = (parser or build_parser()).parse_args(argv)
     if env is None:
         file_values = _read_dotenv(Path(dotenv_path)) if dotenv_path and Path(dotenv_path).is_file() else {}
         env = {**file_values, **os.environ}

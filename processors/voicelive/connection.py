@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,16 @@ from processors.voicelive.errors import ConfigError, ConnectionFailed
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 MAX_QUEUED_AUDIO = 100  # appends (about 4 s at 40 ms each) before mic audio is dropped
 FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1010})  # protocol or policy errors: retrying cannot help
+
+ConnectGate = Callable[[], Awaitable[None]]
+_connect_gate: ConnectGate | None = None
+
+
+def set_connect_gate(gate: ConnectGate | None) -> None:
+    """Await ``gate()`` before every WebSocket connect in this process (first connects,
+    reconnects and renewals alike): the batch runner paces connects across its workers with it."""
+    global _connect_gate
+    _connect_gate = gate
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -151,6 +162,8 @@ class VoiceLiveConnection:
 
     async def open(self) -> None:
         """Mint credentials, build the URL and headers, and open the socket."""
+        if _connect_gate is not None:  # paced before minting, so a token is fresh when used
+            await _connect_gate()
         s = self.settings
         creds = s.credentials
         bearer = await creds.entra_token() if creds.uses_entra else None
