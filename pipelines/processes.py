@@ -55,6 +55,7 @@ NO_MAIN_GUARD = (
     'put that code under `if __name__ == "__main__":`'
 )
 _PR_SET_PDEATHSIG = 1
+NOTHING_LEVEL = 100  # above CRITICAL: a child forwards no record
 _children: set[ChildProcess] = set()
 """Children not stopped yet (kept alive here: the parent may have dropped its last reference)."""
 
@@ -206,8 +207,14 @@ def start_child(
 def _min_level() -> int:
     """The lowest level any of the parent's loguru sinks accepts (records below are not sent)."""
     try:
-        return int(logger._core.min_level)  # type: ignore[attr-defined]
-    except (AttributeError, TypeError, ValueError):
+        level = logger._core.min_level  # type: ignore[attr-defined]
+    except AttributeError:
+        return 0
+    if level == float("inf"):  # the parent has no sink at all: nothing is worth sending
+        return NOTHING_LEVEL
+    try:
+        return int(level)
+    except (TypeError, ValueError):
         return 0
 
 

@@ -47,7 +47,6 @@ def build_batch_parser() -> argparse.ArgumentParser:
     batch.add_argument("--per-worker", type=int, default=8, help="conversations at a time per worker (default 8)")
     batch.add_argument("--worker-memory-mb", type=float, help="replace a worker whose memory grows past this (its conversations fail)")
     batch.add_argument("--max-connects-per-minute", type=int, default=30, help="new connections per minute across all workers (default 30, the service's limit)")
-    batch.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
     return p
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import time
 from typing import Any
 
@@ -21,7 +20,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from pipelines.agent import AgentPipeline, build_agent_pipeline
 from pipelines.batch.jobs import Job, Result
-from pipelines.batch.turns import TurnCollector
+from processors.session_report import write_report
 from transports.wav import WavInputTransport, WavOutputTransport
 
 ANSWER_START_TIMEOUT_S = 15.0  # a typed turn whose answer has not begun by then is skipped
@@ -37,7 +36,6 @@ class TypedTurns(FrameProcessor):
         self.lines = lines
         self.input_done = asyncio.Event()
         self.app: AgentPipeline | None = None
-        self.collector: TurnCollector | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
@@ -67,8 +65,6 @@ class TypedTurns(FrameProcessor):
             return
         for line in self.lines:
             before = service.session.active_response
-            if self.collector is not None:
-                self.collector.typed(line)
             await self.push_frame(InputTextRawFrame(text=line))
             started = await self._wait(
                 lambda: service.session.active_response not in (None, before), ANSWER_START_TIMEOUT_S
@@ -84,27 +80,26 @@ class TypedTurns(FrameProcessor):
         self.input_done.set()
 
 
-def _build(job: Job) -> tuple[AgentPipeline, TurnCollector]:
+def _build(job: Job) -> AgentPipeline:
     job.out_dir.mkdir(parents=True, exist_ok=True)
     config = dataclasses.replace(job.config, log_dir=job.out_dir, input_wav=None, output_wav=job.out_dir / "reply.wav")
-    collector = TurnCollector()
     input_t: FrameProcessor
     if job.kind == "wav":
         input_t = WavInputTransport(job.path)
     else:
         input_t = TypedTurns(job.lines)
     output_t = WavOutputTransport(job.out_dir / "reply.wav")
-    app = build_agent_pipeline(config, input=input_t, output=output_t, processors=[collector])
+    app = build_agent_pipeline(config, input=input_t, output=output_t)
     if isinstance(input_t, TypedTurns):
-        input_t.app, input_t.collector = app, collector
-    return app, collector
+        input_t.app = app
+    return app
 
 
 async def run_conversation(job: Job, cancelled: asyncio.Event) -> Result:
     """Run ``job`` to its end (or until ``cancelled`` is set); never raises."""
     started = time.monotonic()
     try:
-        app, collector = _build(job)
+        app = _build(job)
         app.eventlog.attach()
         app.transcript.open_logs()
     except Exception as exc:  # a conversation that cannot even start is one failed row
@@ -124,16 +119,13 @@ async def run_conversation(job: Job, cancelled: asyncio.Event) -> Result:
         "input": str(job.path),
         "kind": job.kind,
         "ok": reason is None,
-        "failure": reason,
-        "reconnects": app.service.reconnects,
-        "seconds": round(time.monotonic() - started, 2),
-        **collector.report(),
+        **(app.report.report(failure=reason) if app.report is not None else {"failure": reason}),
     }
     try:
-        (job.out_dir / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=2), encoding="utf-8")
+        await asyncio.to_thread(write_report, job.out_dir / "report.json", report)
     except OSError as exc:
         reason = reason or f"report.json cannot be written ({exc.strerror or exc})"
-    return Result(job.name, reason is None, reason, report, seconds=report["seconds"])
+    return Result(job.name, reason is None, reason, report, seconds=round(time.monotonic() - started, 2))
 
 
 async def _cancel_when(cancelled: asyncio.Event, app: AgentPipeline) -> None:

@@ -19,8 +19,6 @@ ready worker, and collects one :class:`Result` per job:
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import signal
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,6 +28,7 @@ from typing import Any
 
 from pipelines.batch.jobs import Job, Result
 from pipelines.batch.worker import worker_main
+from pipelines.processes import SPAWN, ChildProcess, start_child
 
 WINDOW_S = 60.0
 MEMORY_POLL_S = 0.5
@@ -71,23 +70,12 @@ class ConnectPacer:
 class _Slot:
     """One worker process and what it is running."""
 
-    process: Any
+    child: ChildProcess
     conn: Connection
     pid: int | None = None
     ready: bool = False
     running: dict[str, Job] = field(default_factory=dict)
     kill_reason: str | None = None
-
-
-def _exit_cause(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "stopped answering"
-    if exitcode < 0:
-        try:
-            return f"killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exited with code {exitcode}"
 
 
 class WorkerPool:
@@ -115,7 +103,6 @@ class WorkerPool:
         self.draining = False
         self.cancelling = False
         self.replaced = 0
-        self._ctx = multiprocessing.get_context("spawn")
         self._slots: list[_Slot] = []
         self._permit_waiters: deque[tuple[_Slot, int]] = deque()
         self._reserved: dict[str, float] = {}  # job -> when its first connect was reserved
@@ -165,13 +152,10 @@ class WorkerPool:
 
     def _spawn(self) -> None:
         assert self._loop is not None
-        parent, child = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(
-            target=worker_main, args=(child, self.per_worker), name="voicelive-batch-worker", daemon=True
-        )
-        process.start()
-        child.close()
-        slot = _Slot(process, parent, pid=process.pid)
+        parent, child_end = SPAWN.Pipe(duplex=True)
+        child = start_child(worker_main, self.per_worker, name="voicelive-batch-worker", handles=(child_end,))
+        child_end.close()
+        slot = _Slot(child, parent, pid=child.pid)
         self._slots.append(slot)
         self._loop.add_reader(parent.fileno(), self._on_readable, slot)
 
@@ -212,8 +196,8 @@ class WorkerPool:
     def _worker_died(self, slot: _Slot) -> None:
         assert self._loop is not None
         self._loop.remove_reader(slot.conn.fileno())
-        slot.process.join(1.0)
-        cause = slot.kill_reason or _exit_cause(slot.process.exitcode)
+        slot.child.process.join(1.0)
+        cause = slot.kill_reason or slot.child.exit_cause()
         slot.conn.close()
         self._slots.remove(slot)
         self._permit_waiters = deque(w for w in self._permit_waiters if w[0] is not slot)
@@ -240,20 +224,15 @@ class WorkerPool:
                     continue
                 if rss_mb > self.memory_mb and slot.kill_reason is None:
                     slot.kill_reason = f"used {rss_mb:.0f} MB, over --worker-memory-mb {self.memory_mb:g}"
-                    slot.process.kill()
+                    slot.child.process.kill()
 
     async def _stop_all(self) -> None:
         for slot in self._slots:
             if self._loop is not None:
                 self._loop.remove_reader(slot.conn.fileno())  # their exit is expected now
             self._send(slot, "stop")
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        for slot in list(self._slots):
-            while slot.process.is_alive() and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            if slot.process.is_alive():
-                slot.process.kill()
-            slot.process.join(1.0)
+        await asyncio.gather(*(slot.child.stop(grace=STOP_TIMEOUT_S) for slot in self._slots))
+        for slot in self._slots:
             slot.conn.close()
         self._slots.clear()
 

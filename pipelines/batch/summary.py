@@ -13,8 +13,8 @@ import numpy as np
 from pipelines.batch.jobs import Result
 
 CSV_FIELDS = [
-    "conversation", "ok", "turn", "typed", "user", "agent", "latency_ms", "answer_duration_s",
-    "interrupted", "failure",
+    "conversation", "ok", "turn", "input", "user", "agent", "latency_ms", "answer_duration_ms",
+    "interrupted", "heard_ms", "failure",
 ]
 
 
@@ -24,7 +24,8 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def latencies(result: Result) -> list[float]:
-    return [t["latency_ms"] for t in result.report.get("turns", []) if t.get("latency_ms") is not None]
+    turns = result.report.get("turns", [])
+    return [t["first_audio_latency_ms"] for t in turns if t.get("first_audio_latency_ms") is not None]
 
 
 def totals(results: list[Result]) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def write_summary(out: Path, results: list[Result], extra: dict[str, Any]) -> di
             "ok": r.ok,
             "failure": r.reason,
             "turns": len(r.report.get("turns", [])),
-            "reconnects": r.report.get("reconnects", 0),
+            "reconnects": len(r.report.get("reconnects", [])),
             "latency_ms": {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "max": max(lat) if lat else None},
             "seconds": r.seconds,
             "worker_pid": r.worker_pid,
@@ -71,10 +72,12 @@ def write_summary(out: Path, results: list[Result], extra: dict[str, Any]) -> di
                 writer.writerow({"conversation": r.name, "ok": r.ok, "failure": r.reason or ""})
             for n, t in enumerate(turns, 1):
                 writer.writerow({
-                    "conversation": r.name, "ok": r.ok, "turn": n, "typed": t.get("typed"),
-                    "user": t.get("user", ""), "agent": t.get("agent", ""),
-                    "latency_ms": t.get("latency_ms"), "answer_duration_s": t.get("answer_duration_s"),
-                    "interrupted": t.get("interrupted"), "failure": r.reason or "",
+                    "conversation": r.name, "ok": r.ok, "turn": n, "input": t.get("input"),
+                    "user": t.get("user_text") or "", "agent": t.get("agent_text") or "",
+                    "latency_ms": t.get("first_audio_latency_ms"),
+                    "answer_duration_ms": t.get("answer_duration_ms"),
+                    "interrupted": t.get("interrupted"), "heard_ms": t.get("heard_ms"),
+                    "failure": r.reason or "",
                 })
     return summary_totals
 

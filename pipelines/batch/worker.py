@@ -8,35 +8,23 @@ It talks to the parent over one duplex pipe (pickled tuples):
   ``("permit?", n, name)`` (asks before every WebSocket connect of conversation ``name``, so the
   parent paces connects across all workers).
 
-Ctrl-C is the parent's business: the worker ignores SIGINT. When the parent goes away (even
-SIGKILLed) the pipe reaches EOF and the worker cancels what it runs and exits; on Linux the
-kernel also sends it SIGTERM (``PR_SET_PDEATHSIG``).
+It is started with :func:`pipelines.processes.start_child`: Ctrl-C is the parent's business,
+and the worker cannot outlive its parent. When the parent closes the pipe the worker cancels
+what it runs (logs complete, sockets closed 1000) and exits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import ctypes
 import os
 import signal
-import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
-PR_SET_PDEATHSIG = 1
 # The conversation a connect belongs to (the tasks pipecat creates inherit it): the parent kept
 # a place for each conversation's first connect when it dispatched it.
 _JOB: contextvars.ContextVar[str] = contextvars.ContextVar("batch_job")
-
-
-def _die_with_parent() -> None:
-    """Ask the kernel for SIGTERM when the parent dies (Linux; elsewhere the pipe EOF does it)."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        except (OSError, AttributeError):
-            pass
 
 
 class _Worker:
@@ -119,9 +107,7 @@ async def _serve(conn: Connection, per_worker: int) -> None:
 
 
 def worker_main(conn: Connection, per_worker: int) -> None:
-    """Entry point of a spawned worker process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    """Entry point of a worker process (started by :func:`pipelines.processes.start_child`)."""
     from loguru import logger
 
     logger.remove()  # the parent owns the console; per-conversation files get their own sinks

@@ -178,13 +178,14 @@ async def test_a_batch_writes_every_folder_and_summary_and_names_the_failed_one(
         assert len(list(folder.glob("session_*.log"))) == 1 and len(list(folder.glob("events_*.jsonl"))) == 1
         assert (folder / "voicelive.log").is_file() and (folder / "reply.wav").stat().st_size > 44
         report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
-        assert report["ok"] and report["failure"] is None and report["reconnects"] == 0
+        assert report["ok"] and report["failure"] is None and report["reconnects"] == []
         assert len(report["turns"]) == 2, report
-        assert all(t["latency_ms"] is not None and t["agent"] for t in report["turns"]), report
+        assert all(t["first_audio_latency_ms"] is not None and t["agent_text"] for t in report["turns"]), report
         assert report["usage"], report
     delta = json.loads((results / "delta" / "report.json").read_text(encoding="utf-8"))
-    assert [t["user"] for t in delta["turns"]] == ["What time is it?", "And the date?"]
-    assert all(t["typed"] for t in delta["turns"])
+    assert [t["user_text"] for t in delta["turns"]] == ["What time is it?", "And the date?"]
+    assert [t["input"] for t in delta["turns"]] == ["typed", "typed"]
+    assert [t["agent_text"] for t in delta["turns"]] == ["typed answer 1.", "typed answer 2."]
     charlie = json.loads((results / "charlie" / "report.json").read_text(encoding="utf-8"))
     assert not charlie["ok"] and "1008" in charlie["failure"]
     csv_rows = rows(results)
@@ -247,9 +248,9 @@ async def test_a_killed_worker_is_replaced_and_its_conversation_failed(tmp_path:
     assert code == 1, (out, err)
     summary = json.loads((tmp_path / "r" / "summary.json").read_text(encoding="utf-8"))
     failed = [c for c in summary["conversations"] if not c["ok"]]
-    assert len(failed) == 1 and f"worker {killed[0]} killed by SIGKILL" in failed[0]["failure"], summary
+    assert len(failed) == 1 and f"worker {killed[0]} was killed by SIGKILL" in failed[0]["failure"], summary
     assert summary["totals"]["ok"] == 3 and summary["workers_replaced"] == 1
-    assert f"worker {killed[0]} killed by SIGKILL" in out
+    assert f"worker {killed[0]} was killed by SIGKILL" in out
     assert_no_worker_left(tmp_path / "r", set(killed))
 
 
