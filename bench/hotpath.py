@@ -88,7 +88,7 @@ from websockets.exceptions import ConnectionClosed  # noqa: E402
 from processors.voicelive.connection import ConnectionSettings, Credentials, VoiceLiveConnection  # noqa: E402
 from processors.voicelive.endpoint import Endpoint, Model  # noqa: E402
 from processors.voicelive.service import VoiceLiveAgentService  # noqa: E402
-from processors.voicelive.session import SessionConfig  # noqa: E402
+from processors.voicelive.session_config import SessionConfig  # noqa: E402
 
 DOWN = FrameDirection.DOWNSTREAM
 
@@ -246,7 +246,7 @@ class Ours:
         svc = VoiceLiveAgentService(_settings(), SessionConfig(input_sample_rate=input_rate))
         conn = VoiceLiveConnection(svc.settings)
         conn._ws = self.ws  # what VoiceLiveConnection.open() would have connected
-        svc._conn = conn
+        svc._connection = conn
         svc._closing = True  # the end of the fake stream then ends the receive loop quietly
         svc.push_frame = self.collector.push  # type: ignore[method-assign]
         svc.broadcast_frame = self.collector.broadcast  # type: ignore[method-assign]
@@ -540,7 +540,7 @@ def micro_costs(stream: Stream) -> list[tuple[str, float]]:
 
     from processors.frames import VoiceLiveEventFrame
     from processors.voicelive import actions as act
-    from processors.voicelive.events import parse_server_event
+    from processors.voicelive.wire import parse_server_event
 
     msg = next(m for m in stream.timed if '"response.audio.delta"' in m)
     data = json.loads(msg)

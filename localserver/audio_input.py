@@ -16,7 +16,7 @@ import numpy as np
 import soxr
 
 from localserver.codecs import decode
-from localserver.config import VadSettings
+from localserver.session_config import VadSettings
 from localserver.stt import POOL, Recognizer
 from localserver.vad import RATE, VoiceActivityDetector
 
@@ -26,14 +26,14 @@ MIN_COMMIT_MS = 100
 
 
 @dataclass(frozen=True)
-class SpeechStarted:
+class VadSpeechStarted:
     """VAD found speech; ``audio_start_ms`` includes the prefix padding."""
 
     audio_start_ms: int
 
 
 @dataclass(frozen=True)
-class SpeechStopped:
+class VadSpeechStopped:
     """VAD found the end of speech; the turn is committed with this transcript."""
 
     audio_start_ms: int
@@ -116,7 +116,7 @@ class InputAudio:
         del self._buf[: (keep_from - self._buf_start) * 2]
         self._buf_start = keep_from
 
-    def process(self, data: bytes) -> list[SpeechStarted | SpeechStopped]:
+    def process(self, data: bytes) -> list[VadSpeechStarted | VadSpeechStopped]:
         """Feed wire audio bytes; return the turn signals they complete."""
         pcm = decode(data, self.fmt)
         if self._resampler is not None:
@@ -125,7 +125,7 @@ class InputAudio:
         self._total += len(pcm)
         if self._detector is None or self.vad is None:
             return []
-        signals: list[SpeechStarted | SpeechStopped] = []
+        signals: list[VadSpeechStarted | VadSpeechStopped] = []
         for event in self._detector.process(pcm):
             at = event.ms * _SAMPLES_PER_MS
             if event.kind == "start":
@@ -133,12 +133,13 @@ class InputAudio:
                 self._utt_start = max(at - pad, self._commit_from, self._buf_start, 0)
                 self.recognizer.start()
                 self._fed = self._utt_start
-                signals.append(SpeechStarted(self._utt_start // _SAMPLES_PER_MS))
+                signals.append(VadSpeechStarted(self._utt_start // _SAMPLES_PER_MS))
             else:
                 tail_end = min(at + _TAIL_MS * _SAMPLES_PER_MS, self._total)
                 self.recognizer.feed(self._slice(self._fed, tail_end))
                 transcript = self.recognizer.finish()
-                signals.append(SpeechStopped(self._utt_start // _SAMPLES_PER_MS, event.ms, transcript))
+                start_ms = self._utt_start // _SAMPLES_PER_MS
+                signals.append(VadSpeechStopped(start_ms, event.ms, transcript))
                 self._commit_from = at
         if self._detector.in_speech:
             self.recognizer.feed(self._slice(self._fed, self._total))

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from localserver.brain import Turn
-from localserver.events import item_text
-from localserver.tts import WordTiming
+from localserver.server_events import item_text
+from localserver.tts import SpokenWord
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Entry:
     audio_ms: int = 0
     audio_rate: int = 24000  # samples per second of ``audio``
     sample_width: int = 2  # bytes per sample of ``audio`` (1 for G.711)
-    words: list[WordTiming] = field(default_factory=list)
+    words: list[SpokenWord] = field(default_factory=list)
 
 
 class ItemNotFound(KeyError):

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from localserver.codecs import encode
-from localserver.config import output_rate
+from localserver.session_config import output_rate
 from localserver.conversation import Conversation, Entry
-from localserver.events import assistant_item, new_id, response_object, server_event, usage
-from localserver.tts import WordTiming, synthesize_async
+from localserver.server_events import assistant_item, new_id, response_object, server_event, usage
+from localserver.tts import SpokenWord, synthesize_async
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+EventSender = Callable[[dict[str, Any]], Awaitable[None]]
 _SENTENCE_END = re.compile(r"[.!?;:]\s*$")
 
 
@@ -42,8 +42,9 @@ class Cancelled(Exception):
 class ResponseRunner:
     """Produces one response; :meth:`run` sends every event, :meth:`cancel` stops it."""
 
-    def __init__(self, send: Send, conversation: Conversation, stream: AsyncIterator[str], params: dict[str, Any],
-                 conversation_id: str, pacing: Pacing, *, word_timestamps: bool, in_conversation: bool = True,
+    def __init__(self, send: EventSender, conversation: Conversation, stream: AsyncIterator[str],
+                 params: dict[str, Any], conversation_id: str, pacing: Pacing, *,
+                 word_timestamps: bool, in_conversation: bool = True,
                  input_audio_ms: int = 0) -> None:
         self.id = new_id("resp")
         self._send, self._conversation, self._stream = send, conversation, stream
@@ -118,7 +119,7 @@ class ResponseRunner:
         speech = await self._guarded(synthesize_async(sentence.strip(), rate))
         self._check()
         base_ms = self.entry.audio_ms
-        words = [WordTiming(w.text, w.offset_ms + base_ms, w.duration_ms) for w in speech.words]
+        words = [SpokenWord(w.text, w.offset_ms + base_ms, w.duration_ms) for w in speech.words]
         tokens = re.findall(r"\s*\S+", sentence if self._text else sentence.lstrip())
         fmt = self.params["output_audio_format"] or "pcm16"
         self.entry.audio_rate, self.entry.sample_width = rate, 1 if fmt.startswith("g711") else 2
@@ -142,7 +143,7 @@ class ResponseRunner:
             self._text += rest
             await self._emit("response.audio_transcript.delta", delta=rest)
 
-    async def _say_word(self, word: WordTiming, token: str) -> None:
+    async def _say_word(self, word: SpokenWord, token: str) -> None:
         self._check()
         self.entry.words.append(word)
         if self._word_timestamps:

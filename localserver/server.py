@@ -19,12 +19,13 @@ from websockets.http11 import Request, Response
 
 from localserver.brain import Brain, get_brain
 from localserver.responder import Pacing
-from localserver.session import ConnectionInfo, Session, SessionOptions
+from localserver.session_state import ConnectionInfo, ServerSession, SessionOptions
 from localserver.stt import POOL
 
 log = logging.getLogger(__name__)
 PATH = "/voice-live/realtime"
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # a 15 MiB append is ~20 MiB of base64: answer it, do not drop it
+# a 15 MiB append is ~20 MiB of base64: answer it, do not drop it
+MAX_CLIENT_EVENT_BYTES = 32 * 1024 * 1024
 
 
 class HandshakeError(Exception):
@@ -85,7 +86,7 @@ class LocalServer:
         self.host, self.port, self.api_key = host, port, api_key
         self.options = SessionOptions(pacing=pacing or Pacing())
         self.brain_factory = brain_factory
-        self.sessions: set[Session] = set()
+        self.sessions: set[ServerSession] = set()
         self.sessions_served = 0
         self._server: Server | None = None
 
@@ -97,7 +98,7 @@ class LocalServer:
     async def start(self) -> LocalServer:
         """Bind and start serving (port 0 picks a free port)."""
         self._server = await serve(self._handle, self.host, self.port, process_request=self._process_request,
-                                   max_size=MAX_MESSAGE_BYTES, compression=None)
+                                   max_size=MAX_CLIENT_EVENT_BYTES, compression=None)
         self.port = self._server.sockets[0].getsockname()[1]
         phrases = self.brain_factory(None).known_phrases
         await asyncio.to_thread(lambda: POOL.release(POOL.acquire(phrases)))  # first session starts warm
@@ -140,7 +141,7 @@ class LocalServer:
         assert connection.request is not None
         info = connection_info(connection.request.path)
         brain = self.brain_factory(info.agent_name or info.agent_id)
-        session = Session(connection.send, info, brain, self.options)
+        session = ServerSession(connection.send, info, brain, self.options)
         self.sessions.add(session)
         self.sessions_served += 1
         try:

@@ -44,7 +44,7 @@ _CALLBACK = ctypes.CFUNCTYPE(
 
 
 @dataclass(frozen=True)
-class WordTiming:
+class SpokenWord:
     """One spoken word: its text and where it sits in the synthesized audio (ms)."""
 
     text: str
@@ -58,7 +58,7 @@ class Speech:
 
     pcm: np.ndarray
     rate: int
-    words: list[WordTiming] = field(default_factory=list)
+    words: list[SpokenWord] = field(default_factory=list)
 
     @property
     def duration_ms(self) -> int:
@@ -127,16 +127,16 @@ def _get_engine() -> _Engine:
     return _engine
 
 
-def _word_timings(text: str, events: list[tuple[int, int, int]], total_ms: int) -> list[WordTiming]:
+def _word_timings(text: str, events: list[tuple[int, int, int]], total_ms: int) -> list[SpokenWord]:
     """Turn eSpeak word events (1-based char position, length, start ms) into word timings."""
     starts = sorted(events, key=lambda e: e[2])
-    words: list[WordTiming] = []
+    words: list[SpokenWord] = []
     for i, (pos, length, start_ms) in enumerate(starts):
         word = text[max(pos - 1, 0): max(pos - 1, 0) + length].strip()
         if not word:
             continue
         end_ms = starts[i + 1][2] if i + 1 < len(starts) else total_ms
-        words.append(WordTiming(word, start_ms, max(end_ms - start_ms, 0)))
+        words.append(SpokenWord(word, start_ms, max(end_ms - start_ms, 0)))
     return words
 
 

@@ -2,7 +2,7 @@
 
 ::
 
-    input transport -> VoiceLiveAgentService -> TranscriptProcessor -> EventLogProcessor
+    input transport -> VoiceLiveAgentService -> SessionLogProcessor -> TechnicalLogProcessor
                     -> [your processors] -> output transport
 
 ``python -m pipelines.agent`` (console script ``voicelive-agent``) runs it from the microphone to
@@ -33,15 +33,15 @@ from pipecat.processors.frame_processor import FrameProcessor  # noqa: E402
 from pipecat.workers.runner import WorkerRunner  # noqa: E402
 
 from pipelines.config import AgentConfig, parse_config, shorten  # noqa: E402
-from processors.eventlog import EventLogProcessor  # noqa: E402
+from processors.technical_log import TechnicalLogProcessor  # noqa: E402
 from processors.logsetup import configure_console, send_to_technical_log_only  # noqa: E402
 from processors.recorder import ConversationRecorder  # noqa: E402
 from processors.session_report import SessionReportProcessor, report_path, save_report  # noqa: E402
-from processors.transcript import TranscriptProcessor, session_timestamp  # noqa: E402
+from processors.session_log import SessionLogProcessor, session_timestamp  # noqa: E402
 from processors.voicelive.connection import ConnectionSettings, Credentials  # noqa: E402
 from processors.voicelive.endpoint import Endpoint, Model  # noqa: E402
 from processors.voicelive.errors import ConfigError  # noqa: E402
-from processors.voicelive.events import session_update  # noqa: E402
+from processors.voicelive.wire import session_update  # noqa: E402
 from processors.voicelive.service import VoiceLiveAgentService  # noqa: E402
 
 SAMPLE_RATE = 24000
@@ -54,8 +54,8 @@ class AgentPipeline:
     pipeline: Pipeline
     worker: PipelineWorker
     service: VoiceLiveAgentService
-    transcript: TranscriptProcessor
-    eventlog: EventLogProcessor
+    session_log: SessionLogProcessor
+    technical_log: TechnicalLogProcessor
     input: FrameProcessor
     output: FrameProcessor
     transport_failure: str | None = None
@@ -155,22 +155,24 @@ def build_agent_pipeline(
         debug=config.debug,
     )
     playback = getattr(output, "playback", None)
-    service = VoiceLiveAgentService(settings, config.session, playback=playback, greeting=config.greeting)
+    service = VoiceLiveAgentService(settings, config.session_config, playback=playback,
+                                    greeting=config.greeting)
     stamp = timestamp or session_timestamp()
-    transcript = TranscriptProcessor(
+    session_log = SessionLogProcessor(
         config.log_dir,
         agent=config.agent_label,
         project=config.project_name,
-        session_config=session_update(config.session.to_wire()),
+        session_config=session_update(config.session_config.to_wire()),
         timestamp=stamp,
     )
-    eventlog = EventLogProcessor(Path(config.log_dir) / "voicelive.log")
+    technical_log = TechnicalLogProcessor(Path(config.log_dir) / "voicelive.log")
     model = config.target.model if isinstance(config.target, Model) else None
     report = SessionReportProcessor(agent=config.agent_label, model=model)
     taps = list(input_processors or [])
     recorder = ConversationRecorder(config.record, playback) if config.record is not None else None
     taps = [recorder, *taps] if recorder is not None else taps
-    pipeline = Pipeline([input, *taps, service, transcript, eventlog, report, *(processors or []), output])
+    pipeline = Pipeline([input, *taps, service, session_log, technical_log, report,
+                         *(processors or []), output])
     worker = PipelineWorker(
         pipeline,
         params=PipelineParams(audio_in_sample_rate=SAMPLE_RATE, audio_out_sample_rate=SAMPLE_RATE),
@@ -179,7 +181,8 @@ def build_agent_pipeline(
         idle_timeout_secs=None,
         cancel_on_idle_timeout=False,
     )
-    app = AgentPipeline(pipeline, worker, service, transcript, eventlog, input, output, report=report, recorder=recorder)
+    app = AgentPipeline(pipeline, worker, service, session_log, technical_log, input, output,
+                        report=report, recorder=recorder)
     worker.add_event_handler("on_pipeline_error", app._on_pipeline_error)
     return app
 
@@ -249,12 +252,12 @@ async def run_agent(config: AgentConfig) -> int:
             return 2
         app = build_agent_pipeline(config, input=input_t, output=output_t, endpoint=endpoint)
         try:
-            app.eventlog.attach()
-            app.transcript.open_logs()
+            app.technical_log.attach()
+            app.session_log.open_logs()
         except OSError as exc:
             print(f"error: cannot write the logs in '{config.log_dir}' ({exc.strerror or exc}): choose another --log-dir", file=sys.stderr)
             return 2
-        tech_log = app.eventlog._sink[1] if app.eventlog._sink else None
+        tech_log = app.technical_log._sink[1] if app.technical_log._sink else None
         if config.agent_label is not None:
             print(f"Using agent: {config.agent_label}")
             print(f"Project name: {config.project_name}")
@@ -278,8 +281,10 @@ async def run_agent(config: AgentConfig) -> int:
         if app.failure is not None:
             print(f"error: {app.failure}", file=sys.stderr)
         print("Chat done.")
-        print(await save_report(app.report, report_path(app.transcript.session_log_path), app.failure))
-        lost_logs = app.transcript.write_errors + ([tech_log.error] if tech_log is not None and tech_log.error else [])
+        report_file = report_path(app.session_log.session_log_path)
+        print(await save_report(app.report, report_file, app.failure))
+        lost_logs = app.session_log.write_errors
+        lost_logs += [tech_log.error] if tech_log is not None and tech_log.error else []
         if app.recorder is not None and app.recorder.recording.error:
             print(f"error: {app.recorder.recording.error}", file=sys.stderr)
             lost_logs.append(app.recorder.recording.error)

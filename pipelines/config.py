@@ -34,7 +34,7 @@ from processors.voicelive.endpoint import (
 from processors.voicelive.errors import ConfigError
 from transports.errors import TransportError
 from transports.wavfile import check_wav
-from processors.voicelive.session import (
+from processors.voicelive.session_config import (
     InputTranscription,
     SessionConfig,
     TurnDetection,
@@ -68,7 +68,7 @@ class AgentConfig:
     target: Target
     api_version: str
     api_key: str | None
-    session: SessionConfig
+    session_config: SessionConfig
     log_dir: Path = Path("logs")
     input_wav: Path | None = None
     output_wav: Path | None = None
@@ -431,7 +431,7 @@ def parse_config(
         target=target,
         api_version=api_version,
         api_key=api_key,
-        session=session,
+        session_config=session,
         log_dir=args.log_dir,
         input_wav=args.input_wav,
         output_wav=args.output_wav,

@@ -25,7 +25,7 @@ from processors.redaction import add_secret
 from processors.voicelive.endpoint import TOKEN_SCOPE, ClassicAgent, Endpoint, Target, build_headers, build_url
 from processors.voicelive.errors import ConfigError, ConnectionFailed
 
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+MAX_SERVER_EVENT_BYTES = 8 * 1024 * 1024
 MAX_QUEUED_AUDIO = 100  # appends (about 4 s at 40 ms each) before mic audio is dropped
 FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1010})  # protocol or policy errors: retrying cannot help
 
@@ -97,7 +97,7 @@ class ConnectionSettings:
     open_timeout: float = 10.0
     ping_interval: float | None = field(default_factory=lambda: _env_seconds("VOICELIVE_PING_INTERVAL", 20.0))
     ping_timeout: float | None = field(default_factory=lambda: _env_seconds("VOICELIVE_PING_TIMEOUT", 20.0))
-    max_message_bytes: int = MAX_MESSAGE_BYTES
+    max_message_bytes: int = MAX_SERVER_EVENT_BYTES
 
     def __post_init__(self) -> None:
         if isinstance(self.target, ClassicAgent):

@@ -51,9 +51,9 @@ from processors.voicelive.connection import ConnectionSettings, VoiceLiveConnect
 from processors.voicelive.endpoint import Model
 from processors.voicelive.reconnect import Backoff, open_with_retry, replays_history, resume_target, seconds_until_refresh
 from processors.voicelive.errors import ConnectionFailed, MalformedEvent
-from processors.voicelive.events import parse_server_event
-from processors.voicelive.protocol import OUTPUT_RATE, VoiceLiveSession
-from processors.voicelive.session import SessionConfig
+from processors.voicelive.wire import parse_server_event
+from processors.voicelive.session_state import OUTPUT_RATE, VoiceLiveSession
+from processors.voicelive.session_config import SessionConfig
 
 FunctionHandler = Callable[[dict[str, Any] | str], Awaitable[str]]
 RESPONSE_WAIT_S = 10.0  # how long after speech_stopped a response is still expected
@@ -69,8 +69,8 @@ class VoiceLiveAgentService(FrameProcessor):
     """Frames in, Voice Live protocol events over one WebSocket, frames out.
 
     Args:
-        connection: where and how to connect (validated beforehand).
-        session: the ``session.update`` to send on ``session.created``.
+        settings: where and how to connect (validated beforehand).
+        session_config: the ``session.update`` to send on ``session.created``.
         playback: the output's ``PlaybackBuffer`` (``output.playback``), used to truncate the
             agent's item at what was really heard; without it no truncation is sent.
         input_chunk_ms: microphone audio is sent in appends of this duration.
@@ -84,8 +84,8 @@ class VoiceLiveAgentService(FrameProcessor):
 
     def __init__(
         self,
-        connection: ConnectionSettings,
-        session: SessionConfig,
+        settings: ConnectionSettings,
+        session_config: SessionConfig,
         *,
         playback: Any | None = None,
         input_chunk_ms: int = 40,
@@ -94,18 +94,18 @@ class VoiceLiveAgentService(FrameProcessor):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.settings = connection
-        self.session_config = session
+        self.settings = settings
+        self.session_config = session_config
         self.playback = playback
-        self.session = VoiceLiveSession(session.to_wire())
+        self.session = VoiceLiveSession(session_config.to_wire())
         self.failure: str | None = None
-        self._input_rate = session.input_sample_rate
+        self._input_rate = session_config.input_sample_rate
         self._chunk_bytes = self._input_rate * input_chunk_ms // 1000 * 2
         self._flush_wait_s = flush_wait_s
         self._pending_in = bytearray()
         self._resampler: soxr.ResampleStream | None = None
         self._resampler_rate = 0
-        self._conn: VoiceLiveConnection | None = None
+        self._connection: VoiceLiveConnection | None = None
         self._receiver: asyncio.Task[None] | None = None
         self._closing = False
         self._tts_started: set[str] = set()
@@ -122,7 +122,7 @@ class VoiceLiveAgentService(FrameProcessor):
         self._short_drops = 0  # consecutive connections lost soon after they opened
         self.reconnects = 0
         if greeting is not None:  # deferred by the session until session.updated
-            model = isinstance(connection.target, Model)
+            model = isinstance(settings.target, Model)
             self.session.greet(instructions=greeting if model else None, text=None if model else greeting)
         self._register_event_handler("on_session_ready")
         self._register_event_handler("on_fatal_error")
@@ -194,8 +194,8 @@ class VoiceLiveAgentService(FrameProcessor):
             chunk = bytes(self._pending_in[:size])
             del self._pending_in[:size]
             for action in self.session.audio_in(chunk):
-                if isinstance(action, act.Send) and self._conn is not None:
-                    self._conn.send(action.event)
+                if isinstance(action, act.Send) and self._connection is not None:
+                    self._connection.send(action.event)
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -214,7 +214,7 @@ class VoiceLiveAgentService(FrameProcessor):
         self._refresher = self.create_task(self._refresh_before_expiry(), name="voicelive-refresh")
 
     def _use(self, conn: VoiceLiveConnection) -> None:
-        self._conn = conn
+        self._connection = conn
         self._connected_at = time.time()
         self._completed_on_conn = False
         self._receiver = self.create_task(self._receive_loop(conn), name="voicelive-receive")
@@ -225,9 +225,9 @@ class VoiceLiveAgentService(FrameProcessor):
             if task is not None and task is not asyncio.current_task():
                 await self.cancel_task(task, timeout=1.0)
         self._refresher = self._receiver = None
-        if self._conn is not None:
-            await self._conn.close(1000)
-            self._conn = None
+        if self._connection is not None:
+            await self._connection.close(1000)
+            self._connection = None
         await self.settings.credentials.close()
 
     async def _receive_loop(self, conn: VoiceLiveConnection) -> None:
@@ -235,7 +235,7 @@ class VoiceLiveAgentService(FrameProcessor):
             try:
                 message = await conn.recv()
             except ConnectionFailed as exc:
-                if self._closing or conn is not self._conn:
+                if self._closing or conn is not self._connection:
                     return
                 if exc.retryable:
                     await self._reconnect(str(exc))
@@ -270,7 +270,7 @@ class VoiceLiveAgentService(FrameProcessor):
         delay = self._backoff.delay(self._short_drops - 1) if self._short_drops > 1 else 0.0
         wait = f" in {delay:.1f} s" if delay else ""
         logger.warning(f"{reason}: reconnecting{wait} (microphone audio is dropped until the session is back)")
-        old, self._conn = self._conn, None
+        old, self._connection = self._connection, None
         if old is not None:
             await old.abort()
         await self._run(self.session.connection_lost(replay_history=replays_history(self.settings.target)))
@@ -313,8 +313,8 @@ class VoiceLiveAgentService(FrameProcessor):
             logger.warning(f"could not renew the connection ahead of expiry ({exc}); keeping the current one")
             self._connected_at = time.time() - 30.0  # try again a little later, not in a tight loop
             return
-        old, old_receiver = self._conn, self._receiver
-        self._conn = None
+        old, old_receiver = self._connection, self._receiver
+        self._connection = None
         if old_receiver is not None:
             await self.cancel_task(old_receiver, timeout=1.0)
         await self._run(self.session.connection_lost(replay_history=replays_history(self.settings.target)))
@@ -336,7 +336,7 @@ class VoiceLiveAgentService(FrameProcessor):
     # -- actions ------------------------------------------------------------------------------
 
     async def _send(self, event: dict[str, Any]) -> None:
-        if self._conn is None or not self._conn.send(event):
+        if self._connection is None or not self._connection.send(event):
             return
         if event.get("type") != "input_audio_buffer.append":
             await self.push_frame(VoiceLiveEventFrame(event=event, direction="sent", at=time.time()))

@@ -29,7 +29,7 @@ async def test_report_turns_match_the_session_log(tmp_path: Path) -> None:
         await s.watch.wait_for(lambda fs: any(isinstance(f, AgentWords) and "stop" in f.text for f in fs), 60)
         s.app.say("What is the capital of France?")
         await s.watch.wait_for(lambda fs: any(isinstance(f, AgentWords) and "Paris" in f.text for f in fs), 30)
-    path = report_path(s.app.transcript.session_log_path)
+    path = report_path(s.app.session_log.session_log_path)
     line = await save_report(s.app.report, path)
     report = json.loads(path.read_text(encoding="utf-8"))
     assert line.startswith("Session: 4 turns (2 spoken, 1 typed)") and "1 barge-in " in line, line

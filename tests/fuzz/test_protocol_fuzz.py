@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processors.voicelive import actions as act
-from processors.voicelive.protocol import VoiceLiveSession
+from processors.voicelive.session_state import VoiceLiveSession
 from tests.support.traces import load_examples, load_trace, received, trace_paths
 
 MIN_EVENTS = 10_000

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from localserver.sdk_check import validate_event
-from processors.voicelive import events as ev
-from processors.voicelive.session import (
+from processors.voicelive import wire as ev
+from processors.voicelive.session_config import (
     EchoCancellation,
     EndOfUtteranceDetection,
     InputTranscription,

@@ -9,7 +9,13 @@ import pytest
 from pipelines.config import parse_config
 from processors.voicelive.endpoint import Agent, ClassicAgent, Endpoint, Model, build_headers, build_url, is_loopback
 from processors.voicelive.errors import ConfigError
-from processors.voicelive.session import EndOfUtteranceDetection, SessionConfig, TurnDetection, Voice, quickstart_session
+from processors.voicelive.session_config import (
+    EndOfUtteranceDetection,
+    SessionConfig,
+    TurnDetection,
+    Voice,
+    quickstart_session,
+)
 
 BASE = ["--endpoint", "https://res.services.ai.azure.com/", "--api-key", "k"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from processors.voicelive import actions as act
-from processors.voicelive.protocol import VoiceLiveSession
+from processors.voicelive.session_state import VoiceLiveSession
 
 
 def sends(actions: list[act.Action]) -> list[dict[str, Any]]:

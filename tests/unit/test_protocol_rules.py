@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.voicelive import actions as act
-from processors.voicelive.protocol import VoiceLiveSession
+from processors.voicelive.session_state import VoiceLiveSession
 
 
 def sends(actions: list[act.Action]) -> list[dict[str, Any]]:

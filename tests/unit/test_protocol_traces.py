@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from processors.voicelive import actions as act
-from processors.voicelive import events as ev
-from processors.voicelive.events import INFORMATIONAL
-from processors.voicelive.protocol import VoiceLiveSession
+from processors.voicelive import wire as ev
+from processors.voicelive.wire import INFORMATIONAL
+from processors.voicelive.session_state import VoiceLiveSession
 from tests.support.traces import load_examples, load_trace, trace_paths
 
 TRACES = trace_paths()

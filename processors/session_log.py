@@ -1,4 +1,4 @@
-"""``TranscriptProcessor``: the quickstart's session log, line for line, plus a JSONL event log.
+"""``SessionLogProcessor``: the quickstart's session log, line for line, plus a JSONL event log.
 
 Session log (``session_<timestamp>.log``)::
 
@@ -44,7 +44,7 @@ def session_timestamp() -> str:
     return datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
 
-class TranscriptProcessor(FrameProcessor):
+class SessionLogProcessor(FrameProcessor):
     """Writes what was said to the session log and every protocol event to a JSONL file.
 
     Args:

@@ -43,7 +43,7 @@ MODALITIES = frozenset({"text", "audio", "animation", "avatar"})
 LOCAL_INSTRUCTIONS = "You are the local Voice Live stand-in agent. Answer briefly."
 
 
-class ConfigError(ValueError):
+class SessionUpdateRejected(ValueError):
     """A rejected ``session.update``: carries the real service's error code and param."""
 
     def __init__(self, code: str, message: str, param: str | None) -> None:
@@ -141,11 +141,12 @@ def default_session(session_id: str, model: str, agent: dict[str, Any] | None, t
 def _check_keys(obj: dict[str, Any], allowed: frozenset[str], prefix: str) -> None:
     for key in obj:
         if key not in allowed:
-            raise ConfigError("unknown_parameter", f"Unknown parameter: '{prefix}.{key}'.", f"{prefix}.{key}")
+            raise SessionUpdateRejected("unknown_parameter", f"Unknown parameter: '{prefix}.{key}'.",
+                                        f"{prefix}.{key}")
 
 
-def _invalid(param: str, value: Any, allowed: Any) -> ConfigError:
-    return ConfigError(
+def _invalid(param: str, value: Any, allowed: Any) -> SessionUpdateRejected:
+    return SessionUpdateRejected(
         "invalid_value",
         f"Invalid value: {value!r}. Supported values are: {', '.join(repr(v) for v in sorted(allowed))}.",
         param,
@@ -156,16 +157,18 @@ def _merged_turn_detection(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise ConfigError("invalid_type", "Invalid type for 'session.turn_detection': expected an object.",
-                          "session.turn_detection")
+        raise SessionUpdateRejected("invalid_type",
+                                    "Invalid type for 'session.turn_detection': expected an object.",
+                                    "session.turn_detection")
     _check_keys(value, TURN_DETECTION_FIELDS, "session.turn_detection")
     vad_type = value.get("type", "server_vad")
     if vad_type not in VAD_TYPES:
         raise _invalid("session.turn_detection.type", vad_type, VAD_TYPES)
     threshold = value.get("threshold")
     if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
-        raise ConfigError("decimal_out_of_range", "Invalid 'session.turn_detection.threshold': expected a "
-                          "number between 0 and 1.", "session.turn_detection.threshold")
+        raise SessionUpdateRejected("decimal_out_of_range",
+                                    "Invalid 'session.turn_detection.threshold': expected a "
+                                    "number between 0 and 1.", "session.turn_detection.threshold")
     merged = turn_detection_defaults(vad_type)
     merged.update(value)
     return merged
@@ -175,8 +178,9 @@ def _merged_transcription(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise ConfigError("invalid_type", "Invalid type for 'session.input_audio_transcription'.",
-                          "session.input_audio_transcription")
+        raise SessionUpdateRejected("invalid_type",
+                                    "Invalid type for 'session.input_audio_transcription'.",
+                                    "session.input_audio_transcription")
     _check_keys(value, TRANSCRIPTION_FIELDS, "session.input_audio_transcription")
     merged: dict[str, Any] = {key: None for key in ("model", "language", "prompt", "custom_speech", "phrase_list")}
     merged.update(value)
@@ -187,10 +191,11 @@ def apply_update(current: dict[str, Any], update: Any, agent_mode: bool) -> tupl
     """Validate ``update`` and merge it into a copy of ``current``.
 
     Returns (new effective session, names of fields ignored with a warning). Raises
-    :class:`ConfigError` with the real error code when the update is rejected as a whole.
+    :class:`SessionUpdateRejected` with the real error code when the update is rejected as a whole.
     """
     if not isinstance(update, dict):
-        raise ConfigError("invalid_type", "Invalid type for 'session': expected an object.", "session")
+        raise SessionUpdateRejected("invalid_type", "Invalid type for 'session': expected an object.",
+                                    "session")
     _check_keys(update, SESSION_FIELDS, "session")
     new = copy.deepcopy(current)
     ignored: list[str] = []

@@ -14,12 +14,25 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from localserver.audio_input import Committed, InputAudio, SpeechStarted, SpeechStopped
+from localserver.audio_input import Committed, InputAudio, VadSpeechStarted, VadSpeechStopped
 from localserver.brain import Brain
 from localserver.client_events import ClientEventError, check_event, check_item
-from localserver.config import ConfigError, apply_update, default_session, input_rate, vad_settings
+from localserver.session_config import (
+    SessionUpdateRejected,
+    apply_update,
+    default_session,
+    input_rate,
+    vad_settings,
+)
 from localserver.conversation import Conversation, ItemNotFound
-from localserver.events import error_event, new_id, normalise_client_item, server_event, user_audio_item, warning_event
+from localserver.server_events import (
+    error_event,
+    new_id,
+    normalise_client_item,
+    server_event,
+    user_audio_item,
+    warning_event,
+)
 from localserver.responder import Pacing, ResponseRunner
 
 log = logging.getLogger(__name__)
@@ -47,7 +60,7 @@ class SessionOptions:
     ttl_s: int = 3600
 
 
-class Session:
+class ServerSession:
     """The protocol state machine of one connection; ``send`` writes a server event."""
 
     def __init__(self, send: Any, info: ConnectionInfo, brain: Brain, options: SessionOptions) -> None:
@@ -131,7 +144,7 @@ class Session:
             await getattr(self, "_on_" + kind.replace(".", "_"))(event, event_id)
         except ClientEventError as exc:
             await self._error(exc.code, exc.message, exc.param, event_id)
-        except ConfigError as exc:
+        except SessionUpdateRejected as exc:
             await self._error(exc.code, exc.message, exc.param, event_id)
 
     # ---- session --------------------------------------------------------------------------
@@ -196,8 +209,8 @@ class Session:
                 self._input.close()
                 self._input = await asyncio.to_thread(self._new_input)
 
-    async def _on_signal(self, signal: SpeechStarted | SpeechStopped) -> None:
-        if isinstance(signal, SpeechStarted):
+    async def _on_signal(self, signal: VadSpeechStarted | VadSpeechStopped) -> None:
+        if isinstance(signal, VadSpeechStarted):
             self._pending_item = new_id("item")
             await self.send(server_event("input_audio_buffer.speech_started", audio_start_ms=signal.audio_start_ms,
                                          item_id=self._pending_item))

@@ -1,4 +1,4 @@
-"""``EventLogProcessor``: the technical log ``voicelive.log``, as the quickstart kept it.
+"""``TechnicalLogProcessor``: the technical log ``voicelive.log``, as the quickstart kept it.
 
 While the pipeline runs it attaches a loguru sink that writes everything (this project's modules,
 pipecat, and websockets' protocol debug lines with the request URL and headers) in the
@@ -29,7 +29,7 @@ from processors.logsetup import add_technical_log, remove_technical_log
 _log = logger.bind(origin="voicelive.events")
 
 
-class EventLogProcessor(FrameProcessor):
+class TechnicalLogProcessor(FrameProcessor):
     """Keeps ``voicelive.log`` (or ``path``) for the lifetime of the pipeline."""
 
     def __init__(self, path: Path | str, *, level: str = "DEBUG", **kwargs: Any) -> None:

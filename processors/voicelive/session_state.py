@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from processors.voicelive import events as ev
+from processors.voicelive import wire as ev
 from processors.voicelive.actions import (
     Action,
     AgentText,
@@ -39,7 +39,7 @@ from processors.voicelive.actions import (
     WordTiming,
 )
 from processors.voicelive.errors import MalformedEvent
-from processors.voicelive.events import INFORMATIONAL
+from processors.voicelive.wire import INFORMATIONAL
 
 OUTPUT_RATE = 24000
 BENIGN_ERROR_CODES = frozenset({"response_cancel_not_active", "conversation_already_has_active_response", "item_already_truncated"})
