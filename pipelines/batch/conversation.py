@@ -100,8 +100,8 @@ async def run_conversation(job: Job, cancelled: asyncio.Event) -> Result:
     started = time.monotonic()
     try:
         app = _build(job)
-        app.eventlog.attach()
-        app.transcript.open_logs()
+        app.technical_log.attach()
+        app.session_log.open_logs()
     except Exception as exc:  # a conversation that cannot even start is one failed row
         return Result(job.name, False, f"{exc.__class__.__name__}: {exc}", seconds=0.0)
     watcher = asyncio.create_task(_cancel_when(cancelled, app))
