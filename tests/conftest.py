@@ -1,24 +1,25 @@
-"""Shared fixtures: a clean environment for the default script, distinctive secrets."""
+"""Shared fixtures (the default script's environment, the Python to run it with) and the skip gate:
+an unexpected skip fails the run (``tests/support/skip_gate.py``)."""
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SECRET_ENV_PREFIXES = ("AZURE_", "AI_FOUNDRY_")
+from tests.support import script_run
+from tests.support.script_run import ROOT  # noqa: F401  (imported from here by some tests)
+from tests.support.skip_gate import (  # noqa: F401  (hooks, registered by being in this module)
+    pytest_addoption,
+    pytest_make_collect_report,
+    pytest_runtest_makereport,
+)
 
 
 @pytest.fixture
 def script_env() -> dict[str, str]:
     """The environment for running the default script as a subprocess, without Azure settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIXES)}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return script_run.script_env()
 
 
 @pytest.fixture

@@ -22,24 +22,17 @@ from hypothesis import strategies as st
 
 from processors.voicelive import actions as act
 from processors.voicelive.session_state import VoiceLiveSession
-from tests.support.traces import load_examples, load_trace, received, trace_paths
+from tests.support.traces import CLIENT_EVENT_TYPES, load_examples, load_trace, received, trace_paths
 
 MIN_EVENTS = 10_000
 EXAMPLES = 300
 BATCH = (35, 70)
 PROBE_KINDS = 8
-CLIENT_TYPES = {
-    "session.update", "input_audio_buffer.append", "input_audio_buffer.commit", "input_audio_buffer.clear",
-    "input_text.delta", "input_text.done", "conversation.item.create", "conversation.item.retrieve",
-    "conversation.item.truncate", "conversation.item.delete", "response.create", "response.cancel",
-    "output_audio_buffer.clear", "session.avatar.connect", "input_audio.turn.start", "input_audio.turn.append",
-    "input_audio.turn.end", "input_audio.turn.cancel", "input_audio.clear", "transcription_session.update",
-}  # fmt: skip
 ACTION_TYPES = tuple(t for t in vars(act).values() if isinstance(t, type) and t.__module__ == act.__name__)
 
 
 def _valid_events() -> list[dict[str, Any]]:
-    events = [e for kind, e in load_examples().items() if kind not in CLIENT_TYPES]
+    events = [e for kind, e in load_examples().items() if kind not in CLIENT_EVENT_TYPES]
     for path in trace_paths():
         events.extend(received(load_trace(path)))
     return events

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from localserver.sdk_check import validate_event
+from tests.support.sdk_check import validate_event
 from tests.support.audio import RATE, contains_any_chunk, find, matching_run, read_wav, write_wav
 from tests.support.replay_server import ReplayServer
 from tests.support.scenarios import BargeInScenario, barge_in_scenario, noise

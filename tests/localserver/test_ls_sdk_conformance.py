@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
-import pytest
 from azure.ai.voicelive.aio import VoiceLiveConnection, connect
 from azure.ai.voicelive.models import (
     AudioInputTranscriptionOptions, InputTextContentPart, Modality, RequestSession, ServerEvent, ServerVad,
@@ -20,11 +18,9 @@ from azure.ai.voicelive.models import (
 from azure.core.credentials import AzureKeyCredential
 
 from localserver.client_events import SUPPORTED
-from localserver.sdk_check import validate_event
+from tests.support.sdk_check import validate_event
 from localserver.server import LocalServer
-
-EXAMPLES = Path("/work/shared/protocol/event-examples.json")
-
+from tests.support.traces import load_examples
 
 async def _until(conn: VoiceLiveConnection, event_type: str, seen: list[Any], timeout: float = 15) -> Any:
     """Receive typed events until ``event_type``; every one is checked against the SDK models."""
@@ -83,11 +79,9 @@ async def test_sdk_audio_turn_in_agent_mode(server: LocalServer, utterance) -> N
 
 
 def _client_examples() -> dict[str, dict[str, Any]]:
-    examples = json.loads(EXAMPLES.read_text())
-    return {k: v for k, v in examples.items() if k in SUPPORTED}
+    return {k: v for k, v in load_examples().items() if k in SUPPORTED}
 
 
-@pytest.mark.skipif(not EXAMPLES.exists(), reason="protocol examples not available")
 async def test_every_supported_client_example_is_accepted(realtime_server: LocalServer) -> None:
     """The examples reference items by id; those ids are mapped onto items this session really has."""
     examples = _client_examples()

@@ -1,7 +1,8 @@
 """Load the recorded Voice Live sessions (pydantic-ai cassettes, MIT) and the event examples.
 
-Copies live in ``tests/data`` so a clone tests on its own; traces found in ``../shared/protocol``
-or in ``$VOICELIVE_TRACE_DIR`` (newer recordings) are used too, by file name.
+The copies in ``tests/data`` are what the tests use, so a clone tests on its own and no test reads a
+path outside the repository; traces in ``$VOICELIVE_TRACE_DIR`` (newer recordings, opt-in) are
+added by file name. ``CLIENT_EVENT_TYPES`` is the one list of the protocol's client event types.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ import yaml
 DATA = Path(__file__).resolve().parents[1] / "data"
 TRACE_DIR = DATA / "traces"
 EXAMPLES = DATA / "event-examples.json"
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "protocol"
+#: Every client event type of the protocol reference (the rest of the examples are server events).
+CLIENT_EVENT_TYPES = frozenset({
+    "session.update", "input_audio_buffer.append", "input_audio_buffer.commit",
+    "input_audio_buffer.clear", "input_audio.turn.start", "input_audio.turn.append",
+    "input_audio.turn.end", "input_audio.turn.cancel", "input_audio.clear", "input_text.delta",
+    "input_text.done", "conversation.item.create", "conversation.item.retrieve",
+    "conversation.item.truncate", "conversation.item.delete", "response.create",
+    "response.cancel", "output_audio_buffer.clear", "session.avatar.connect",
+    "transcription_session.update",
+})
 
 
 @dataclass(frozen=True)
@@ -31,7 +41,7 @@ def trace_paths() -> list[Path]:
     """Every recorded trace: the bundled ones, then any others by file name."""
     found: dict[str, Path] = {}
     extra = os.environ.get("VOICELIVE_TRACE_DIR")
-    for folder in (TRACE_DIR, SHARED / "traces", Path(extra) if extra else None):
+    for folder in (TRACE_DIR, Path(extra) if extra else None):
         if folder is not None and folder.is_dir():
             for path in sorted(folder.glob("*.yaml")):
                 found.setdefault(path.name, path)

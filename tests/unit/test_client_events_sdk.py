@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from localserver.sdk_check import validate_event
+from tests.support.sdk_check import validate_event
 from processors.voicelive import wire as ev
 from processors.voicelive.session_config import (
     EchoCancellation,

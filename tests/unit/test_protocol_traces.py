@@ -13,7 +13,7 @@ from processors.voicelive import actions as act
 from processors.voicelive import wire as ev
 from processors.voicelive.wire import INFORMATIONAL
 from processors.voicelive.session_state import VoiceLiveSession
-from tests.support.traces import load_examples, load_trace, trace_paths
+from tests.support.traces import CLIENT_EVENT_TYPES, load_examples, load_trace, trace_paths
 
 TRACES = trace_paths()
 
@@ -122,14 +122,7 @@ def test_client_events_match_recorded_shapes(path: Path) -> None:
 
 
 EXAMPLES = load_examples()
-CLIENT_TYPES = {
-    "session.update", "input_audio_buffer.append", "input_audio_buffer.commit", "input_audio_buffer.clear",
-    "input_audio.turn.start", "input_audio.turn.append", "input_audio.turn.end", "input_audio.turn.cancel",
-    "input_audio.clear", "input_text.delta", "input_text.done", "conversation.item.create",
-    "conversation.item.retrieve", "conversation.item.truncate", "conversation.item.delete", "response.create",
-    "response.cancel", "output_audio_buffer.clear", "session.avatar.connect", "transcription_session.update",
-}
-SERVER_EXAMPLES = {k: v for k, v in EXAMPLES.items() if k not in CLIENT_TYPES}
+SERVER_EXAMPLES = {k: v for k, v in EXAMPLES.items() if k not in CLIENT_EVENT_TYPES}
 
 
 def test_examples_cover_the_server_events() -> None:
