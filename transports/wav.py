@@ -41,7 +41,7 @@ class WavInputTransport(BaseInputTransport):
         params: extra pipecat transport parameters (audio input is always enabled).
     """
 
-    def __init__(self, path: str | os.PathLike, *, chunk_ms: int = 20, realtime: bool = True,
+    def __init__(self, path: str | os.PathLike, *, chunk_ms: int = 40, realtime: bool = True,
                  trailing_silence_ms: int | None = None, sample_rate: int = 24000,
                  params: TransportParams | None = None, **kwargs):
         if chunk_ms <= 0:
@@ -116,15 +116,14 @@ class WavInputTransport(BaseInputTransport):
                 await asyncio.sleep(0)
                 t0 = loop.time() - (k + 1) * chunk_secs  # silence is paced from here on
             if in_file:
-                audio = pcm[offset:offset + chunk_bytes]
+                audio = pcm[offset:offset + chunk_bytes]  # the file's last chunk may be short
                 offset += chunk_bytes
-                audio += bytes(chunk_bytes - len(audio))
             else:
                 audio = bytes(chunk_bytes)
                 silence_chunks = None if silence_chunks is None else silence_chunks - 1
             await self.push_audio_frame(InputAudioRawFrame(
                 audio=audio, sample_rate=self.sample_rate, num_channels=1))
-            self.frames_pushed += chunk_frames
+            self.frames_pushed += len(audio) // 2
             k += 1
             if in_file and offset >= len(pcm):
                 self.input_done.set()
@@ -138,13 +137,14 @@ class WavOutputTransport(BufferedOutputTransport):
         path: the WAV to write (created or overwritten; its folder must exist).
         sample_rate: the file's rate; incoming audio at other rates is resampled.
         realtime: record the real-time timeline (default) or write audio as it arrives.
-        tick_ms: how often the clock thread advances the timeline (also the interruption
-            granularity of the recording).
+        tick_ms: how often the process's shared WAV clock moves played audio to the file (the
+            speaker period: it paces how fast the output notices it has drained; an
+            interruption and the start of audio are placed to the sample regardless).
         params: extra pipecat transport parameters.
     """
 
     def __init__(self, path: str | os.PathLike, *, sample_rate: int = 24000,
-                 realtime: bool = True, tick_ms: int = 10, params: TransportParams | None = None,
+                 realtime: bool = True, tick_ms: int = 40, params: TransportParams | None = None,
                  **kwargs):
         self.path = check_writable(path)
         super().__init__(sample_rate=sample_rate, params=params, **kwargs)

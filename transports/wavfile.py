@@ -3,13 +3,16 @@
 * :func:`check_wav` / :func:`read_wav_mono` — open an integer PCM WAV (8, 16, 24 or 32 bit, any
   rate, any channel count), downmix to mono, resample to the pipeline rate; every failure is a
   one-line :class:`TransportError` that says what to do.
-* :class:`WavRecorder` — the "virtual speaker": a thread that, every tick, takes from a
+* :class:`WavRecorder` — the "virtual speaker": every tick it takes from a
   :class:`PlaybackBuffer` exactly the frames due since the stream started (absolute, from
   ``time.monotonic()``, so it never drifts) and appends them to a WAV. Silence is recorded where
   nothing was queued, so the file is the listener's timeline. :meth:`WavRecorder.cut` brings the
   timeline up to "now" and then clears the buffer, atomically with respect to the tick, which is
-  how an interruption is recorded exactly where a listener would have stopped hearing. Only the
-  thread writes the file; the loop side only moves buffers in memory.
+  how an interruption is recorded exactly where a listener would have stopped hearing (so is
+  :meth:`WavRecorder.write` when the speaker was idle: the tick only moves whole blocks). The
+  ticks of every recorder in the process come from one shared clock thread (:class:`WavClock`),
+  so a hundred WAV sessions cost one thread, not a hundred. Only that thread writes the files;
+  the loop side only moves buffers in memory.
 
 The header is patched on close and about once a second while recording, so a process that dies
 leaves a valid WAV holding at least everything up to the last second (trailing bytes after the
@@ -128,7 +131,7 @@ class WavRecorder:
     """
 
     def __init__(self, path: str | os.PathLike, buffer: PlaybackBuffer, *, realtime: bool = True,
-                 tick_secs: float = 0.01, on_error: Callable[[str], None] | None = None):
+                 tick_secs: float = 0.04, on_error: Callable[[str], None] | None = None):
         self.path = Path(path)
         self.on_error = on_error
         """Called once, from the clock thread, with a one-line reason if writing fails."""
@@ -142,8 +145,6 @@ class WavRecorder:
         self._frames_taken = 0
         self._pending: list[bytes] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._file = None
         self._wav: wave.Wave_write | None = None
 
@@ -165,9 +166,8 @@ class WavRecorder:
             self._release()
             raise TransportError(self._failed(e)) from None
         self.started_at = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name=f"wav-clock:{self.path.name}",
-                                        daemon=True)
-        self._thread.start()
+        self._next_patch = self.started_at + HEADER_PATCH_SECS
+        WavClock.shared().add(self)
 
     def write(self, pcm: bytes, item_id: str | None) -> None:
         """Queue audio so that, if the speaker was idle, it starts exactly now (not at the
@@ -186,10 +186,7 @@ class WavRecorder:
 
     def close(self) -> None:
         """Record up to now, stop the thread, finalise the header (blocking: run in a thread)."""
-        self._stop.set()
-        if self._thread:
-            self._thread.join()
-            self._thread = None
+        WavClock.shared().remove(self)  # after this no tick touches the recorder
         if self._wav is None:
             return
         if self.error is None:
@@ -242,20 +239,77 @@ class WavRecorder:
             self._wav.writeframesraw(data)
             self.frames_written += len(data) // self.buffer.frame_bytes
 
+    def tick(self, now: float) -> bool:
+        """Advance to ``now`` and write (called by the clock thread); False once it failed."""
+        with self._lock:
+            if self._wav is None:
+                return False
+            self._take_due(now)
+        try:
+            self._write_pending()
+            if now >= self._next_patch:
+                self._next_patch += HEADER_PATCH_SECS
+                self._wav.writeframes(b"")  # patches nframes / data size in the header
+                self._file.flush()
+        except OSError as e:  # disk full, file too large, device gone: stop, say so once
+            self.error = self._failed(e)
+            self._release()  # keeps what reached the disk, header fitted to it
+            if self.on_error is not None:
+                self.on_error(self.error)
+            return False
+        return True
+
+
+class WavClock:
+    """One thread ticking every :class:`WavRecorder` of the process (each at its own period).
+
+    It runs while at least one recorder is open; :meth:`remove` returns only once no tick of
+    that recorder is in progress, so a closing recorder owns its file again.
+    """
+
+    _shared: WavClock | None = None
+    _shared_lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._recorders: dict[WavRecorder, float] = {}  # recorder -> its next tick (monotonic)
+        self._lock = threading.Lock()  # held while ticking: remove() waits for it
+        self._wake = threading.Condition(self._lock)
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def shared(cls) -> WavClock:
+        with cls._shared_lock:
+            if cls._shared is None:
+                cls._shared = cls()
+            return cls._shared
+
+    def add(self, recorder: WavRecorder) -> None:
+        with self._wake:
+            self._recorders[recorder] = time.monotonic() + recorder.tick_secs
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="wav-clock", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def remove(self, recorder: WavRecorder) -> None:
+        with self._wake:
+            self._recorders.pop(recorder, None)
+            self._wake.notify()
+
     def _run(self) -> None:
-        next_patch = time.monotonic() + HEADER_PATCH_SECS
-        while not self._stop.wait(self.tick_secs):
-            with self._lock:
-                self._take_due(time.monotonic())
-            try:
-                self._write_pending()
-                if time.monotonic() >= next_patch:
-                    next_patch += HEADER_PATCH_SECS
-                    self._wav.writeframes(b"")  # patches nframes / data size in the header
-                    self._file.flush()
-            except OSError as e:  # disk full, file too large, device gone: stop, say so once
-                self.error = self._failed(e)
-                self._release()  # keeps what reached the disk, header fitted to it
-                if self.on_error is not None:
-                    self.on_error(self.error)
-                return
+        with self._wake:
+            while self._recorders:
+                now = time.monotonic()
+                for recorder, due in list(self._recorders.items()):
+                    if due <= now:
+                        if recorder.tick(now):
+                            # absolute deadlines; after a stall, skip to the next one ahead
+                            ahead = max(due + recorder.tick_secs, now)
+                            self._recorders[recorder] = ahead
+                        else:
+                            self._recorders.pop(recorder, None)
+                if self._recorders:
+                    wait = min(self._recorders.values()) - time.monotonic()
+                    if wait > 0:
+                        self._wake.wait(wait)
+            self._thread = None

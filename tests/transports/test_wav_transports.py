@@ -47,7 +47,7 @@ async def test_input_is_paced_like_a_microphone(tmp_path):
 async def test_input_not_realtime_pushes_the_file_at_once_then_paced_silence(tmp_path):
     signal = tone(440, 3.0, offset=2000)
     mic = WavInputTransport(write_wav(tmp_path / "in.wav", signal), realtime=False,
-                            trailing_silence_ms=100)
+                            trailing_silence_ms=100, chunk_ms=20)
     loop = asyncio.get_running_loop()
     async with PipelineHarness([mic]) as harness:
         start = loop.time()
