@@ -10,7 +10,7 @@ SYSTEM_PACKAGES := portaudio19-dev pulseaudio pulseaudio-utils libasound2-plugin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR := build/demo
 
-.PHONY: setup system-packages demo run test bench clean
+.PHONY: setup system-packages demo run test lint bench clean
 
 setup: system-packages $(STAMP)
 
@@ -43,6 +43,11 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The lint gate: ruff's checks and formatting, configured in pyproject.toml ([tool.ruff]).
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 bench: setup
 	$(PY) -m bench
