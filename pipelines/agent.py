@@ -188,21 +188,32 @@ def build_agent_pipeline(
 
 
 def make_transports(config: AgentConfig) -> tuple[FrameProcessor, FrameProcessor]:
-    """WAV transports where a WAV path is given, PyAudio ones otherwise."""
+    """WAV transports where a WAV path is given, PyAudio ones otherwise (with
+    ``--audio-process``, both PyAudio streams run in one lean audio child process)."""
     from transports.wav import WavInputTransport, WavOutputTransport
 
-    if config.input_wav is not None:
-        input_t: FrameProcessor = WavInputTransport(config.input_wav)
-    else:
-        from transports.pyaudio import PyAudioInputTransport
+    audio = None
+    if config.audio_process and (config.input_wav is None or config.output_wav is None):
+        from transports.audio_process import AudioProcess
 
-        input_t = PyAudioInputTransport(device=config.input_device)
-    if config.output_wav is not None:
-        output_t: FrameProcessor = WavOutputTransport(config.output_wav)
-    else:
-        from transports.pyaudio import PyAudioOutputTransport
+        audio = AudioProcess()
+    try:
+        if config.input_wav is not None:
+            input_t: FrameProcessor = WavInputTransport(config.input_wav)
+        else:
+            from transports.pyaudio import PyAudioInputTransport
 
-        output_t = PyAudioOutputTransport(device=config.output_device)
+            input_t = PyAudioInputTransport(device=config.input_device, audio_process=audio or False)
+        if config.output_wav is not None:
+            output_t: FrameProcessor = WavOutputTransport(config.output_wav)
+        else:
+            from transports.pyaudio import PyAudioOutputTransport
+
+            output_t = PyAudioOutputTransport(device=config.output_device, audio_process=audio or False)
+    except BaseException:
+        if audio is not None:
+            audio.close()
+        raise
     return input_t, output_t
 
 

@@ -74,6 +74,8 @@ class AgentConfig:
     output_wav: Path | None = None
     input_device: str | None = None
     output_device: str | None = None
+    audio_process: bool = False
+    """Run the PyAudio streams in a lean child process (shared-memory rings)."""
     local: bool = False
     debug: bool = False
     idle_grace_s: float = 1.5
@@ -155,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--input-device", help="PyAudio input device index or name substring")
     io.add_argument("--output-device", help="PyAudio output device index or name substring")
     io.add_argument("--list-devices", action="store_true", help="print the audio devices and exit")
+    io.add_argument("--audio-process", action="store_true",
+                    help="run the microphone and speaker streams in their own lean process")
     io.add_argument("--log-dir", type=_path, default=Path("logs"), help="folder for the session, event and technical logs (default: logs)")
     io.add_argument("--idle-grace", type=float, default=1.5, help="with --input-wav: seconds of agent idleness before exiting")
     io.add_argument("--verbose", action="store_true", help="show debug lines on the console")
@@ -437,6 +441,7 @@ def parse_config(
         output_wav=args.output_wav,
         input_device=args.input_device,
         output_device=args.output_device,
+        audio_process=args.audio_process,
         local=args.local,
         debug=args.debug,
         idle_grace_s=args.idle_grace,

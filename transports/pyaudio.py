@@ -46,6 +46,9 @@ from pipecat.transports.base_transport import TransportParams
 
 from transports.buffered_output import BufferedOutputTransport
 from transports.resample import PcmResampler
+from transports.audio_process import AudioProcess, OpenedDevice
+from transports.shared_playback import SharedPlayback
+from transports.shm_ring import IN_OVERFLOWS, STARTS, UNDERFLOWS
 from transports.streams import Device, OutputDriver
 
 
@@ -83,6 +86,22 @@ async def _blocking(fn: Callable[[], None], what: str, timeout: float = DEVICE_C
         logger.warning(f"the audio device did not {what} within {timeout:.0f} s; going on without it")
 
 
+def _audio_process(option: AudioProcess | bool | None) -> tuple[AudioProcess | None, bool]:
+    """(the audio process to use, whether this transport owns it) for an ``audio_process`` arg."""
+    if isinstance(option, AudioProcess):
+        return option, False
+    return (AudioProcess(), True) if option else (None, False)
+
+
+def _open_in_child(audio: AudioProcess, owned: bool, *args) -> OpenedDevice:
+    try:
+        return audio.open_device(*args)
+    except BaseException:
+        if owned:
+            audio.close()
+        raise
+
+
 class PyAudioInputTransport(BaseInputTransport):
     """A microphone: pushes ``InputAudioRawFrame`` s of ``frames_per_buffer`` each.
 
@@ -94,58 +113,101 @@ class PyAudioInputTransport(BaseInputTransport):
             ``sample_rate`` when the rates differ.
         frames_per_buffer: the period in device frames (default 40 ms).
         params: extra pipecat transport parameters (audio input is always enabled).
+        audio_process: run the stream in an audio child process
+            (:class:`~transports.audio_process.AudioProcess`): ``True`` for one of its own, or
+            one shared with the output transport.
     """
 
     def __init__(self, device: int | str | None = None, *, sample_rate: int = 24000,
                  preferred_rate: int | None = None, frames_per_buffer: int | None = None,
-                 params: TransportParams | None = None, **kwargs):
-        self._device = Device(device, "input", preferred_rate or sample_rate, frames_per_buffer)
+                 params: TransportParams | None = None,
+                 audio_process: AudioProcess | bool = False, **kwargs):
+        self._audio, owned = _audio_process(audio_process)
+        rate = preferred_rate or sample_rate
+        if self._audio is not None:
+            opened = _open_in_child(self._audio, owned, "input", device, rate, frames_per_buffer)
+            self._device = None
+            info, device_rate = opened.info, opened.rate
+        else:
+            self._device = Device(device, "input", rate, frames_per_buffer)
+            info, device_rate = self._device.info, self._device.rate
         params = (params or TransportParams()).model_copy(update={
             "audio_in_enabled": True, "audio_in_sample_rate": sample_rate,
             "audio_in_channels": 1})
         super().__init__(params, **kwargs)
-        self.device = self._device.info
+        self.device = info
         """The :class:`AudioDevice` in use."""
-        self.device_rate = self._device.rate
-        self.overflows = 0
-        """Callbacks that reported lost input (the loop or the host fell behind)."""
+        self.device_rate = device_rate
+        self._overflows = 0
         # LQ: 6 ms of delay and near-steady 20 ms frames; HQ delays 30 ms and delivers 40 ms
         # bursts every other callback (soxr's block size), which a microphone should not do.
         self._resampler = (PcmResampler(self.device_rate, sample_rate, quality="LQ")
                            if self.device_rate != sample_rate else None)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._period_bytes = 2 * (opened.frames_per_buffer if self._audio else
+                                  self._device.frames_per_buffer)
+        self._released = False
+
+    @property
+    def overflows(self) -> int:
+        """Captured buffers lost (the host, or the audio process's ring, overflowed)."""
+        if self._audio is not None:
+            return self._audio.shared.h[IN_OVERFLOWS]
+        return self._overflows
 
     async def setup(self, setup: FrameProcessorSetup):
         """Open the stream (not started yet)."""
         await super().setup(setup)
         self._loop = asyncio.get_running_loop()
-        await asyncio.to_thread(self._device.open, self._callback, False)
+        if self._audio is not None:
+            self._audio.on_mic = self._on_mic
+            self._audio.attach(self._loop)
+        else:
+            await asyncio.to_thread(self._device.open, self._callback, False)
 
     async def start(self, frame: StartFrame):
         """Create pipecat's audio queue, then start capturing."""
         await super().start(frame)
         await self.set_transport_ready(frame)
-        await asyncio.to_thread(self._device.start)
+        if self._audio is not None:
+            self._audio.send(b"i")
+        else:
+            await asyncio.to_thread(self._device.start)
 
     async def stop(self, frame: EndFrame):
         """Stop capturing and release the device."""
-        await _blocking(self._device.close, "close")
+        await self._close()
         await super().stop(frame)
 
     async def cancel(self, frame: CancelFrame):
         """Stop capturing and release the device."""
-        await _blocking(self._device.close, "close")
+        await self._close()
         await super().cancel(frame)
 
     async def cleanup(self):
         """Release the device even if the pipeline never started or ended abruptly."""
-        await _blocking(self._device.close, "close")
+        await self._close()
         await super().cleanup()
+
+    async def _close(self) -> None:
+        if self._audio is None:
+            await _blocking(self._device.close, "close")
+        elif not self._released:
+            self._released = True
+            self._audio.on_mic = None
+            await self._audio.aclose()
+
+    def _on_mic(self) -> None:
+        """Loop thread: the audio process captured more; push it a period at a time."""
+        data = self._audio.shared.in_read()
+        step = self._period_bytes
+        for at in range(0, len(data), step):
+            self._on_audio(data[at:at + step])
 
     def _callback(self, in_data, frame_count, time_info, status):
         """PortAudio thread: hand the bytes to the loop, nothing else."""
         if status & pyaudio.paInputOverflow:
-            self.overflows += 1
+            self._overflows += 1
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._on_audio, in_data)
@@ -176,45 +238,76 @@ class PyAudioOutputTransport(BufferedOutputTransport):
         frames_per_buffer: the period in device frames (default 10 ms).
         max_seconds: how much audio :attr:`playback` may hold.
         params: extra pipecat transport parameters.
+        audio_process: run the stream in an audio child process
+            (:class:`~transports.audio_process.AudioProcess`): ``True`` for one of its own, or
+            one shared with the input transport. :attr:`playback` is then a
+            :class:`~transports.shared_playback.SharedPlayback` over its shared memory.
     """
 
     def __init__(self, device: int | str | None = None, *, preferred_rate: int = 24000,
                  frames_per_buffer: int | None = None, max_seconds: float = 600.0,
-                 params: TransportParams | None = None, **kwargs):
-        self._device = Device(device, "output", preferred_rate, frames_per_buffer)
-        super().__init__(sample_rate=self._device.rate, max_seconds=max_seconds,
-                         params=params, **kwargs)
-        self.device = self._device.info
+                 params: TransportParams | None = None,
+                 audio_process: AudioProcess | bool = False, **kwargs):
+        self._audio, owned = _audio_process(audio_process)
+        self._driver: OutputDriver | None = None
+        if self._audio is not None:
+            self._opened = _open_in_child(self._audio, owned, "output", device, preferred_rate,
+                                          frames_per_buffer)
+            self._device = None
+            info, rate, fpb = self._opened.info, self._opened.rate, self._opened.frames_per_buffer
+        else:
+            self._device = Device(device, "output", preferred_rate, frames_per_buffer)
+            info, rate, fpb = self._device.info, self._device.rate, self._device.frames_per_buffer
+        super().__init__(sample_rate=rate, max_seconds=max_seconds, params=params, **kwargs)
+        self.device = info
         """The :class:`AudioDevice` in use."""
-        self.frames_per_buffer = self._device.frames_per_buffer
-        self._driver = OutputDriver(self._device, self.playback, name="pyaudio-out")
+        self.frames_per_buffer = fpb
+        if self._audio is not None:
+            self.playback = SharedPlayback(self._audio.shared, self._audio.send, rate,
+                                           max_seconds=max_seconds)
+        else:
+            self._driver = OutputDriver(self._device, self.playback, name="pyaudio-out")
+        self._released = False
 
     @property
     def latency(self) -> float:
         """PortAudio's reported output latency of the open stream, in seconds."""
-        return self._device.latency
+        return self._opened.latency if self._audio is not None else self._device.latency
 
     @property
     def device_underflows(self) -> int:
         """Callbacks whose status reported an output underflow (host-side)."""
+        if self._audio is not None:
+            return self._audio.shared.h[UNDERFLOWS]
         return self._driver.underflows
 
     @property
     def stream_starts(self) -> int:
         """Times the stream was started (once per stretch of audio)."""
+        if self._audio is not None:
+            return self._audio.shared.h[STARTS]
         return self._driver.starts
 
     async def _open_device(self) -> None:
-        await asyncio.to_thread(self._driver.open)
-        self.end_padding_secs = max(self.end_padding_secs, self._driver.end_padding_secs)
+        if self._audio is not None:
+            self._audio.on_speaker = self.playback.on_child_event
+            self._audio.attach(asyncio.get_running_loop())
+            period = self.frames_per_buffer / self.playback.sample_rate
+            padding = self._opened.latency + period
+        else:
+            await asyncio.to_thread(self._driver.open)
+            padding = self._driver.end_padding_secs
+        self.end_padding_secs = max(self.end_padding_secs, padding)
 
     def _queue_audio(self, pcm: bytes, item_id: str | None) -> None:
-        super()._queue_audio(pcm, item_id)
-        self._driver.wake()
+        super()._queue_audio(pcm, item_id)  # a SharedPlayback wakes the audio process itself
+        if self._driver is not None:
+            self._driver.wake()
 
     def _flush_playback(self) -> int:
-        dropped = self.playback.clear()
-        self._driver.flush()
+        dropped = self.playback.clear()  # a SharedPlayback asks the audio process to flush
+        if self._driver is not None:
+            self._driver.flush()
         return dropped
 
     async def _close_device(self, abort: bool) -> None:
@@ -226,4 +319,9 @@ class PyAudioOutputTransport(BufferedOutputTransport):
         await self._close()
 
     async def _close(self) -> None:
-        await _blocking(lambda: self._driver.close(DEVICE_CALL_TIMEOUT_S), "close")
+        if self._audio is None:
+            await _blocking(lambda: self._driver.close(DEVICE_CALL_TIMEOUT_S), "close")
+        elif not self._released:
+            self._released = True
+            self._audio.on_speaker = None
+            await self._audio.aclose()

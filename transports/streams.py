@@ -172,6 +172,7 @@ class OutputDriver:
         self._cond = threading.Condition()
         self._wake = self._flush = self._closing = False
         self._started_at = 0.0
+        self._stopping = False  # the callback hands out silence while an abort is under way
         self._thread: threading.Thread | None = None
 
     def open(self) -> None:
@@ -215,6 +216,8 @@ class OutputDriver:
         """PortAudio thread: copy the next period out of the source."""
         if status & pyaudio.paOutputUnderflow:
             self.underflows += 1
+        if self._stopping:  # whatever it took now would be dropped by the abort: leave it queued
+            return bytes(2 * frame_count), pyaudio.paContinue
         return self.source.read(frame_count), pyaudio.paContinue
 
     def _run(self) -> None:
@@ -239,15 +242,23 @@ class OutputDriver:
         if not self.source.is_idle:
             if not self.running:
                 self.device.start()
-                self.running = True
                 self.starts += 1
                 self._started_at = time.monotonic()
+                self._set_running(True)
         elif self.running:
             quiet_since = max(self.source.last_audio_at, self._started_at)
             if time.monotonic() - quiet_since >= self.end_padding_secs:
                 self._stop()
 
     def _stop(self) -> None:
-        self.running = False
-        self.device.abort()
         self.aborts += 1
+        self._stopping = True
+        self._set_running(False)
+        try:
+            self.device.abort()
+        finally:
+            self._stopping = False
+
+    def _set_running(self, running: bool) -> None:
+        """Record the stream state (a subclass may publish it elsewhere too)."""
+        self.running = running

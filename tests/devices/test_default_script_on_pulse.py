@@ -1,6 +1,7 @@
 """The default script on real PyAudio devices (a private PulseAudio), no WAV flags: a recorded
 turn plays whole at the speaker, the barge-in silences it within one period plus PulseAudio's
-own latency, and no late audio of the interrupted answer follows."""
+own latency, and no late audio of the interrupted answer follows; the same with
+``--audio-process`` (the streams in a lean child process, which is gone when the script ends)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.devices.processes import alive, audio_children
 from tests.support.audio import contains_any_chunk, find, last_heard, matching_run
 from tests.support.replay_server import ReplayServer
 from tests.support.scenarios import barge_in_scenario
@@ -17,25 +21,29 @@ PERIOD_MS = 10  # the output transport's default period
 HOST_LATENCY_MS = 80  # what PortAudio keeps queued in PulseAudio (about three periods) plus the pipe sink's block
 
 
-async def test_default_script_on_pulseaudio_devices(pulse, speaker, script_env: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("flags", [[], ["--audio-process"]], ids=["in-process", "audio-process"])
+async def test_default_script_on_pulseaudio_devices(pulse, speaker, script_env: dict[str, str], tmp_path: Path, flags: list[str]) -> None:
     scenario = barge_in_scenario()
     env = {**script_env, **pulse.env}
     async with ReplayServer(scenario) as server:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pipelines.agent", "--endpoint", server.url, "--api-key", "K-pulse-1234",
             "--agent-id", "A", "--project-name", "P", "--agent-access-token", "T-pulse-5678", "--log-dir", str(tmp_path / "logs"),
-            cwd=tmp_path, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            *flags, cwd=tmp_path, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         deadline = asyncio.get_running_loop().time() + 40
         while "script_done" not in (server.connections[0].marks if server.connections else {}):
             assert proc.returncode is None, (await proc.stderr.read()).decode()
             assert asyncio.get_running_loop().time() < deadline, "the conversation did not finish"
             await asyncio.sleep(0.05)
+        children = audio_children(proc.pid)
+        assert len(children) == (1 if flags else 0)
         await asyncio.sleep(len(scenario.turn3.audio) / 2 / 24000 + 0.5)  # let the last answer play out
         proc.stdin.write(b"q\n")
         await proc.stdin.drain()
         out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 0, err.decode()
+    assert not audio_children(proc.pid) and not any(map(alive, children)), "an audio process was left behind"
     conn = server.connections[0]
     assert conn.close_code == 1000
     heard = speaker.samples()
