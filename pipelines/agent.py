@@ -33,6 +33,7 @@ from pipecat.processors.frame_processor import FrameProcessor  # noqa: E402
 from pipecat.workers.runner import WorkerRunner  # noqa: E402
 
 from pipelines.config import AgentConfig, parse_config, shorten  # noqa: E402
+from pipelines.console import LiveView, wants_live_view  # noqa: E402
 from processors.technical_log import TechnicalLogProcessor  # noqa: E402
 from processors.logsetup import configure_console, send_to_technical_log_only  # noqa: E402
 from processors.recorder import ConversationRecorder  # noqa: E402
@@ -261,7 +262,13 @@ async def run_agent(config: AgentConfig) -> int:
         except TransportError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        app = build_agent_pipeline(config, input=input_t, output=output_t, endpoint=endpoint)
+        view = LiveView() if wants_live_view(config.plain) else None
+        app = build_agent_pipeline(
+            config, input=input_t, output=output_t, endpoint=endpoint,
+            input_processors=view.input_processors() if view else None, processors=view.processors() if view else None,
+        )
+        if view is not None:
+            view.attach(app)
         try:
             app.technical_log.attach()
             app.session_log.open_logs()
@@ -284,11 +291,18 @@ async def run_agent(config: AgentConfig) -> int:
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop, signal.Signals(sig).name)
-        _watch_keyboard(loop, lambda: stop("quit by user"), app.say)
+        if view is None or not view.watch_keyboard(loop, lambda: stop("quit by user"), app.say):
+            _watch_keyboard(loop, lambda: stop("quit by user"), app.say)
         print("Starting the chat ...")
         if config.input_wav is None:
             print("Press 'q' and Enter to quit the chat; type anything else to say it to the agent.")
-        code = await app.run(idle_grace_s=config.idle_grace_s)
+        try:
+            if view is not None:
+                view.start()
+            code = await app.run(idle_grace_s=config.idle_grace_s)
+        finally:
+            if view is not None:
+                view.stop()
         if app.failure is not None:
             print(f"error: {app.failure}", file=sys.stderr)
         print("Chat done.")

@@ -95,6 +95,9 @@ def remove_technical_log(sink_id: int, writer: LineWriter) -> None:
     writer.close()
 
 
+_console: dict[str, object] = {"sink": None, "verbose": False, "stream": None}
+
+
 def configure_console(*, verbose: bool = False, stream: TextIO | None = None) -> int:
     """Replace loguru's default stderr handler with a redacted, quiet console.
 
@@ -102,6 +105,26 @@ def configure_console(*, verbose: bool = False, stream: TextIO | None = None) ->
     technical log; ``verbose`` shows everything on the console too).
     """
     logger.remove()
+    _console.update(verbose=verbose, stream=stream)
+    return resume_console()
+
+
+def pause_console() -> None:
+    """Detach the console sink (a live view shows the session in its own way meanwhile)."""
+    sink = _console["sink"]
+    if isinstance(sink, int):
+        try:
+            logger.remove(sink)
+        except ValueError:
+            pass
+    _console["sink"] = None
+
+
+def resume_console() -> int:
+    """Attach the console sink configured last (after :func:`pause_console`); returns its id."""
+    pause_console()
+    verbose = bool(_console["verbose"])
+    stream = _console["stream"]
 
     def keep(record: dict) -> bool:
         if record["extra"].get("console") is False:
@@ -109,8 +132,8 @@ def configure_console(*, verbose: bool = False, stream: TextIO | None = None) ->
         ours = record["name"].split(".")[0] in ("processors", "pipelines", "transports", "localserver", "__main__")
         return verbose or ours or record["level"].no >= logging.CRITICAL
 
-    return logger.add(
-        RedactingSink(stream or sys.stdout),
+    sink = logger.add(
+        RedactingSink(stream or sys.stdout),  # type: ignore[arg-type]
         level="DEBUG" if verbose else "INFO",
         format="{message}",
         filter=keep,
@@ -118,3 +141,5 @@ def configure_console(*, verbose: bool = False, stream: TextIO | None = None) ->
         backtrace=False,
         diagnose=False,
     )
+    _console["sink"] = sink
+    return sink

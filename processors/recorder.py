@@ -8,8 +8,8 @@ listener stopped hearing it and nothing is recorded while the speaker is stopped
 
 Both taps only append ``(time, bytes)`` to a queue; a writer thread converts to 24 kHz mono,
 places each block on one timeline by its monotonic timestamp (blocks that follow on within
-``JOIN_TOLERANCE_S`` are joined seamlessly, so timestamp jitter never clicks; a real gap becomes
-silence), interleaves the two channels ``WRITE_LAG_S`` behind real time and appends them to the
+``JOIN_TOLERANCE_S`` are joined seamlessly, so timestamp jitter and a busy loop never click or
+stretch a side; a real gap becomes silence), interleaves the two channels ``WRITE_LAG_S`` behind real time and appends them to the
 file. The header is patched about once a second and on close, so Ctrl-C, SIGTERM, a kill or a
 full disk leave a valid WAV (after a failed write the header is fitted to what reached the disk
 and the session goes on without recording, saying so once).
@@ -36,7 +36,10 @@ from transports.playback import PlaybackBuffer
 from transports.wavfile import HEADER_PATCH_SECS, fit_header
 
 RATE = 24000
-JOIN_TOLERANCE_S = 0.06
+# Blocks that follow on within this of where the last one ended are joined seamlessly. The
+# microphone's blocks reach the loop late when it is busy (then in a burst), the speaker's are
+# stamped on the device thread: the microphone needs the wider tolerance.
+JOIN_TOLERANCE_S = (1.0, 0.06)
 WRITE_LAG_S = 0.5
 TICK_S = 0.05
 LEFT, RIGHT = 0, 1
@@ -146,7 +149,7 @@ class StereoRecording:
             samples = side.to_mono_24k(pcm, rate, nch)
             end = self._written + side.length
             ideal = int((started_at - self._t0) * RATE)
-            if ideal > end + JOIN_TOLERANCE_S * RATE:  # a real gap (speaker stopped, mic paused)
+            if ideal > end + JOIN_TOLERANCE_S[channel] * RATE:  # a real gap (speaker stopped, mic paused)
                 side.parts.append(np.zeros(ideal - end, np.int16))
                 side.length += ideal - end
             side.parts.append(samples)

@@ -221,11 +221,17 @@ class SessionReportProcessor(FrameProcessor):
             "failure": failure,
         }
 
+    def last_latency_ms(self) -> float | None:
+        """The first-audio latency of the latest turn that has one (for a live view)."""
+        for turn in reversed(self.turns):
+            latency = _latency_ms(turn)
+            if latency is not None:
+                return latency
+        return None
+
     def _turn_dict(self, index: int, t: _Turn) -> dict[str, Any]:
         first = t.first_audio_played_at or t.first_audio_received_at
-        latency = None
-        if first is not None and t.asked_at is not None and first >= t.asked_at:
-            latency = round((first - t.asked_at) * 1000.0)
+        latency = _latency_ms(t)
         duration = round(t.audio_frames * 1000 / t.audio_rate) if t.audio_frames else 0
         heard = t.heard_ms if t.heard_ms is not None else duration
         return {
@@ -243,6 +249,14 @@ class SessionReportProcessor(FrameProcessor):
             "interrupted": t.interrupted,
             "heard_ms": min(heard, duration),
         }
+
+
+def _latency_ms(t: _Turn) -> float | None:
+    """User speech end (or the typed line) -> first agent audio played (else received)."""
+    first = t.first_audio_played_at or t.first_audio_received_at
+    if first is None or t.asked_at is None or first < t.asked_at:
+        return None
+    return round((first - t.asked_at) * 1000.0)
 
 
 def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:

@@ -270,6 +270,8 @@ class VoiceLiveAgentService(FrameProcessor):
         delay = self._backoff.delay(self._short_drops - 1) if self._short_drops > 1 else 0.0
         wait = f" in {delay:.1f} s" if delay else ""
         logger.warning(f"{reason}: reconnecting{wait} (microphone audio is dropped until the session is back)")
+        lost = {"type": "client.reconnecting", "reason": reason}
+        await self.push_frame(VoiceLiveEventFrame(event=lost, direction="local", at=time.time()))
         old, self._connection = self._connection, None
         if old is not None:
             await old.abort()

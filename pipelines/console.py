@@ -1,0 +1,298 @@
+"""The operator's live view: the conversation and a status line, drawn with ``rich``.
+
+Finished lines of the conversation scroll (``You: …``, ``Agent: …``; an interrupted answer shows
+``✂`` where the listener stopped hearing it, the unheard rest struck through). Below them, kept in
+place by ``rich.live.Live``: the words being spoken right now, the line being typed, and one status
+line: state, microphone and speaker level meters (dBFS), the last turn's latency (user speech end
+-> first agent audio played), session time and the time left before the session expires.
+
+Cheap by construction: the processors only append audio blocks to deques and set a few fields
+(:mod:`processors.console_state`); levels are computed and the view is rendered by a timer thread
+``REFRESH_HZ`` times a second, never per frame, never on the event loop. Every live line is cut to
+the terminal's width at each refresh, so a narrow terminal never wraps them; when the terminal
+gets narrower, the rows the old lines now take are erased too, so a resize leaves no debris.
+
+While the view runs, the terminal does not echo: :meth:`LiveView.watch_keyboard` reads keys
+itself and shows the line being typed; Enter sends it (``q`` quits), Ctrl-D on an empty line quits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import math
+import os
+import sys
+import termios
+import threading
+import time
+import tty
+from collections.abc import Callable
+from typing import Any
+
+from loguru import logger
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
+from processors.console_state import SILENCE_DB, ConsoleFeed, ConsoleState, Line, MicLevelTap
+from processors.logsetup import RedactingSink, pause_console, resume_console
+
+REFRESH_HZ = 10.0
+METER_CELLS = 8
+METER_FLOOR_DB = -60.0
+STATE_STYLES = {
+    "connecting": "yellow", "listening": "green", "user speaking": "bold cyan", "thinking": "magenta",
+    "agent speaking": "bold blue", "reconnecting": "bold red",
+}
+
+
+def wants_live_view(plain: bool) -> bool:
+    """The live view is for a terminal: not with ``--plain``, not when stdout is a pipe or file."""
+    return not plain and sys.stdout is not None and sys.stdout.isatty()
+
+
+def clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+
+
+def meter(db: float) -> Text:
+    """``▮▮▮▯▯▯▯▯▯▯ -32 dB``: cells from -60 to 0 dBFS."""
+    filled = 0 if db <= METER_FLOOR_DB else math.ceil(METER_CELLS * (db - METER_FLOOR_DB) / -METER_FLOOR_DB)
+    style = "red" if db > -6 else "yellow" if db > -20 else "green"
+    label = "  -∞ dB" if db <= SILENCE_DB else f"{db:4.0f} dB"
+    return Text.assemble(("▮" * filled, style), ("▯" * (METER_CELLS - filled), "dim"), f" {label}")
+
+
+def line_text(line: Line) -> Text:
+    """A finished conversation line as the view prints it."""
+    if line.who == "note":
+        return Text(f"· {line.text}", style="dim italic")
+    if line.who == "user":
+        return Text.assemble(("You" + (" (typed)" if line.typed else ""), "bold cyan"), ": ", line.text)
+    if line.cut_at is None:
+        return Text.assemble(("Agent", "bold green"), ": ", line.text)
+    heard = f" (heard {line.heard_ms / 1000:.1f} s)" if line.heard_ms is not None else ""
+    return Text.assemble(("Agent", "bold green"), ": ", line.text[: line.cut_at].rstrip(), (" ✂ ", "bold red"),
+                         (line.text[line.cut_at :].strip(), "dim strike"), (heard, "dim"))
+
+
+class LiveView:
+    """The live view of one session (see the module docstring)."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.state = ConsoleState()
+        self.state.on_line = self._print_line
+        self.console = console or Console(highlight=False)
+        self.report: Any = None
+        self.typing = ""
+        self._live: Live | None = None
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+        self._sink: int | None = None
+        self._tty_saved: list[Any] | None = None
+        self._widths: tuple[int, list[int]] = (0, [])  # terminal width, lengths of the live lines
+        self._levels = (SILENCE_DB, SILENCE_DB)
+        self._closing = False
+
+    # -- wiring ---------------------------------------------------------------------------------
+
+    def input_processors(self) -> list[Any]:
+        """Processors to place between the input and the service (the microphone meter)."""
+        return [MicLevelTap(self.state)]
+
+    def processors(self) -> list[Any]:
+        """Processors to place after the service, before the output."""
+        return [ConsoleFeed(self.state)]
+
+    def attach(self, app: Any) -> None:
+        """Follow a built :class:`pipelines.agent.AgentPipeline`: its report and its speaker."""
+        self.report = app.report
+        playback = getattr(app.output, "playback", None)
+        if playback is not None:
+            playback.add_tap(self.state.speaker_tap)
+            self.state.playback = playback
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Draw the view and refresh it from a timer thread; log warnings go above it."""
+        pause_console()
+        self._sink = logger.add(RedactingSink(_LiveStream(self.console)), level="WARNING", format="{message}",
+                                filter=lambda r: r["extra"].get("console") is not False, colorize=False)
+        self._live = Live(console=self.console, get_renderable=self._render, auto_refresh=False,
+                          redirect_stdout=True, redirect_stderr=True, vertical_overflow="crop")
+        self._live.start()
+        self._timer = threading.Thread(target=self._run_timer, name="live-view", daemon=True)
+        self._timer.start()
+
+    def stop(self) -> None:
+        """Final refresh, leave the status line on screen, give the terminal back."""
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join(timeout=1.0)
+            self._timer = None
+        self._restore_tty()
+        if self._live is not None:
+            self._closing = True  # the last render keeps the status line only
+            self._refresh()
+            self._live.stop()
+            self._live = None
+        if self._sink is not None:
+            logger.remove(self._sink)
+            self._sink = None
+            resume_console()
+
+    def _run_timer(self) -> None:
+        while not self._stop.wait(1.0 / REFRESH_HZ):
+            self._levels = self.state.levels()
+            self._refresh()
+
+    def _refresh(self) -> None:
+        live = self._live
+        if live is None:
+            return
+        width = self.console.size.width
+        old_width, old_lengths = self._widths
+        shape = getattr(live._live_render, "_shape", None)  # rich keeps the last render's size here
+        if width < old_width and shape is not None:
+            # The terminal re-wrapped the old live lines: erase every row they take now.
+            rows = sum(max(1, math.ceil(n / width)) for n in old_lengths)
+            live._live_render._shape = (shape[0], max(shape[1], rows))
+        try:
+            live.refresh()
+        except Exception as exc:  # the view must never take the session down
+            logger.bind(console=False).warning(f"live view refresh failed: {exc}")
+
+    def _print_line(self, line: Line) -> None:
+        if self._live is not None:
+            self.console.print(line_text(line), overflow="fold")
+
+    # -- rendering ------------------------------------------------------------------------------
+
+    def _render(self) -> Group:
+        width = max(10, self.console.size.width - 1)
+        lines: list[Text] = []
+        s = self.state
+        if s.partial_user:
+            lines.append(_tail(Text("You: ", style="bold cyan"), s.partial_user.strip(), width))
+        if s.partial_agent:
+            lines.append(_tail(Text("Agent: ", style="bold green"), s.partial_agent.strip(), width))
+        if self._closing:
+            return Group(self._status(width))
+        prompt = Text.assemble(("› ", "bold"), self.typing, ("▏", "blink")) if self.typing else Text(
+            "› type a message and press Enter · q to quit", style="dim")
+        lines.append(_tail(Text(), prompt, width))
+        lines.append(self._status(width))
+        self._widths = (width + 1, [len(t.plain) for t in lines])
+        return Group(*lines)
+
+    def _status(self, width: int) -> Text:
+        s = self.state
+        state = s.state
+        mic, spk = self._levels
+        latency = self.report.last_latency_ms() if self.report is not None else None
+        left = s.seconds_left()
+        parts = [  # in order of importance: what does not fit is left out
+            Text.assemble(("● ", STATE_STYLES.get(state, "")), (f"{state:<14}", STATE_STYLES.get(state, ""))),
+            Text.assemble(("mic ", "bold"), meter(mic)),
+            Text(f"latency {latency:.0f} ms" if latency is not None else "latency —"),
+            Text(clock(time.monotonic() - s.started_at)),
+            Text.assemble(("spk ", "bold"), meter(spk)),
+            Text(f"expires in {clock(left)}" if left is not None else "expires —", style="dim"),
+        ]
+        line = Text()
+        for part in parts:
+            extra = len(part.plain) + (3 if line.plain else 0)
+            if len(line.plain) + extra > width:
+                continue
+            if line.plain:
+                line.append(" │ ", style="dim")
+            line.append_text(part)
+        return line
+
+    # -- keyboard -------------------------------------------------------------------------------
+
+    def watch_keyboard(self, loop: asyncio.AbstractEventLoop, quit_cb: Callable[[], None],
+                       text_cb: Callable[[str], None]) -> bool:
+        """Read keys without echo and show the line being typed; False if stdin is no terminal."""
+        try:
+            fd = sys.stdin.fileno()
+            if not os.isatty(fd):
+                return False
+            self._tty_saved = termios.tcgetattr(fd)
+            tty.setcbreak(fd)  # no echo, no line buffering; Ctrl-C still raises SIGINT
+        except (OSError, ValueError, AttributeError, termios.error):
+            return False
+        threading.Thread(target=self._read_keys, args=(fd, loop, quit_cb, text_cb), name="keyboard",
+                         daemon=True).start()
+        return True
+
+    def _read_keys(self, fd: int, loop: asyncio.AbstractEventLoop, quit_cb: Callable[[], None],
+                   text_cb: Callable[[str], None]) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        escape = False
+        while True:
+            try:
+                data = os.read(fd, 256)
+            except OSError:
+                return
+            if not data:
+                return
+            for ch in decoder.decode(data):
+                if escape:  # skip an escape sequence (arrow keys ...) up to its final letter
+                    escape = not ch.isalpha() and ch != "~"
+                elif ch == "\x1b":
+                    escape = True
+                elif ch in "\r\n":
+                    line, self.typing = self.typing.strip(), ""
+                    if line.lower() == "q":
+                        loop.call_soon_threadsafe(quit_cb)
+                        return
+                    if line:
+                        loop.call_soon_threadsafe(text_cb, line)
+                elif ch in "\x7f\b":
+                    self.typing = self.typing[:-1]
+                elif ch == "\x04" and not self.typing:
+                    loop.call_soon_threadsafe(quit_cb)
+                    return
+                elif ch == "\x15":  # Ctrl-U
+                    self.typing = ""
+                elif ch.isprintable():
+                    self.typing += ch
+
+    def _restore_tty(self) -> None:
+        if self._tty_saved is not None:
+            try:
+                termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._tty_saved)
+            except (OSError, ValueError, termios.error):
+                pass
+            self._tty_saved = None
+
+
+def _tail(prefix: Text, words: str | Text, width: int) -> Text:
+    """``prefix`` and the end of ``words`` that fits in ``width`` cells, on one line: the
+    words being said right now stay in sight."""
+    body = words if isinstance(words, Text) else Text(words)
+    room = width - len(prefix.plain)
+    if room < 2:
+        return Text(prefix.plain[:width], style=prefix.style)
+    if len(body.plain) > room:
+        body = Text.assemble(("…", "dim"), body[len(body.plain) - room + 1 :])
+    return Text.assemble(prefix, body)
+
+
+class _LiveStream:
+    """A write()-able stream that prints log lines above the live view."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+
+    def write(self, text: str) -> None:
+        if text.strip():
+            self._console.print(Text(text.rstrip("\n"), style="yellow"), overflow="fold")
+
+    def flush(self) -> None:
+        pass
