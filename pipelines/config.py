@@ -39,6 +39,8 @@ from processors.voicelive.session_config import (
     SessionConfig,
     TurnDetection,
     Voice,
+    apply_wire,
+    guess_voice_type,
     quickstart_session,
 )
 
@@ -247,7 +249,7 @@ def _target(values: dict[str, str | None], flags: argparse.Namespace, local: boo
     mode = modes[0]
     if mode == "model":
         return Model(str(source["model"]))
-    project = source.get("project_name")
+    project = source.get("project_name") or (LOCAL_PROJECT if local else None)  # --local: any name
     flag = "--agent-id" if mode == "agent_id" else "--agent-name"
     if not project:
         raise ConfigError(f"{flag} needs a project: pass --project-name or set {ENV['project_name']}")
@@ -274,7 +276,7 @@ def _session(args: argparse.Namespace, target: Target) -> SessionConfig:
             raise ConfigError(f"--{name.replace('_', '-')} needs turn detection (not --vad none)")
         setattr(td, "threshold" if name == "vad_threshold" else name, value)
     if args.voice:
-        session.voice = Voice(name=args.voice, type="openai" if ":" not in args.voice and "-" not in args.voice else "azure-standard")
+        session.voice = Voice(name=args.voice, type=guess_voice_type(args.voice))
         if session.voice.type == "openai":
             session.word_timestamps = False
     if args.instructions is not None:
@@ -285,8 +287,8 @@ def _session(args: argparse.Namespace, target: Target) -> SessionConfig:
         session.noise_reduction = None
     if args.no_echo_cancellation:
         session.echo_cancellation = None
-    if args.session_json:
-        session.extra = _read_json_object(args.session_json)
+    if args.session_json:  # checked by the same rules as the flags
+        apply_wire(session, _read_json_object(args.session_json))
     session.validate(agent_mode=agent_mode)
     return session
 

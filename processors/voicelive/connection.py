@@ -48,6 +48,15 @@ def _env_seconds(name: str, default: float) -> float:
         return default
 
 
+# What is missing when Entra ID cannot mint a token, and what to do: the token stands in for the
+# API key, or (classic agent mode with a key) for the agent access token.
+NO_KEY = ("no Entra ID token", "set AZURE_VOICE_LIVE_API_KEY or sign in with `az login`")
+NO_AGENT_TOKEN = (
+    "no agent access token, and no Entra ID token to use as one",
+    "pass --agent-access-token (AI_FOUNDRY_AGENT_ACCESS_TOKEN) or sign in with `az login`",
+)
+
+
 class Credentials:
     """An API key, or Entra ID through ``DefaultAzureCredential`` (a token minted per connect)."""
 
@@ -62,8 +71,9 @@ class Credentials:
     def uses_entra(self) -> bool:
         return self.api_key is None
 
-    async def entra_token(self) -> str:
-        """A fresh Entra access token for ``scope``."""
+    async def entra_token(self, missing: tuple[str, str] = NO_KEY) -> str:
+        """A fresh Entra access token for ``scope``; ``missing``: what is missing without one, and
+        what to do."""
         if self._credential is None:
             from azure.identity.aio import DefaultAzureCredential
 
@@ -73,9 +83,7 @@ class Credentials:
             token = await self._credential.get_token(self.scope)
         except Exception as exc:  # azure-identity raises several unrelated types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-            raise ConnectionFailed(
-                f"no Entra ID token ({first[:160]}): set AZURE_VOICE_LIVE_API_KEY or sign in with `az login`"
-            ) from None
+            raise ConnectionFailed(f"{missing[0]} ({first[:160]}): {missing[1]}") from None
         add_secret(token.token)
         return token.token
 
@@ -169,7 +177,7 @@ class VoiceLiveConnection:
         bearer = await creds.entra_token() if creds.uses_entra else None
         access_token = None
         if isinstance(s.target, ClassicAgent) and not s.target.access_token:
-            access_token = bearer or await creds.entra_token()
+            access_token = bearer or await creds.entra_token(NO_AGENT_TOKEN)
         try:
             url = build_url(s.endpoint, s.target, api_version=s.api_version, access_token=access_token, debug=s.debug)
             headers = build_headers(api_key=creds.api_key, bearer_token=bearer)

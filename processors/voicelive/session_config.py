@@ -3,7 +3,9 @@
 Each class mirrors one object of the Voice Live session (protocol reference §5) and turns into its
 wire form with ``to_wire()``. ``validate()`` raises :class:`ConfigError` with one line naming the
 field and what to fix. ``extra`` dicts pass fields this module does not model straight through, so a
-new service field never needs a release of this package.
+new service field never needs a release of this package. :func:`apply_wire` goes the other way: a
+``session`` object in wire form (``--session-json``) replaces the typed fields it names, so the
+same rules check it as check the flags.
 """
 
 from __future__ import annotations
@@ -54,11 +56,22 @@ def _check_ms(path: str, value: int | None, *, low: int = 0) -> None:
         _fail(path, f"must be a whole number of milliseconds from {low} to {MAX_MS}, got {value!r}")
 
 
+def _number_in(value: Any, low: float, high: float) -> bool:
+    """A real number (not a bool, not NaN) from ``low`` to ``high``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return False
+    return low <= value <= high
+
+
 def _check_unit(path: str, value: float | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not 0.0 <= value <= 1.0:
+    if value is not None and not _number_in(value, 0.0, 1.0):
         _fail(path, f"must be a number from 0.0 to 1.0, got {value!r}")
+
+
+def guess_voice_type(name: str) -> str:
+    """The type a bare voice name means: Azure voice names carry a locale (``en-US-Ava``) and HD
+    ones a ``:``; anything else is taken as an OpenAI voice (and checked against their names)."""
+    return "openai" if ":" not in name and "-" not in name else "azure-standard"
 
 
 def _compact(d: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +91,7 @@ class EndOfUtteranceDetection:
     timeout_ms: int | None = None
     threshold: float | None = None
     timeout: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, path: str = "turn_detection.end_of_utterance_detection") -> None:
         if self.model not in EOU_MODELS:
@@ -90,7 +104,7 @@ class EndOfUtteranceDetection:
             _fail(f"{path}.timeout", f"must be seconds in (0, 60], got {self.timeout!r}")
 
     def to_wire(self) -> dict[str, Any]:
-        return _compact(
+        wire = _compact(
             {
                 "model": self.model,
                 "threshold_level": self.threshold_level,
@@ -99,6 +113,7 @@ class EndOfUtteranceDetection:
                 "timeout": self.timeout,
             }
         )
+        return {**wire, **self.extra}
 
 
 @dataclass
@@ -139,7 +154,8 @@ class TurnDetection:
         if self.languages is not None:
             if self.type not in ("azure_semantic_vad", "azure_semantic_vad_multilingual"):
                 _fail(f"{path}.languages", f"only applies to azure_semantic_vad(_multilingual), not {self.type}")
-            bad = [lang for lang in self.languages if lang not in MULTILINGUAL_LANGUAGES]
+            langs = self.languages if isinstance(self.languages, list) else [self.languages]
+            bad = [lang for lang in langs if lang not in MULTILINGUAL_LANGUAGES]
             if bad or not self.languages:
                 _fail(f"{path}.languages", f"must be a non-empty list among {', '.join(MULTILINGUAL_LANGUAGES)}, got {self.languages!r}")
         if self.end_of_utterance_detection is not None:
@@ -201,7 +217,7 @@ class Voice:
             _fail(f"{path}.endpoint_id", "is required for azure-custom voices")
         if self.type == "azure-personal" and not self.model:
             _fail(f"{path}.model", "is required for azure-personal voices")
-        if self.temperature is not None and (isinstance(self.temperature, bool) or not 0.0 <= float(self.temperature) <= 2.0):
+        if self.temperature is not None and not _number_in(self.temperature, 0.0, 2.0):
             _fail(f"{path}.temperature", f"must be from 0.0 to 2.0, got {self.temperature!r}")
 
     def to_wire(self) -> dict[str, Any]:
@@ -291,7 +307,7 @@ class SessionConfig:
 
     def _voice(self) -> Voice | None:
         if isinstance(self.voice, str):
-            return Voice(name=self.voice, type="openai" if self.voice in OPENAI_VOICES else "azure-standard")
+            return Voice(name=self.voice, type=guess_voice_type(self.voice))
         return self.voice
 
     def validate(self, *, agent_mode: bool = False) -> None:
@@ -321,7 +337,7 @@ class SessionConfig:
             _fail("output_audio_timestamp_types", f"word timestamps need an Azure voice, not {voice.type}")
         if self.input_sample_rate not in INPUT_SAMPLE_RATES:
             _fail("input_audio_sampling_rate", f"must be 16000 or 24000, got {self.input_sample_rate!r}")
-        if self.temperature is not None and (isinstance(self.temperature, bool) or not 0.0 <= float(self.temperature) <= 2.0):
+        if self.temperature is not None and not _number_in(self.temperature, 0.0, 2.0):
             _fail("temperature", f"must be from 0.0 to 2.0, got {self.temperature!r}")
         tokens = self.max_response_output_tokens
         if tokens is not None and tokens != "inf" and (isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= 4096):
@@ -377,3 +393,75 @@ def quickstart_session() -> SessionConfig:
         voice=Voice(name="en-US-Aria:DragonHDLatestNeural", type="azure-standard", temperature=0.8),
         word_timestamps=True,
     )
+
+
+def _typed(cls: type[Any], value: Any, path: str) -> Any:
+    """``cls`` from its wire object: known keys become fields, the rest goes to ``extra``."""
+    if not isinstance(value, dict):
+        _fail(path, f"must be an object, got {value!r}")
+    names = {f for f in cls.__dataclass_fields__ if f != "extra"}
+    known = {k: v for k, v in value.items() if k in names}
+    rest = {k: v for k, v in value.items() if k not in names}
+    if cls is TurnDetection and isinstance(known.get("end_of_utterance_detection"), dict):
+        eou_path = f"{path}.end_of_utterance_detection"
+        known["end_of_utterance_detection"] = _typed(
+            EndOfUtteranceDetection, known["end_of_utterance_detection"], eou_path
+        )
+    if cls is Voice:
+        known.setdefault("name", "")  # reported by Voice.validate as "voice.name: is required"
+    if "extra" in cls.__dataclass_fields__:
+        return cls(**known, extra=rest)
+    if rest:
+        _fail(f"{path}.{next(iter(rest))}", "is not a field of this object")
+    return cls(**known)
+
+
+# wire fields that map one to one onto SessionConfig fields, with the JSON types they accept
+_PLAIN_FIELDS: dict[str, tuple[type, ...]] = {
+    "modalities": (list,),
+    "instructions": (str,),
+    "temperature": (float, int),
+    "max_response_output_tokens": (int, str),
+    "tools": (list,),
+    "tool_choice": (str, dict),
+}
+
+
+def apply_wire(session: SessionConfig, wire: dict[str, Any]) -> None:
+    """Replace the fields ``wire`` (a ``session`` object as sent) names; unknown ones go to
+    ``extra`` unchanged. The result still has to pass :meth:`SessionConfig.validate`."""
+    for key, value in wire.items():
+        if key == "voice":
+            if isinstance(value, str):
+                session.voice = Voice(name=value, type=guess_voice_type(value))
+            else:
+                session.voice = None if value is None else _typed(Voice, value, "voice")
+            voice = session._voice()
+            if voice is not None and not voice.is_azure and "output_audio_timestamp_types" not in wire:
+                session.word_timestamps = False  # as --voice does: word timestamps are Azure's
+        elif key == "turn_detection":
+            session.manual_turns = value is None
+            session.turn_detection = None if value is None else _typed(TurnDetection, value, key)
+        elif key == "input_audio_noise_reduction":
+            if value is not None and not isinstance(value, dict):
+                _fail(key, f"must be an object or null, got {value!r}")
+            session.noise_reduction = None if value is None else value.get("type")
+        elif key == "input_audio_echo_cancellation":
+            echo = None if value is None else dict(value) if isinstance(value, dict) else value
+            if isinstance(echo, dict):
+                echo.pop("type", None)
+            session.echo_cancellation = None if echo is None else _typed(EchoCancellation, echo, key)
+        elif key == "input_audio_transcription":
+            session.input_transcription = None if value is None else _typed(InputTranscription, value, key)
+        elif key == "output_audio_timestamp_types":
+            if value is not None and not isinstance(value, list):
+                _fail(key, f"must be a list, got {value!r}")
+            session.word_timestamps = bool(value) and "word" in value
+        elif key == "input_audio_sampling_rate":
+            session.input_sample_rate = value
+        elif key in _PLAIN_FIELDS:
+            if value is not None and not isinstance(value, _PLAIN_FIELDS[key]):
+                _fail(key, f"must be {_PLAIN_FIELDS[key][0].__name__}, got {value!r}")
+            setattr(session, key, value)
+        else:
+            session.extra[key] = value
