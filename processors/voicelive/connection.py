@@ -264,15 +264,20 @@ class VoiceLiveConnection:
         if ws is not None and ws.transport is not None:
             ws.transport.abort()
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Flush queued events (briefly), then close with ``code``."""
+    async def close(self, code: int = 1000, reason: str = "", *, flush_s: float = 1.0) -> None:
+        """Give queued events up to ``flush_s`` to leave, then close with ``code``.
+
+        The closing handshake waits at most ``close_timeout`` (0.5 s) for the peer.
+        """
         ws, self._ws = self._ws, None
         if ws is None:
             return
         if self._sender is not None:
             self._queue.put_nowait(None)
             try:
-                await asyncio.wait_for(asyncio.shield(self._sender), timeout=1.0)
+                if flush_s <= 0:
+                    raise TimeoutError
+                await asyncio.wait_for(asyncio.shield(self._sender), timeout=flush_s)
             except (TimeoutError, asyncio.CancelledError):
                 self._sender.cancel()
         try:

@@ -58,6 +58,7 @@ from processors.voicelive.session_config import SessionConfig
 FunctionHandler = Callable[[dict[str, Any] | str], Awaitable[str]]
 RESPONSE_WAIT_S = 10.0  # how long after speech_stopped a response is still expected
 HEALTHY_CONNECTION_S = 30.0  # a connection up this long (or that completed a response) was not flapping
+CLOSE_WAIT_S = 0.5  # a stop waits at most this long for a cancelled task or the peer's close
 
 
 def _words(kind: type[AgentTranscriptFrame] | type[AgentTranscriptUrgentFrame], a: act.AgentTranscript) -> Frame:
@@ -107,6 +108,7 @@ class VoiceLiveAgentService(FrameProcessor):
         self._resampler_rate = 0
         self._connection: VoiceLiveConnection | None = None
         self._receiver: asyncio.Task[None] | None = None
+        self._connector: asyncio.Task[None] | None = None
         self._closing = False
         self._tts_started: set[str] = set()
         self._functions: dict[str, FunctionHandler] = {}
@@ -157,19 +159,20 @@ class VoiceLiveAgentService(FrameProcessor):
             self._audio_in(frame)
         elif isinstance(frame, StartFrame):
             await self.push_frame(frame, direction)
-            await self._connect()
+            # Connecting runs beside the frames: a CancelFrame (Ctrl-C) must not queue behind it.
+            self._connector = self.create_task(self._connect(), name="voicelive-connect")
         elif isinstance(frame, InputTextRawFrame):
             await self._run(self.session.user_text(frame.text))
             await self.push_frame(frame, direction)  # a typed user turn, for logs and views
         elif isinstance(frame, EndFrame):
             await self._run(self.session.close_transcripts())
-            await self._disconnect()
+            await self._disconnect(flush_s=1.0)
             await self.push_frame(frame, direction)
         elif isinstance(frame, CancelFrame):
             # The words of an answer cut short were heard: they go out ahead of the cancel.
             for a in self.session.close_transcripts():
                 await self.push_frame(_words(AgentTranscriptUrgentFrame, a))
-            await self._disconnect()
+            await self._disconnect(flush_s=0.0)
             await self.push_frame(frame, direction)
         elif isinstance(frame, InterruptionFrame):
             await self.push_frame(frame, direction)
@@ -219,16 +222,25 @@ class VoiceLiveAgentService(FrameProcessor):
         self._completed_on_conn = False
         self._receiver = self.create_task(self._receive_loop(conn), name="voicelive-receive")
 
-    async def _disconnect(self) -> None:
+    async def _disconnect(self, *, flush_s: float) -> None:
+        """Stop connecting, receiving and renewing, and close the socket with 1000.
+
+        Bounded in every state (connecting, handshake, backoff, renewing): the tasks are cancelled
+        together, queued events get ``flush_s`` to leave (an ``EndFrame`` keeps the last appends;
+        a cancel drops them) and the peer ``CLOSE_WAIT_S`` to answer the close.
+        """
         self._closing = True
-        for task in (self._refresher, self._receiver):
-            if task is not None and task is not asyncio.current_task():
-                await self.cancel_task(task, timeout=1.0)
-        self._refresher = self._receiver = None
-        if self._connection is not None:
-            await self._connection.close(1000)
-            self._connection = None
-        await self.settings.credentials.close()
+        current = asyncio.current_task()
+        tasks = [t for t in (self._connector, self._refresher, self._receiver) if t is not None and t is not current]
+        self._connector = self._refresher = self._receiver = None
+        await asyncio.gather(*(self.cancel_task(t, timeout=CLOSE_WAIT_S) for t in tasks))
+        conn, self._connection = self._connection, None
+        if conn is not None:
+            await conn.close(1000, flush_s=flush_s)
+        try:
+            await asyncio.wait_for(self.settings.credentials.close(), CLOSE_WAIT_S)
+        except TimeoutError:
+            logger.debug("the Entra ID credential did not close in time")
 
     async def _receive_loop(self, conn: VoiceLiveConnection) -> None:
         while True:

@@ -3,8 +3,8 @@
 The server answers a turn with 4 s of audio paced in real time; one second into it the test sends
 the signal. What must be left behind: a session log with every line written so far, an output WAV
 whose header is finalised (``wave`` opens it, the frame count matches the data), a JSONL file
-whose every line parses, and a WebSocket closed with 1000. Exit code: 0 ("Chat done."): the
-script treats both signals as the user's request to stop, not as a failure.
+whose every line parses, and a WebSocket closed with 1000. Exit code: "Chat done." and the
+shell's convention for a run ended by a signal, 128 + its number (130 for Ctrl-C, 143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.support.scenarios import RATE, Turn, handshake, noise, response_end, 
 from tests.support.script_run import ScriptRun, check_logs_private, check_no_crash, check_wav_valid, run_script, transcript_lines
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-ACCEPTED_EXIT = {signal.SIGTERM: (0, 143), signal.SIGINT: (0, 130)}
+ACCEPTED_EXIT = {signal.SIGTERM: (143,), signal.SIGINT: (130,)}
 
 
 @dataclass
@@ -132,7 +132,7 @@ def check_stopped_cleanly(out: Outcome) -> None:
     assert run.code in ACCEPTED_EXIT[out.sig], run.describe()
     stop_s = run.ended - out.signalled_at
     print(f"\n{out.sig.name}: exit {run.code} {stop_s * 1000:.0f} ms after the signal")
-    assert stop_s < 5.0, f"took {stop_s:.1f} s to stop"
+    assert stop_s < 3.0, f"took {stop_s:.1f} s to stop"
     assert "stream_done" not in out.server.conns[0].record.marks, "the answer ran to its end: the signal came too late to test anything"
     # The socket was closed with 1000.
     assert out.server.conns[0].record.close_code == 1000, out.server.conns[0].record.close_code
@@ -152,13 +152,13 @@ def check_stopped_cleanly(out: Outcome) -> None:
 
 @uses("SIGTERM")
 async def test_sigterm_mid_response_leaves_complete_logs_a_valid_wav_and_closes_1000(pool: SessionPool) -> None:
-    """``kill <pid>`` while the agent speaks. User sees: the audio stops, "Chat done.", exit 0."""
+    """``kill <pid>`` while the agent speaks. User sees: the audio stops, "Chat done.", exit 143."""
     check_stopped_cleanly(await pool.get("SIGTERM"))
 
 
 @uses("SIGINT")
 async def test_ctrl_c_mid_response_leaves_complete_logs_a_valid_wav_and_closes_1000(pool: SessionPool) -> None:
-    """Ctrl-C while the agent speaks. User sees: the audio stops, "Chat done.", exit 0 (no
+    """Ctrl-C while the agent speaks. User sees: the audio stops, "Chat done.", exit 130 (no
     KeyboardInterrupt traceback)."""
     check_stopped_cleanly(await pool.get("SIGINT"))
 
@@ -176,14 +176,14 @@ async def test_words_spoken_before_the_stop_are_in_the_session_log(pool: Session
 @uses("SIGTERM-reconnecting")
 async def test_sigterm_while_reconnecting_stops_at_once_with_complete_logs(pool: SessionPool) -> None:
     """SIGTERM while the client waits between refused reconnect attempts. User sees the retry
-    warnings, then "Chat done.", exit 0 within a second or two (not after the backoff runs out);
+    warnings, then "Chat done.", exit 143 within a second or two (not after the backoff runs out);
     the session log, WAV and JSONL are complete."""
     run, server, signalled_at = await pool.get("SIGTERM-reconnecting")
     check_no_crash(run)
     stop_s = run.ended - signalled_at
     print(f"\nSIGTERM while reconnecting: exit {run.code} {stop_s * 1000:.0f} ms after the signal, {server.attempts} upgrade attempts")
     assert run.code in ACCEPTED_EXIT[signal.SIGTERM], run.describe()
-    assert stop_s < 2.0, f"took {stop_s:.1f} s to stop"
+    assert stop_s < 3.0, f"took {stop_s:.1f} s to stop"
     lines = transcript_lines(run.session_log())
     assert lines == ["User Input: Read me the whole poem", "Agent Audio Response: Of all the seas I sailed, the calmest was the last"], lines
     check_wav_valid(run.out_wav)
