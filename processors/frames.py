@@ -7,6 +7,8 @@ frame marked uninterruptible, so it keeps its place after the user's transcript 
 session log even when the user barges in. ``AgentTranscriptUrgentFrame`` carries the words cut
 short when the pipeline is cancelled (Ctrl-C, SIGTERM): a system frame, so it is written before the
 ``CancelFrame`` that follows it stops the processors' queues. Match both with ``AgentWords``.
+``AudioNotSentFrame`` says how much microphone audio never reached the server (no session yet,
+a connection being replaced, a backed-up socket), so the session log can tell the user.
 """
 
 from __future__ import annotations
@@ -54,3 +56,14 @@ class AgentTranscriptFrame(AgentWords, DataFrame):
 @dataclass
 class AgentTranscriptUrgentFrame(AgentWords, SystemFrame):
     """The agent's words cut short by a cancel, delivered ahead of the ``CancelFrame``."""
+
+
+@dataclass
+class AudioNotSentFrame(SystemFrame):
+    """``seconds`` of microphone audio that were never sent to Voice Live, and why.
+
+    A system frame, so it reaches the session log even when it is pushed just before a cancel.
+    """
+
+    seconds: float = 0.0
+    reason: str = ""

@@ -9,6 +9,7 @@ Session log (``session_<timestamp>.log``)::
     SessionID: <sess_…>
     User Input: <what the user said, or typed>
     Agent Audio Response: <what the agent said>      (or Agent Text Response: … in text mode)
+    2.4 s of your speech was not sent (<why>)        (microphone audio that never left)
 
 ``events_<timestamp>.jsonl`` gets one timestamped JSON object per conversation event (both
 directions; base64 audio replaced by its size; microphone appends left out), plus a local
@@ -35,7 +36,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from processors.frames import AgentWords, VoiceLiveEventFrame
+from processors.frames import AgentWords, AudioNotSentFrame, VoiceLiveEventFrame
 from processors.logfiles import LineWriter
 
 
@@ -130,6 +131,8 @@ class SessionLogProcessor(FrameProcessor):
         elif isinstance(frame, AgentWords):
             kind = "Audio" if frame.modality == "audio" else "Text"
             self._line(f"Agent {kind} Response: {frame.text}", echo=True)
+        elif isinstance(frame, AudioNotSentFrame):
+            self._line(f"{frame.seconds:.1f} s of your speech was not sent ({frame.reason})")
         await self.push_frame(frame, direction)
         if isinstance(frame, (EndFrame, CancelFrame)):
             self._close()

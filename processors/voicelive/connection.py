@@ -27,6 +27,13 @@ from processors.voicelive.errors import ConfigError, ConnectionFailed
 
 MAX_SERVER_EVENT_BYTES = 8 * 1024 * 1024
 MAX_QUEUED_AUDIO = 100  # appends (about 4 s at 40 ms each) before mic audio is dropped
+# Voice Live creates the session with the upgrade and sends session.created at once; it answers
+# session.update as soon as the configuration is applied (well under a second in the recorded
+# sessions, a few seconds at worst when an agent is loaded). A socket that is open but has no
+# ready session after 15 s is a server that is stuck, not a slow one: the client reconnects
+# rather than drop the user's speech without a word. The upgrade itself is bounded by
+# open_timeout (10 s).
+SESSION_TIMEOUT_S = 15.0
 FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1010})  # protocol or policy errors: retrying cannot help
 
 ConnectGate = Callable[[], Awaitable[None]]
@@ -105,6 +112,8 @@ class ConnectionSettings:
     open_timeout: float = 10.0
     ping_interval: float | None = field(default_factory=lambda: _env_seconds("VOICELIVE_PING_INTERVAL", 20.0))
     ping_timeout: float | None = field(default_factory=lambda: _env_seconds("VOICELIVE_PING_TIMEOUT", 20.0))
+    session_timeout: float = field(default_factory=lambda: _env_seconds("VOICELIVE_SESSION_TIMEOUT", SESSION_TIMEOUT_S))
+    """From the open socket to ``session.updated`` (see :data:`SESSION_TIMEOUT_S`)."""
     max_message_bytes: int = MAX_SERVER_EVENT_BYTES
 
     def __post_init__(self) -> None:
@@ -232,13 +241,19 @@ class VoiceLiveConnection:
             except ConnectionClosed:
                 return
 
-    async def recv(self) -> str | bytes:
-        """The next message; raises :class:`ConnectionFailed` when the connection is gone."""
+    async def recv(self, timeout: float | None = None) -> str | bytes:
+        """The next message; raises :class:`ConnectionFailed` when the connection is gone.
+
+        With ``timeout``, raises :class:`TimeoutError` when nothing arrives in time (cancelling
+        websockets' ``recv`` is safe: no message is lost).
+        """
         ws = self._ws
         if ws is None:
             raise ConnectionFailed("not connected")
         try:
-            return await ws.recv()
+            if timeout is None:
+                return await ws.recv()
+            return await asyncio.wait_for(ws.recv(), max(0.0, timeout))
         except ConnectionClosed as exc:
             raise self.closed_error(exc) from None
 

@@ -45,7 +45,7 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.text.base_text_aggregator import TextType
 
-from processors.frames import AgentTranscriptFrame, AgentTranscriptUrgentFrame, VoiceLiveEventFrame
+from processors.frames import AgentTranscriptFrame, AgentTranscriptUrgentFrame, AudioNotSentFrame, VoiceLiveEventFrame
 from processors.voicelive import actions as act
 from processors.voicelive.connection import ConnectionSettings, VoiceLiveConnection
 from processors.voicelive.endpoint import Model
@@ -58,6 +58,10 @@ from processors.voicelive.session_config import SessionConfig
 FunctionHandler = Callable[[dict[str, Any] | str], Awaitable[str]]
 RESPONSE_WAIT_S = 10.0  # how long after speech_stopped a response is still expected
 HEALTHY_CONNECTION_S = 30.0  # a connection up this long (or that completed a response) was not flapping
+# Less than this is the ordinary start-up (the audio before the session is configured, about
+# 0.1-0.3 s) and is not worth a line in the session log.
+MIN_REPORTED_UNSENT_S = 0.5
+NO_SESSION = "no session to send it to"
 CLOSE_WAIT_S = 0.5  # a stop waits at most this long for a cancelled task or the peer's close
 
 
@@ -121,6 +125,9 @@ class VoiceLiveAgentService(FrameProcessor):
         self._reconnect_reason: str | None = None
         self._connected_at = time.time()
         self._completed_on_conn = False  # a response completed on the current connection
+        self._created_on_conn = False  # session.created arrived on the current connection
+        self._unsent_frames = 0  # microphone frames the connection could not take
+        self._reported_unsent = 0  # dropped + unsent frames already reported to the session log
         self._short_drops = 0  # consecutive connections lost soon after they opened
         self.reconnects = 0
         if greeting is not None:  # deferred by the session until session.updated
@@ -137,12 +144,16 @@ class VoiceLiveAgentService(FrameProcessor):
 
     @property
     def busy(self) -> bool:
-        """True while the user speaks, a response is expected or running.
+        """True while connecting, while the user speaks, a response is expected or running.
 
         A response the user interrupted no longer counts; and once the server has said nothing
         for ``RESPONSE_WAIT_S`` nothing is going on (a lost ``speech_stopped`` or
         ``response.done`` must not keep a session up forever).
         """
+        if not self.session.ready:
+            # Connecting or reconnecting (bounded: it succeeds or gives up): the user's audio has
+            # not reached the server yet, so the session is not idle.
+            return self.failure is None and not self._closing
         now = time.monotonic()
         if now - self._last_event_at >= RESPONSE_WAIT_S:
             return False
@@ -166,12 +177,14 @@ class VoiceLiveAgentService(FrameProcessor):
             await self.push_frame(frame, direction)  # a typed user turn, for logs and views
         elif isinstance(frame, EndFrame):
             await self._run(self.session.close_transcripts())
+            await self._report_unsent_audio(NO_SESSION)
             await self._disconnect(flush_s=1.0)
             await self.push_frame(frame, direction)
         elif isinstance(frame, CancelFrame):
             # The words of an answer cut short were heard: they go out ahead of the cancel.
             for a in self.session.close_transcripts():
                 await self.push_frame(_words(AgentTranscriptUrgentFrame, a))
+            await self._report_unsent_audio(NO_SESSION)
             await self._disconnect(flush_s=0.0)
             await self.push_frame(frame, direction)
         elif isinstance(frame, InterruptionFrame):
@@ -197,8 +210,19 @@ class VoiceLiveAgentService(FrameProcessor):
             chunk = bytes(self._pending_in[:size])
             del self._pending_in[:size]
             for action in self.session.audio_in(chunk):
-                if isinstance(action, act.Send) and self._connection is not None:
-                    self._connection.send(action.event)
+                if isinstance(action, act.Send) and (self._connection is None or not self._connection.send(action.event)):
+                    self._unsent_frames += len(chunk) // 2
+
+    async def _report_unsent_audio(self, reason: str) -> None:
+        """Tell the session log how much microphone audio never reached the server since the
+        last report (dropped while no session was ready, or by a backed-up socket)."""
+        total = self.session.audio_dropped_frames + self._unsent_frames
+        seconds = (total - self._reported_unsent) / self._input_rate
+        if seconds < MIN_REPORTED_UNSENT_S:
+            return
+        self._reported_unsent = total
+        logger.warning(f"{seconds:.1f} s of your speech was not sent ({reason})")
+        await self.push_frame(AudioNotSentFrame(seconds=round(seconds, 1), reason=reason))
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -218,6 +242,7 @@ class VoiceLiveAgentService(FrameProcessor):
 
     def _use(self, conn: VoiceLiveConnection) -> None:
         self._connection = conn
+        self._created_on_conn = False
         self._connected_at = time.time()
         self._completed_on_conn = False
         self._receiver = self.create_task(self._receive_loop(conn), name="voicelive-receive")
@@ -243,9 +268,20 @@ class VoiceLiveAgentService(FrameProcessor):
             logger.debug("the Entra ID credential did not close in time")
 
     async def _receive_loop(self, conn: VoiceLiveConnection) -> None:
+        ready_by = time.monotonic() + conn.settings.session_timeout
         while True:
             try:
-                message = await conn.recv()
+                if self.session.ready:
+                    message = await conn.recv()
+                else:  # a server that never creates the session must not hold the user forever
+                    message = await conn.recv(timeout=ready_by - time.monotonic())
+            except TimeoutError:
+                if self._closing or conn is not self._connection:
+                    return
+                waited = conn.settings.session_timeout
+                missing = "did not answer session.update" if self._created_on_conn else "sent no session.created"
+                await self._reconnect(f"Voice Live accepted the connection but {missing} within {waited:g} s")
+                return
             except ConnectionFailed as exc:
                 if self._closing or conn is not self._connection:
                     return
@@ -343,6 +379,7 @@ class VoiceLiveAgentService(FrameProcessor):
             return
         self.failure = message
         logger.bind(console=False).error(message)  # the script prints it once, as its last word
+        await self._report_unsent_audio(NO_SESSION)
         await self._call_event_handler("on_fatal_error", message)
         await self.push_error(message, force_treat_as_permanent=True)
         await self.push_frame(CancelWorkerFrame(reason=message), FrameDirection.UPSTREAM)
@@ -392,10 +429,13 @@ class VoiceLiveAgentService(FrameProcessor):
             await self._response_finished(a)
         elif isinstance(a, act.SessionCreated):
             logger.info(f"Session created: {a.session_id}")
+            self._created_on_conn = True
             self._session_news.set()
         elif isinstance(a, act.SessionReady):
             logger.info(f"Session updated: {a.session_id}")
             self._session_news.set()
+            gap = "while the connection was replaced" if self._reconnect_reason else "before the session was ready"
+            await self._report_unsent_audio(gap)
             if self._reconnect_reason is not None:
                 reason, self._reconnect_reason = self._reconnect_reason, None
                 logger.info(f"Reconnected ({reason})")
