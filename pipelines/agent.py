@@ -340,7 +340,10 @@ async def run_agent(config: AgentConfig) -> int:
             # Not loop.add_signal_handler: that one is removed when the loop closes, and a
             # second Ctrl-C during the teardown would then be a KeyboardInterrupt.
             signal.signal(sig, stop.on_signal)
-        quit_by_user = lambda: stop.request("quit by user", 0)  # noqa: E731
+
+        def quit_by_user() -> None:
+            stop.request("quit by user", 0)
+
         if view is None or not view.watch_keyboard(loop, quit_by_user, app.say):
             _watch_keyboard(loop, quit_by_user, app.say)
         print("Starting the chat ...")
