@@ -391,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         return 0
+    if args.check_devices:
+        from pipelines.devcheck import check_devices
+
+        return check_devices(config.input_device, config.output_device)
     configure_console(verbose=config.verbose)
     try:
         code = asyncio.run(run_agent(config))

@@ -112,8 +112,9 @@ class LiveView:
         self.report = app.report
         playback = getattr(app.output, "playback", None)
         if playback is not None:
-            playback.add_tap(self.state.speaker_tap)
             self.state.playback = playback
+        if hasattr(playback, "add_tap"):  # not with --audio-process: the speaker meter stays at -∞
+            playback.add_tap(self.state.speaker_tap)
 
     # -- lifecycle ------------------------------------------------------------------------------
 

@@ -212,10 +212,13 @@ class ConversationRecorder(FrameProcessor):
             self.recording.error = f"recording '{self.recording.path}' cannot be created ({exc.strerror or exc})"
             logger.bind(console=False).error(self.recording.error)
             return
-        if self._playback is not None:
-            rate, channels = self._playback.sample_rate, self._playback.channels
-            add = self.recording.add
-            self._playback.add_tap(lambda block, now: add(RIGHT, now, block, rate, channels))
+        add_tap = getattr(self._playback, "add_tap", None)
+        if add_tap is None:  # e.g. --audio-process: the device side runs in another process
+            logger.warning("--record: this output cannot be tapped, the right channel stays silent")
+            return
+        rate, channels = self._playback.sample_rate, self._playback.channels
+        add = self.recording.add
+        add_tap(lambda block, now: add(RIGHT, now, block, rate, channels))
 
     async def close(self) -> None:
         """Finish the file (idempotent)."""
