@@ -38,8 +38,9 @@ demo: setup
 	@grep -E '^(User Input|Agent (Audio|Text) Response):' "$$(ls -t $(DEMO_DIR)/logs/session_*.log | head -1)"
 	@echo "--- the agent's reply is in $(DEMO_DIR)/reply.wav ---"
 
+# make run ARGS="--local" talks to the embedded server; ARGS="--help" lists every flag
 run: setup
-	$(PY) -m pipelines.agent
+	$(PY) -m pipelines.agent $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q

@@ -1,6 +1,7 @@
 """Command line of the local Voice Live server:
 ``python -m localserver --host 127.0.0.1 --port 0 [--api-key KEY]`` prints the URL it serves
-(one line) and runs until SIGINT/SIGTERM, then shuts down cleanly."""
+(one line) and runs until SIGINT/SIGTERM, then shuts down cleanly. ``--help`` lists the agents
+and the phrases the default one understands."""
 
 from __future__ import annotations
 
@@ -10,13 +11,23 @@ import logging
 import signal
 import sys
 
+from localserver.brain import agents_help
 from localserver.responder import Pacing
 from localserver.server import LocalServer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The CLI options."""
-    parser = argparse.ArgumentParser(prog="python -m localserver", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m localserver",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="A Voice-Live-compatible server on this machine: offline VAD, speech\n"
+        "recognition and synthesis, and deterministic agents instead of a model. It prints\n"
+        "the URL it serves and runs until Ctrl-C or SIGTERM. Talk to it with\n"
+        "  python -m pipelines.agent --endpoint <URL> --agent-id <agent> --project-name any\n"
+        "or let the agent script start one: python -m pipelines.agent --local [--agent-id echo]",
+        epilog="agents:\n" + agents_help(),
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port (0 = pick a free one)")
     parser.add_argument("--api-key", default=None, help="accept only this key (default: any key)")

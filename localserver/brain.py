@@ -42,13 +42,14 @@ STORY = (
     "From then on, the fishermen left a shiny bolt on the doorstep every morning."
 )
 
+#: The default brain's questions (as written; also its speech recognition phrases) and answers.
 _ANSWERS: list[tuple[str, Callable[[], str]]] = [
-    ("what is the capital of france", lambda: "The capital of France is Paris."),
-    ("tell me a story", lambda: STORY),
-    ("what time is it", lambda: f"It is {dt.datetime.now():%H:%M}."),
-    ("hello how are you", lambda: "Hello! I am fine, thank you."),
-    ("thank you goodbye", lambda: "Goodbye!"),
-    ("stop", lambda: "Okay, I will stop."),
+    ("What is the capital of France?", lambda: "The capital of France is Paris."),
+    ("Tell me a story.", lambda: STORY),
+    ("What time is it?", lambda: f"It is {dt.datetime.now():%H:%M}."),
+    ("Hello, how are you?", lambda: "Hello! I am fine, thank you."),
+    ("Thank you, goodbye.", lambda: "Goodbye!"),
+    ("Stop.", lambda: "Okay, I will stop."),
 ]
 
 
@@ -67,14 +68,7 @@ class DefaultBrain:
 
     name = "local-agent"
     description = "Deterministic local stand-in agent (known questions, echo otherwise)."
-    known_phrases: Sequence[str] = (
-        "What is the capital of France?",
-        "Tell me a story.",
-        "What time is it?",
-        "Hello, how are you?",
-        "Thank you, goodbye.",
-        "Stop.",
-    )
+    known_phrases: Sequence[str] = tuple(question for question, _ in _ANSWERS)
 
     def __init__(self, chunk_delay_s: float = 0.0) -> None:
         self.chunk_delay_s = chunk_delay_s
@@ -86,7 +80,8 @@ class DefaultBrain:
                 return f"The tool returned: {turn.text}"
             if turn.role == "user":
                 said = _norm(turn.text)
-                for question, answer in _ANSWERS:
+                for written, answer in _ANSWERS:
+                    question = _norm(written)
                     if said == question or (len(question.split()) > 1 and question in said):
                         return answer()
                 return f"You said: {turn.text.strip()}" if said else "I did not catch that."
@@ -130,3 +125,17 @@ def get_brain(name: str | None) -> Brain:
 
 
 register_brain("echo", EchoBrain)
+
+
+def agents_help() -> str:
+    """What each local agent understands, for ``--help`` (selected by agent name or id)."""
+    default = DefaultBrain()
+    lines = [
+        f"  {default.name} (the default, for any name not listed below) understands these",
+        "    phrases; speech recognition is narrowed to them, so other speech gets",
+        "    \"I did not catch that.\" (other typed text gets \"You said: ...\"):",
+        *(f"      {phrase}" for phrase in default.known_phrases),
+    ]
+    for name in sorted(_REGISTRY):
+        lines.append(f"  {name}: {_REGISTRY[name]().description}")
+    return "\n".join(lines)

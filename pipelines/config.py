@@ -15,7 +15,7 @@ import os
 import re
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -86,7 +86,6 @@ class AgentConfig:
     """Speak first: None = wait for the user; "" = the agent's own greeting; else its text."""
     record: Path | None = None
     plain: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def agent_label(self) -> str | None:
@@ -207,6 +206,9 @@ def _resolve(args: argparse.Namespace, env: dict[str, str]) -> dict[str, str | N
 def _endpoint(raw: str | None) -> Endpoint:
     """:meth:`Endpoint.parse` plus what it lets through: spaces, a user:password, a path on an Azure host."""
     text = (raw or "").strip()
+    if not text:
+        raise ConfigError(f"no endpoint: set {ENV['endpoint']} or pass --endpoint "
+                          "https://<resource>.services.ai.azure.com, or try --local (no Azure needed)")
     parts = urlsplit(text)
     if parts.username is not None or parts.password is not None:
         raise ConfigError("the endpoint must not hold a user name or password: pass the key with --api-key (or AZURE_VOICE_LIVE_API_KEY)")

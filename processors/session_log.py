@@ -11,10 +11,12 @@ Session log (``session_<timestamp>.log``)::
     Agent Audio Response: <what the agent said>      (or Agent Text Response: … in text mode)
     2.4 s of your speech was not sent (<why>)        (microphone audio that never left)
 
-``events_<timestamp>.jsonl`` gets one timestamped JSON object per conversation event (both
-directions; base64 audio replaced by its size; microphone appends left out), plus a local
-``client.user_input`` record per user turn whose ``typed`` says whether it was typed or spoken. Both files are UTF-8,
-mode 0600, redacted, and flushed line by line from a writer thread. Every frame is passed on.
+``events_<timestamp>.jsonl`` gets one timestamped JSON object per protocol event, both directions,
+except the audio itself: ``response.audio.delta`` and ``input_audio_buffer.append`` (about 25 a
+second each; the service does not even push them, logging them cost more than playing them). Local
+records are added: ``client.user_input`` per user turn (``typed`` says typed or spoken) and
+``client.reconnecting`` / ``client.reconnected``. Both files are UTF-8, mode 0600, redacted, and
+flushed line by line from a writer thread. Every frame is passed on.
 """
 
 from __future__ import annotations
@@ -84,10 +86,6 @@ class SessionLogProcessor(FrameProcessor):
         self._session_log: LineWriter | None = None
         self._events: LineWriter | None = None
         self._session_ids: set[str] = set()
-
-    def note(self, line: str) -> None:
-        """Add a line of the application's own to the session log (e.g. a reconnect)."""
-        self._line(line)
 
     @property
     def write_errors(self) -> list[str]:

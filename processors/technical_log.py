@@ -58,7 +58,7 @@ class TechnicalLogProcessor(FrameProcessor):
         if isinstance(frame, VoiceLiveEventFrame):
             if frame.event_type == "error":
                 _log.warning(f"{frame.direction} error event: {frame.event.get('error')}")
-            elif frame.event_type != "response.audio.delta":
+            else:  # audio deltas and appends never reach here: the service does not push them
                 _log.debug(f"{'Received' if frame.direction == 'received' else 'Sent'} event: {frame.event_type}")
         elif isinstance(frame, InterruptionFrame):
             _log.debug("Interruption: flushing playback")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 from tests.support.audio import find, matching_run, read_wav, write_wav
-from tests.support.replay_server import ReplayServer
+from tests.support.replay_server import ReplayServer, ServerConn
 from tests.support.scenarios import barge_in_scenario, noise
 
 
@@ -35,9 +35,34 @@ async def test_readme_composing_example_runs(python: str, script_env: dict[str, 
         proc = await asyncio.create_subprocess_exec(python, "example.py", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
+    assert "Pipecat" not in err.decode(), "pipecat's import banner is noise on the user's stderr"
     words = int(re.search(r"The agent said (\d+) words\.", out.decode()).group(1))
     assert words >= len(scenario.turn1.agent_text.split()) + len(scenario.turn3.agent_text.split())
     wav, _ = read_wav(tmp_path / "answer.wav")
     start = find(wav, scenario.turn1.audio)
     assert start >= 0 and matching_run(wav, start, scenario.turn1.audio) == len(scenario.turn1.audio) // 2
     assert list((tmp_path / "logs").glob("session_*.log")), "the default logs are kept in a composed pipeline"
+
+
+async def test_readme_composing_example_prints_why_the_session_failed(python: str, script_env: dict[str, str], tmp_path: Path) -> None:
+    """It printed only "The agent said 0 words." when the session failed."""
+    (tmp_path / "example.py").write_text(readme_example(), encoding="utf-8")
+    write_wav(tmp_path / "question.wav", noise(5.0, seed=7, amplitude=200))
+
+    async def reject(conn: ServerConn) -> None:
+        await conn.send({"type": "session.created", "event_id": "e1", "session": {"id": "sess_x"}})
+        update = await conn.wait_for("session.update")
+        error = {"type": "invalid_request_error", "code": "invalid_value",
+                 "message": "Unsupported voice", "event_id": update["event_id"]}
+        await conn.send({"type": "error", "event_id": "e2", "error": error})
+
+    async with ReplayServer(reject) as server:
+        env = {**script_env, "AZURE_VOICE_LIVE_ENDPOINT": server.url,
+               "AZURE_VOICE_LIVE_API_KEY": "example-key-123", "AZURE_VOICE_LIVE_MODEL": "m"}
+        proc = await asyncio.create_subprocess_exec(
+            python, "example.py", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert "error: Voice Live error invalid_value: session.update rejected: Unsupported voice" in err.decode()
+    assert "The agent said 0 words." in out.decode()
