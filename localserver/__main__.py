@@ -9,11 +9,22 @@ import argparse
 import asyncio
 import logging
 import signal
-import sys
 
 from localserver.brain import agents_help
 from localserver.responder import Pacing
 from localserver.server import LocalServer
+from processors.console import install_last_resort, say
+from processors.redaction import add_secret
+
+
+class RedactedStderr(logging.Handler):
+    """The server's log lines on stderr, through the project's one redacted way out."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            say(f"{record.levelname}:{record.name}:{self.format(record)}", err=True)
+        except Exception:
+            self.handleError(record)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,15 +58,17 @@ async def serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     pacing = Pacing(lead_ms=args.lead_ms, pace=args.pace)
     async with LocalServer(args.host, args.port, api_key=args.api_key, pacing=pacing) as server:
-        print(f"Voice Live local server listening on {server.url}", flush=True)
+        say(f"Voice Live local server listening on {server.url}")
         await stop.wait()
-    print("Voice Live local server stopped", file=sys.stderr, flush=True)
+    say("Voice Live local server stopped", err=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point (also the ``voicelive-localserver`` script)."""
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
+    add_secret(args.api_key)
+    install_last_resort()
+    logging.basicConfig(level=args.log_level.upper(), handlers=[RedactedStderr()])
     asyncio.run(serve(args))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from localserver.tts import synthesize
+from processors.console import say
 
 
 def speak_to_wav(text: str, path: str | Path, rate: int = 24000, pad_ms: int = 0) -> tuple[int, int]:
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pad-ms", type=int, default=0, help="silence before and after the speech")
     args = parser.parse_args(argv)
     start, end = speak_to_wav(args.text, args.out, args.rate, args.pad_ms)
-    print(f"{args.out}: speech {start}-{end} ms at {args.rate} Hz")
+    say(f"{args.out}: speech {start}-{end} ms at {args.rate} Hz")
 
 
 if __name__ == "__main__":

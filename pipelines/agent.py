@@ -36,6 +36,7 @@ from pipecat.workers.runner import WorkerRunner  # noqa: E402
 
 from pipelines.config import AgentConfig, parse_config, shorten  # noqa: E402
 from pipelines.console import LiveView, wants_live_view  # noqa: E402
+from processors.console import error, install_last_resort, say  # noqa: E402
 from processors.technical_log import TechnicalLogProcessor  # noqa: E402
 from processors.logsetup import configure_console, send_to_technical_log_only  # noqa: E402
 from processors.recorder import ConversationRecorder  # noqa: E402
@@ -240,7 +241,7 @@ def _watch_keyboard(loop: asyncio.AbstractEventLoop, quit_cb: Any, text_cb: Any 
                     return
         except (OSError, ValueError):
             return
-        print("Quitting the chat...")
+        say("Quitting the chat...")
         loop.call_soon_threadsafe(quit_cb)
 
     if sys.stdin is not None and not sys.stdin.closed:
@@ -315,7 +316,7 @@ async def run_agent(config: AgentConfig) -> int:
         try:
             input_t, output_t = make_transports(config)
         except TransportError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            error(str(exc))
             return 2
         view = LiveView() if wants_live_view(config.plain) else None
         app = build_agent_pipeline(
@@ -328,12 +329,12 @@ async def run_agent(config: AgentConfig) -> int:
             app.technical_log.attach()
             app.session_log.open_logs()
         except OSError as exc:
-            print(f"error: cannot write the logs in '{config.log_dir}' ({exc.strerror or exc}): choose another --log-dir", file=sys.stderr)
+            error(f"cannot write the logs in '{config.log_dir}' ({exc.strerror or exc}): choose another --log-dir")
             return 2
         tech_log = app.technical_log._sink[1] if app.technical_log._sink else None
         if config.agent_label is not None:
-            print(f"Using agent: {config.agent_label}")
-            print(f"Project name: {config.project_name}")
+            say(f"Using agent: {config.agent_label}")
+            say(f"Project name: {config.project_name}")
         loop = asyncio.get_running_loop()
         stop = _Stopper(app, loop)
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -346,9 +347,9 @@ async def run_agent(config: AgentConfig) -> int:
 
         if view is None or not view.watch_keyboard(loop, quit_by_user, app.say):
             _watch_keyboard(loop, quit_by_user, app.say)
-        print("Starting the chat ...")
+        say("Starting the chat ...")
         if config.input_wav is None:
-            print("Press 'q' and Enter to quit the chat; type anything else to say it to the agent.")
+            say("Press 'q' and Enter to quit the chat; type anything else to say it to the agent.")
         try:
             if view is not None:
                 view.start()
@@ -357,14 +358,14 @@ async def run_agent(config: AgentConfig) -> int:
             if view is not None:
                 view.stop()
         if app.failure is not None:
-            print(f"error: {app.failure}", file=sys.stderr)
-        print("Chat done.")
+            error(app.failure)
+        say("Chat done.")
         report_file = report_path(app.session_log.session_log_path)
-        print(await save_report(app.report, report_file, app.failure))
+        say(await save_report(app.report, report_file, app.failure))
         lost_logs = app.session_log.write_errors
         lost_logs += [tech_log.error] if tech_log is not None and tech_log.error else []
         if app.recorder is not None and app.recorder.recording.error:
-            print(f"error: {app.recorder.recording.error}", file=sys.stderr)
+            error(app.recorder.recording.error)
             lost_logs.append(app.recorder.recording.error)
         stop.finished = True
         return code or (1 if lost_logs else stop.exit_code)
@@ -375,11 +376,12 @@ async def run_agent(config: AgentConfig) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m pipelines.agent`` / ``voicelive-agent``."""
+    install_last_resort()
     configure_console()
     try:
         config, args = parse_config(argv)
     except ConfigError as exc:
-        print(f"error: {shorten(str(exc))}", file=sys.stderr)
+        error(shorten(str(exc)))
         return 2
     if args.list_devices:
         from transports.devices import print_devices
@@ -388,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             print_devices()
         except TransportError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            error(str(exc))
             return 2
         return 0
     if args.check_devices:

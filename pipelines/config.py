@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import getpass
 import json
 import logging
 import os
@@ -22,6 +23,8 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from processors.console import say, warning
+from processors.redaction import add_secret
 from processors.voicelive.endpoint import (
     CLASSIC_AGENT_API_VERSION,
     DEFAULT_API_VERSION,
@@ -101,8 +104,36 @@ def shorten(message: str, longest: int = 120) -> str:
     return re.sub(rf"[^\s'\"]{{{longest},}}", lambda m: f"{m[0][:60]}…({len(m[0])} characters)", message)
 
 
+SECRET_FLAGS = ("--api-key", "--agent-access-token")
+
+
+def _register_flag_secrets(argv: list[str], other_flags: set[str]) -> None:
+    """Register the values given to secret flags, also misspelt ones (``--api-ky K`` is
+    echoed by argparse as an unrecognized argument), before anything can print them."""
+    for i, word in enumerate(argv):
+        name, eq, value = word.partition("=")
+        if not name.startswith("--") or name in other_flags:
+            continue
+        if not difflib.get_close_matches(name, SECRET_FLAGS, n=1, cutoff=0.7):
+            continue
+        if eq:
+            add_secret(value)
+        elif i + 1 < len(argv) and argv[i + 1] != "-":
+            add_secret(argv[i + 1])
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line on stderr (with a guess for a mistyped flag)."""
+    """argparse, but a usage error is one line on stderr (with a guess for a mistyped flag),
+    and the values of secret flags never appear in it."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        others = {o for a in self._actions for o in a.option_strings} - set(SECRET_FLAGS)
+        _register_flag_secrets(list(sys.argv[1:] if args is None else args), others)
+        return super().parse_known_args(args, namespace)
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message:
+            say(message.rstrip("\n"), stream=file or sys.stderr, diagnostic=file is sys.stderr)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
@@ -130,7 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     conn = p.add_argument_group("connection")
     conn.add_argument("--endpoint", help=f"https://… or wss://… resource endpoint [{ENV['endpoint']}]")
     conn.add_argument("--api-version", help=f"API version [{ENV['api_version']}; default {DEFAULT_API_VERSION}, {CLASSIC_AGENT_API_VERSION} for --agent-id]")
-    conn.add_argument("--api-key", help=f"API key; without one, Entra ID (DefaultAzureCredential) is used [{ENV['api_key']}]")
+    conn.add_argument(
+        "--api-key",
+        help=f"API key; without one, Entra ID (DefaultAzureCredential) is used [{ENV['api_key']}]. "
+        f"A key given here is visible to other users in the process list: prefer {ENV['api_key']} "
+        "(environment or .env), --api-key-file, or '--api-key -' (asked for on a terminal, else "
+        "read from the first line of stdin)",
+    )
+    conn.add_argument("--api-key-file", type=_path, metavar="PATH", help="read the API key from this file (one line)")
     conn.add_argument("--local", action="store_true", help="start the embedded local Voice-Live-compatible server and talk to it")
     conn.add_argument("--debug", action="store_true", help="ask the service for debug=on")
     mode = p.add_argument_group("agent or model (one of)")
@@ -402,8 +440,59 @@ def _read_dotenv(path: Path) -> dict[str, str]:
         log.propagate = propagate
     if bad:
         lines = ", ".join(str(n) for n in bad if n)
-        print(f"warning: {path}: line{'s' if len(bad) > 1 else ''} {lines} could not be parsed and {'were' if len(bad) > 1 else 'was'} ignored (expected NAME=value)", file=sys.stderr)
+        warning(f"{path}: line{'s' if len(bad) > 1 else ''} {lines} could not be parsed and {'were' if len(bad) > 1 else 'was'} ignored (expected NAME=value)")
     return values
+
+
+def _read_key_file(path: Path) -> str:
+    """The key in ``--api-key-file``: its one non-blank line, stripped."""
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"--api-key-file {shown!r} not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"--api-key-file {shown!r} is a folder: name the file that holds the key") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--api-key-file {shown!r} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"--api-key-file {shown!r} cannot be read ({exc.strerror or exc})") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        add_secret(line)
+    if not lines:
+        raise ConfigError(f"--api-key-file {shown!r} is empty: put the key in it, on one line")
+    if len(lines) > 1:
+        raise ConfigError(f"--api-key-file {shown!r} holds {len(lines)} lines: put the key alone on one line")
+    return lines[0]
+
+
+def _ask_key() -> str:
+    """``--api-key -``: asked for without echo on a terminal, else the first line of stdin."""
+    stdin = sys.stdin
+    if stdin is None or stdin.closed:
+        raise ConfigError("--api-key -: there is no stdin to read the key from")
+    try:
+        key = getpass.getpass("API key: ") if stdin.isatty() else stdin.readline()
+    except (EOFError, KeyboardInterrupt):
+        raise ConfigError("--api-key -: no key was typed") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--api-key -: the key could not be read ({exc})") from None
+    key = key.strip()
+    add_secret(key)
+    if not key:
+        raise ConfigError("--api-key -: no key was given (an empty line)")
+    return key
+
+
+def _key_sources(args: argparse.Namespace) -> None:
+    """Put the key of ``--api-key-file`` or ``--api-key -`` into ``args.api_key``."""
+    if args.api_key_file is not None:
+        if args.api_key is not None:
+            raise ConfigError("--api-key and --api-key-file: give only one")
+        args.api_key = _read_key_file(args.api_key_file)
+    elif args.api_key is not None and args.api_key.strip() == "-":
+        args.api_key = _ask_key()
 
 
 def parse_config(
@@ -414,11 +503,16 @@ def parse_config(
 ) -> tuple[AgentConfig, argparse.Namespace]:
     """Parse ``argv`` with ``env`` (default ``os.environ`` over ``.env``); raise :class:`ConfigError`.
 
-    ``parser`` is :func:`build_parser`'s parser with more arguments (the batch runner's)."""
+    ``parser`` is :func:`build_parser`'s parser with more arguments (the batch runner's).
+    Every secret (key, access token) is registered with the redactor as soon as it is read."""
     args = (parser or build_parser()).parse_args(argv)
     if env is None:
         file_values = _read_dotenv(Path(dotenv_path)) if dotenv_path and Path(dotenv_path).is_file() else {}
         env = {**file_values, **os.environ}
+    for dest in SECRETS:
+        add_secret(env.get(ENV[dest]))
+        add_secret((env.get(ENV[dest]) or "").strip())
+    _key_sources(args)
     values = _resolve(args, env)
     if args.list_devices or args.check_devices:
         devices = AgentConfig(None, Model("-"), DEFAULT_API_VERSION, None, SessionConfig())

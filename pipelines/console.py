@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import dataclasses
 import math
 import os
 import sys
@@ -37,6 +38,7 @@ from rich.text import Text
 
 from processors.console_state import SILENCE_DB, ConsoleFeed, ConsoleState, Line, MicLevelTap
 from processors.logsetup import RedactingSink, pause_console, resume_console
+from processors.redaction import redact
 
 REFRESH_HZ = 10.0
 METER_CELLS = 8
@@ -67,7 +69,10 @@ def meter(db: float) -> Text:
 
 
 def line_text(line: Line) -> Text:
-    """A finished conversation line as the view prints it."""
+    """A finished conversation line as the view prints it (redacted, as every console line)."""
+    clean = redact(line.text)
+    if clean != line.text:
+        line = dataclasses.replace(line, text=clean, cut_at=None if line.cut_at is None else min(line.cut_at, len(clean)))
     if line.who == "note":
         return Text(f"· {line.text}", style="dim italic")
     if line.who == "user":
@@ -178,9 +183,9 @@ class LiveView:
         lines: list[Text] = []
         s = self.state
         if s.partial_user:
-            lines.append(_tail(Text("You: ", style="bold cyan"), s.partial_user.strip(), width))
+            lines.append(_tail(Text("You: ", style="bold cyan"), redact(s.partial_user.strip()), width))
         if s.partial_agent:
-            lines.append(_tail(Text("Agent: ", style="bold green"), s.partial_agent.strip(), width))
+            lines.append(_tail(Text("Agent: ", style="bold green"), redact(s.partial_agent.strip()), width))
         if self._closing:
             return Group(self._status(width))
         prompt = Text.assemble(("› ", "bold"), self.typing, ("▏", "blink")) if self.typing else Text(

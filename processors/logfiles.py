@@ -1,18 +1,19 @@
-"""Append-only log files written off the event loop, one redacted line at a time.
+"""Log files written off the event loop, one redacted line at a time.
 
-:class:`LineWriter` owns one file (created with mode 0600, UTF-8) and a writer thread; ``write``
-only enqueues, so the event loop never waits on the disk. Every line is redacted and flushed as
-soon as it is written, so a crash loses nothing that was already logged.
+:class:`LineWriter` owns one file (created with mode 0600, UTF-8, in a folder created 0700) and a
+writer thread; ``write`` only enqueues, so the event loop never waits on the disk. Every line is
+redacted (this is the redaction point of every log file) and flushed as soon as it is written,
+so a crash loses nothing that was already logged.
 """
 
 from __future__ import annotations
 
 import os
 import queue
-import sys
 import threading
 from pathlib import Path
 
+from processors.console import error
 from processors.redaction import redact
 
 _STOP = object()
@@ -26,12 +27,31 @@ def open_private(path: Path, mode: str = "a") -> "os.PathLike[str] | object":
     return os.fdopen(fd, mode, encoding="utf-8", buffering=1)
 
 
+def make_private_dir(path: Path | str) -> Path:
+    """Create the folder ``path`` (and missing parents) readable by its owner only (0700).
+
+    A folder that already exists keeps its mode: it is the user's.
+    """
+    missing = []
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # created meanwhile by someone else: theirs
+            continue
+        os.chmod(folder, 0o700)  # whatever the umask
+    return Path(path)
+
+
 class LineWriter:
     """A private, line-flushed, redacting log file with its own writer thread."""
 
     def __init__(self, path: Path | str, *, truncate: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         self._file = open_private(self.path, "w" if truncate else "a")
         self.error: str | None = None
         """Why lines stopped reaching the file (reported once on stderr), or None."""
@@ -40,10 +60,11 @@ class LineWriter:
         self._thread.start()
         self._closed = False
 
-    def write(self, line: str) -> None:
-        """Queue one line (a newline is added); safe from any thread."""
+    def write(self, line: str, *, diagnostic: bool = False) -> None:
+        """Queue one line (a newline is added); safe from any thread. ``diagnostic`` marks a
+        warning or an error (see :func:`processors.redaction.redact`)."""
         if not self._closed:
-            self._queue.put(line)
+            self._queue.put((line, diagnostic))
 
     def _run(self) -> None:
         while True:
@@ -53,11 +74,12 @@ class LineWriter:
             if self.error is not None:
                 continue  # keep draining so writers never block; the loss was reported once
             try:
-                self._file.write(redact(str(item)) + "\n")  # type: ignore[attr-defined]
+                line, diagnostic = item  # type: ignore[misc]
+                self._file.write(redact(line, diagnostic=diagnostic) + "\n")  # type: ignore[attr-defined]
                 self._file.flush()  # type: ignore[attr-defined]
             except OSError as exc:  # disk full, file too large: say so once, on one line
                 self.error = f"log file '{self.path}' cannot be written ({exc.strerror or exc}): its later lines are lost"
-                print(f"error: {self.error}", file=sys.stderr, flush=True)
+                error(self.error)
         try:
             self._file.close()  # type: ignore[attr-defined]
         except OSError:

@@ -1,7 +1,10 @@
 """Log sinks: the technical log file and the console, both through the redactor.
 
 loguru formats the record (exception tracebacks included) and hands the finished text to a
-:class:`RedactingSink`, so no secret reaches a file or the terminal whatever path it took.
+:class:`RedactingSink`, which passes it on to the one redacting way out of its destination
+(:func:`processors.console.say` for the terminal, :class:`LineWriter` for a file), so no secret
+reaches a file or the terminal whatever path it took. Warnings and errors are redacted as
+diagnostic lines (see :mod:`processors.redaction`).
 Python ``logging`` records (websockets' protocol debug lines: the request line, the headers) are
 forwarded into loguru by :class:`InterceptHandler` and so pass the same point.
 """
@@ -15,8 +18,8 @@ from typing import TextIO
 
 from loguru import logger
 
+from processors.console import say
 from processors.logfiles import LineWriter
-from processors.redaction import redact
 
 TECH_FORMAT = "{time:YYYY-MM-DD HH:mm:ss,SSS}:{extra[origin]}:{level}:{message}"
 
@@ -27,18 +30,19 @@ def _origin(record: dict) -> bool:
 
 
 class RedactingSink:
-    """A loguru sink that redacts the formatted message and writes it to a stream or file."""
+    """A loguru sink that writes the formatted message, redacted, to a stream or a log file."""
 
     def __init__(self, target: TextIO | LineWriter) -> None:
         self._target = target
 
     def write(self, message: str) -> None:
-        text = redact(str(message))
+        record = getattr(message, "record", None)
+        diagnostic = record is not None and record["level"].no >= logging.WARNING
+        text = str(message).rstrip("\n")
         if isinstance(self._target, LineWriter):
-            self._target.write(text.rstrip("\n"))
+            self._target.write(text, diagnostic=diagnostic)  # redacted by the writer
         else:
-            self._target.write(text)
-            self._target.flush()
+            say(text, stream=self._target, diagnostic=diagnostic)
 
 
 class InterceptHandler(logging.Handler):
@@ -102,9 +106,15 @@ def configure_console(*, verbose: bool = False, stream: TextIO | None = None) ->
     """Replace loguru's default stderr handler with a redacted, quiet console.
 
     Only this project's lines are shown, as plain text (libraries' own lines go to the
-    technical log; ``verbose`` shows everything on the console too).
+    technical log; ``verbose`` shows everything on the console too). Stdlib ``logging``
+    warnings of any library (and ``warnings.warn``) are forwarded into loguru, so they reach the
+    technical log, redacted, instead of Python's raw last-resort output on stderr.
     """
     logger.remove()
+    root = logging.getLogger()
+    if not any(isinstance(h, InterceptHandler) for h in root.handlers):
+        root.addHandler(InterceptHandler())
+    logging.captureWarnings(True)
     _console.update(verbose=verbose, stream=stream)
     return resume_console()
 

@@ -24,6 +24,7 @@ from typing import Literal, TextIO
 
 import pyaudio
 
+from processors.console import say
 from transports.errors import TransportError
 
 Direction = Literal["input", "output"]
@@ -134,7 +135,7 @@ def print_devices(file: TextIO | None = None) -> None:
                 defaults.append(default_device(pa, direction).index)
             except TransportError:
                 defaults.append(None)
-    print(format_devices(devices, *defaults), file=file or sys.stdout)
+    say(format_devices(devices, *defaults), stream=file)
 
 
 def resolve_device(pa: pyaudio.PyAudio, spec: int | str | None,

@@ -14,6 +14,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from tests.support.fault_scenarios import handshake_only
 from tests.support.faulty_server import FaultyServer
 from tests.support.script_run import API_KEY, ScriptRun, check_no_crash, run_script
+from tests.support.secrets import check_no_secret_runs
 from tests.support.tls import self_signed_context
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -30,7 +31,7 @@ def check_one_line(run: ScriptRun, *needles: str) -> str:
     assert len(lines) == 1, run.describe()
     for needle in needles:
         assert needle in lines[0], lines[0]
-    assert API_KEY not in run.stdout + run.stderr
+    check_no_secret_runs(run.outputs(), [API_KEY])
     return lines[0]
 
 

@@ -111,12 +111,14 @@ async def run_script(
     timeout: float = 45.0,
     during: DuringRun | None = None,
     extra: tuple[str, ...] = (),
+    stdin: bytes | None = None,
 ) -> ScriptRun:
     """Run the default script against ``url`` with a ``input_s`` second input WAV.
 
     ``mode`` is the agent/model and credential flags (default: model mode with :data:`API_KEY`).
     ``during(process)`` runs alongside (e.g. to send a signal). The process is killed after
-    ``timeout`` seconds (``timed_out`` is then set).
+    ``timeout`` seconds (``timed_out`` is then set). ``stdin`` is fed to the script's stdin
+    (default: none, as from ``</dev/null``).
     """
     tmp.mkdir(parents=True, exist_ok=True)
     in_wav = write_wav(tmp / "in.wav", noise(input_s, seed=99, amplitude=300))
@@ -133,12 +135,13 @@ async def run_script(
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, *argv, cwd=tmp, env=env or script_env(),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     helper = asyncio.create_task(during(proc)) if during is not None else None
     timed_out = False
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     except TimeoutError:
         timed_out = True
         proc.kill()
@@ -162,7 +165,10 @@ def check_no_crash(run: ScriptRun) -> None:
 
 
 def check_logs_private(run: ScriptRun) -> None:
-    """Every log file is readable by its owner only (mode 0600)."""
+    """Every log file is readable by its owner only (mode 0600), and so is the log folder the
+    script created (0700)."""
+    mode = run.log_dir.stat().st_mode & 0o777
+    assert mode == 0o700, f"the log folder {run.log_dir.name} has mode {mode:o}"
     files = [p for p in run.log_dir.rglob("*") if p.is_file()]
     assert files, "no log files were written"
     for path in files:
