@@ -40,6 +40,7 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from processors.frames import AgentWords, VoiceLiveEventFrame
+from processors.redaction import REDACTOR
 
 REPORT_VERSION = 1
 
@@ -287,7 +288,8 @@ def summary_line(report: dict[str, Any]) -> str:
 
 
 def write_report(path: Path | str, report: dict[str, Any]) -> None:
-    """Write ``report`` as JSON (mode 0600, replaced atomically); raises ``OSError``."""
+    """Write ``report`` as JSON (mode 0600, redacted, replaced atomically); raises ``OSError``."""
+    report = REDACTOR.redact_obj(report)  # a server's error message may echo a credential
     target = Path(path)
     tmp = target.with_name(f".{target.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -25,6 +25,7 @@ from typing import Any
 
 from pipelines.batch.jobs import Job, Result, find_conversations, make_jobs
 from pipelines.config import AgentConfig, _check_log_dir, _path, build_parser, parse_config, shorten
+from processors.console import error, say
 from processors.voicelive.endpoint import Endpoint
 from processors.voicelive.errors import ConfigError
 
@@ -101,10 +102,7 @@ class Progress:
             self.running = max(0, self.running - 1)
             self.failed += not result.ok
             line = f"[{self.done}/{self.total}] {result.name}: " + ("ok" if result.ok else f"FAILED ({result.reason})")
-            if self._bar is not None:
-                self._bar.console.print(line)
-            else:
-                print(line, flush=True)
+            self._print(line)
         elif kind == "worker-died":
             self._print(f"warning: {data}; its conversations failed, a new worker takes over")
         elif kind == "notice":
@@ -113,10 +111,7 @@ class Progress:
             self._bar.update(self._task, completed=self.done, running=self.running, failed=self.failed)
 
     def _print(self, line: str) -> None:
-        if self._bar is not None:
-            self._bar.console.print(line)
-        else:
-            print(line, flush=True)
+        say(line)  # redacted; above the bar while it shows (rich redirects stdout)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -169,10 +164,10 @@ async def run_batch(config: AgentConfig, args: argparse.Namespace, jobs: list[Jo
     extra = {"workers": pool.workers, "per_worker": pool.per_worker, "workers_replaced": pool.replaced, "seconds": round(time.monotonic() - started, 1)}
     summary_totals = write_summary(args.out, results, extra)
     png = plot_latency(args.out, results)
-    print(table(results, summary_totals))
+    say(table(results, summary_totals))
     if png is None and summary_totals["latency_ms"]["samples"]:
-        print("note: latency.png needs matplotlib (pip install matplotlib)")
-    print(f"results in {args.out}/ (summary.csv, summary.json{', latency.png' if png else ''})")
+        say("note: latency.png needs matplotlib (pip install matplotlib)")
+    say(f"results in {args.out}/ (summary.csv, summary.json{', latency.png' if png else ''})")
     if interrupts:
         return 130
     return 0 if summary_totals["failed"] == 0 else 1
@@ -193,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config, args, jobs = parse_batch(argv)
     except ConfigError as exc:
-        print(f"error: {shorten(str(exc))}", file=sys.stderr)
+        error(shorten(str(exc)))
         return 2
     try:
         return asyncio.run(run_batch(config, args, jobs))

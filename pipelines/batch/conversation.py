@@ -20,6 +20,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from pipelines.agent import AgentPipeline, build_agent_pipeline
 from pipelines.batch.jobs import Job, Result
+from processors.logfiles import make_private_dir
 from processors.session_report import write_report
 from transports.wav import WavInputTransport, WavOutputTransport
 
@@ -81,7 +82,7 @@ class TypedTurns(FrameProcessor):
 
 
 def _build(job: Job) -> AgentPipeline:
-    job.out_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(job.out_dir)  # it holds the conversation's logs
     config = dataclasses.replace(job.config, log_dir=job.out_dir, input_wav=None, output_wav=job.out_dir / "reply.wav")
     input_t: FrameProcessor
     if job.kind == "wav":
