@@ -295,7 +295,7 @@ class _Stopper:
     def _exit_now(code: int, why: str | None) -> None:
         sys.stdout.flush()
         if why:
-            print(f"error: {why}", file=sys.stderr, flush=True)
+            error(why)
         os._exit(code)
 
 

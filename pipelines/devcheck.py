@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from processors.console import error, say
 from processors.console_state import SILENCE_DB, dbfs
 from transports.errors import TransportError
 from transports.streams import Device
@@ -93,21 +94,21 @@ def check_devices(input_device: str | None, output_device: str | None) -> int:
     console = Console(highlight=False) if sys.stdout.isatty() else None
     try:
         mic = Device(input_device, "input", 24000, None)
-        print(f"Recording {RECORD_S:.0f} s from '{mic.info.name}' (say something) ...", flush=True)
+        say(f"Recording {RECORD_S:.0f} s from '{mic.info.name}' (say something) ...")
         samples = _record(mic, RECORD_S, console)
         speaker = Device(output_device, "output", mic.rate, None)
         if speaker.rate != mic.rate:
             samples = soxr.resample(samples, mic.rate, speaker.rate).astype(np.int16)
-        print(f"Playing it back on '{speaker.info.name}' ...", flush=True)
+        say(f"Playing it back on '{speaker.info.name}' ...")
         _play(speaker, samples)
     except TransportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        error(str(exc))
         return 2
     peak = peak_dbfs(samples)
     shown = "-∞" if peak <= SILENCE_DB else f"{peak:.1f}"
     if peak > HEARD_DB:
-        print(f"Microphone OK: it heard something (peak {shown} dBFS), and that was played back on the speaker.")
+        say(f"Microphone OK: it heard something (peak {shown} dBFS), and that was played back on the speaker.")
         return 0
-    print(f"The microphone heard nothing (peak {shown} dBFS): check that '{mic.info.name}' is not muted, "
+    say(f"The microphone heard nothing (peak {shown} dBFS): check that '{mic.info.name}' is not muted, "
           "or choose another with --input-device (see --list-devices).")
     return 1
