@@ -38,6 +38,7 @@ from processors.voicelive.errors import ConfigError
 from transports.errors import TransportError
 from transports.wavfile import check_wav
 from processors.voicelive.session_config import (
+    TURN_DETECTION_TYPES,
     InputTranscription,
     SessionConfig,
     TurnDetection,
@@ -180,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--conversation-id", help=f"resume a current-agent conversation [{ENV['conversation_id']}]")
     mode.add_argument("--model", help=f"model mode instead of an agent, e.g. gpt-realtime [{ENV['model']}]")
     sess = p.add_argument_group("session (defaults: the quickstart's session)")
-    sess.add_argument("--vad", choices=["server_vad", "semantic_vad", "azure_semantic_vad", "azure_semantic_vad_en", "azure_semantic_vad_multilingual", "none"], help="turn detection; none = manual turns")
+    sess.add_argument("--vad", choices=[*TURN_DETECTION_TYPES, "none"],
+                      help="turn detection; none = manual turns")
     sess.add_argument("--vad-threshold", type=float, help="VAD threshold, 0.0-1.0")
     sess.add_argument("--prefix-padding-ms", type=int, help="audio kept before detected speech")
     sess.add_argument("--silence-duration-ms", type=int, help="silence that ends a turn")

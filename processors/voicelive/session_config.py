@@ -369,12 +369,6 @@ class SessionConfig:
             wire["turn_detection"] = None
         return {**wire, **self.extra}
 
-    @property
-    def interrupts_on_server(self) -> bool:
-        """Whether the server cancels a running response when the user starts speaking."""
-        td = self.turn_detection
-        return td is not None and td.interrupt_response is not False
-
 
 def quickstart_session() -> SessionConfig:
     """The session the Voice Live agents quickstart sends, as the default agent session."""

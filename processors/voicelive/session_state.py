@@ -98,7 +98,8 @@ class VoiceLiveSession:
 
     @property
     def interrupts_on_server(self) -> bool:
-        """Whether the server cancels the running response on ``speech_started`` itself."""
+        """Whether the server cancels the running response on ``speech_started`` itself (the one
+        place this rule lives: it reads the effective session, or the requested one before it)."""
         td = self.effective.get("turn_detection", self.session_request.get("turn_detection"))
         if not isinstance(td, dict):
             return False
