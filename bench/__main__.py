@@ -16,6 +16,7 @@ BENCHES = {
     "transports": [sys.executable, "-m", "bench.transports.bargein"],
     "localserver": [sys.executable, "bench/localserver/bench_localserver.py"],
     "reliability": [sys.executable, "-m", "bench.reliability"],
+    "console": [sys.executable, "-m", "bench.console_cpu"],
 }
 
 

@@ -23,6 +23,7 @@ import codecs
 import dataclasses
 import math
 import os
+import select
 import sys
 import termios
 import threading
@@ -41,7 +42,7 @@ from processors.logsetup import RedactingSink, pause_console, resume_console
 from processors.redaction import redact
 
 REFRESH_HZ = 10.0
-METER_CELLS = 8
+METER_CELLS = 6
 METER_FLOOR_DB = -60.0
 STATE_STYLES = {
     "connecting": "yellow", "listening": "green", "user speaking": "bold cyan", "thinking": "magenta",
@@ -61,10 +62,10 @@ def clock(seconds: float) -> str:
 
 
 def meter(db: float) -> Text:
-    """``▮▮▮▯▯▯▯▯▯▯ -32 dB``: cells from -60 to 0 dBFS."""
+    """``▮▮▮▯▯▯▯▯ -32dB``: cells from -60 to 0 dBFS."""
     filled = 0 if db <= METER_FLOOR_DB else math.ceil(METER_CELLS * (db - METER_FLOOR_DB) / -METER_FLOOR_DB)
     style = "red" if db > -6 else "yellow" if db > -20 else "green"
-    label = "  -∞ dB" if db <= SILENCE_DB else f"{db:4.0f} dB"
+    label = " -∞dB" if db <= SILENCE_DB else f"{db:3.0f}dB"
     return Text.assemble(("▮" * filled, style), ("▯" * (METER_CELLS - filled), "dim"), f" {label}")
 
 
@@ -96,6 +97,7 @@ class LiveView:
         self._live: Live | None = None
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
+        self._keyboard: threading.Thread | None = None
         self._sink: int | None = None
         self._tty_saved: list[Any] | None = None
         self._widths: tuple[int, list[int]] = (0, [])  # terminal width, lengths of the live lines
@@ -137,9 +139,10 @@ class LiveView:
     def stop(self) -> None:
         """Final refresh, leave the status line on screen, give the terminal back."""
         self._stop.set()
-        if self._timer is not None:
-            self._timer.join(timeout=1.0)
-            self._timer = None
+        for thread in (self._timer, self._keyboard):
+            if thread is not None:
+                thread.join(timeout=1.0)
+        self._timer = self._keyboard = None
         self._restore_tty()
         if self._live is not None:
             self._closing = True  # the last render keeps the status line only
@@ -207,7 +210,7 @@ class LiveView:
             Text(f"latency {latency:.0f} ms" if latency is not None else "latency —"),
             Text(clock(time.monotonic() - s.started_at)),
             Text.assemble(("spk ", "bold"), meter(spk)),
-            Text(f"expires in {clock(left)}" if left is not None else "expires —", style="dim"),
+            Text(f"expires in {clock(left)}" if left is not None else "no expiry known", style="dim"),
         ]
         line = Text()
         for part in parts:
@@ -229,21 +232,26 @@ class LiveView:
             if not os.isatty(fd):
                 return False
             self._tty_saved = termios.tcgetattr(fd)
-            tty.setcbreak(fd)  # no echo, no line buffering; Ctrl-C still raises SIGINT
+            # No echo, no line buffering; Ctrl-C still raises SIGINT. TCSANOW keeps what was
+            # typed before (TCSAFLUSH, the default, would drop a `q` typed during start-up).
+            tty.setcbreak(fd, termios.TCSANOW)
         except (OSError, ValueError, AttributeError, termios.error):
             return False
-        threading.Thread(target=self._read_keys, args=(fd, loop, quit_cb, text_cb), name="keyboard",
-                         daemon=True).start()
+        self._keyboard = threading.Thread(target=self._read_keys, args=(fd, loop, quit_cb, text_cb),
+                                          name="keyboard", daemon=True)
+        self._keyboard.start()
         return True
 
     def _read_keys(self, fd: int, loop: asyncio.AbstractEventLoop, quit_cb: Callable[[], None],
                    text_cb: Callable[[str], None]) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         escape = False
-        while True:
+        while not self._stop.is_set():  # wakes up to notice stop(): no thread outlives the view
             try:
+                if not select.select([fd], [], [], 0.1)[0]:
+                    continue
                 data = os.read(fd, 256)
-            except OSError:
+            except (OSError, ValueError):
                 return
             if not data:
                 return

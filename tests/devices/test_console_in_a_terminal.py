@@ -18,7 +18,7 @@ RATE = 24000
 QUESTION, ANSWER = "What is the capital of France?", "The capital of France is Paris."
 TYPED, TYPED_ANSWER = "Hello, how are you?", "Hello! I am fine, thank you."
 GREETING = "Hello! How can I help you?"
-METER = re.compile(r"mic [▮▯]+\s+(-?\d+|-∞) dB")
+METER = re.compile(r"mic [▮▯]+\s+(-?\d+|-∞)dB")
 
 
 def script(*argv: str) -> list[str]:
