@@ -38,7 +38,7 @@ from pipelines.config import AgentConfig, parse_config, shorten  # noqa: E402
 from pipelines.console import LiveView, wants_live_view  # noqa: E402
 from processors.console import error, install_last_resort, say  # noqa: E402
 from processors.technical_log import TechnicalLogProcessor  # noqa: E402
-from processors.logsetup import configure_console  # noqa: E402
+from processors.logsetup import configure_console, send_to_technical_log_only  # noqa: E402
 from processors.recorder import ConversationRecorder  # noqa: E402
 from processors.session_report import SessionReportProcessor, report_path, save_report  # noqa: E402
 from processors.session_log import SessionLogProcessor, session_timestamp  # noqa: E402
@@ -305,16 +305,13 @@ async def run_agent(config: AgentConfig) -> int:
 
     local = None
     endpoint = config.endpoint
-    if config.local:  # in its own process: its VAD/STT/TTS never compete with the client's audio
-        from localserver.process import LocalServerError, LocalServerProcess
+    if config.local:
+        from localserver.server import start_local_server
 
-        try:
-            local = await LocalServerProcess.start()
-        except LocalServerError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        send_to_technical_log_only("websockets.server", "localserver")
+        local = await start_local_server()
         endpoint = Endpoint.parse(local.url)
-        logger.info(f"Started the local Voice Live server at {local.url} (pid {local.pid})")
+        logger.info(f"Started the local Voice Live server at {local.url}")
     try:
         try:
             input_t, output_t = make_transports(config)
@@ -334,7 +331,6 @@ async def run_agent(config: AgentConfig) -> int:
         except OSError as exc:
             error(f"cannot write the logs in '{config.log_dir}' ({exc.strerror or exc}): choose another --log-dir")
             return 2
-        tech_log = app.technical_log._sink[1] if app.technical_log._sink else None
         if config.agent_label is not None:
             say(f"Using agent: {config.agent_label}")
             say(f"Project name: {config.project_name}")
@@ -366,7 +362,7 @@ async def run_agent(config: AgentConfig) -> int:
         report_file = report_path(app.session_log.session_log_path)
         say(await save_report(app.report, report_file, app.failure))
         lost_logs = app.session_log.write_errors
-        lost_logs += [tech_log.error] if tech_log is not None and tech_log.error else []
+        lost_logs += [app.technical_log.write_error] if app.technical_log.write_error else []
         if app.recorder is not None and app.recorder.recording.error:
             error(app.recorder.recording.error)
             lost_logs.append(app.recorder.recording.error)

@@ -37,11 +37,18 @@ class TechnicalLogProcessor(FrameProcessor):
         self.path = Path(path)
         self._level = level
         self._sink: tuple[int, LineWriter] | None = None
+        self._writer: LineWriter | None = None  # kept after cleanup, for write_error
 
     def attach(self) -> None:
         """Start writing the log now (idempotent); ``setup`` calls it, callers may call it earlier."""
         if self._sink is None:
             self._sink = add_technical_log(self.path, level=self._level)
+            self._writer = self._sink[1]
+
+    @property
+    def write_error(self) -> str | None:
+        """Why lines were lost from the log (reported once on stderr), or None; also after the end."""
+        return self._writer.error if self._writer is not None else None
 
     async def setup(self, setup: FrameProcessorSetup) -> None:
         await super().setup(setup)

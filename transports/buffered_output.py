@@ -41,10 +41,11 @@ from pipecat.frames.frames import (
     StartFrame,
     TTSStoppedFrame,
 )
-from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.processors.frame_processor import FrameDirection
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import TransportParams
 
+from transports.pipecat_internals import process_frame_bypassing_media_sender
 from transports.playback import PlaybackBuffer
 from transports.resample import PcmResampler
 
@@ -150,8 +151,7 @@ class BufferedOutputTransport(BaseOutputTransport):
             self._speech_wakeup.set()
         elif direction == FrameDirection.DOWNSTREAM:
             if isinstance(frame, OutputAudioRawFrame):
-                # Skip BaseOutputTransport (its media sender would queue and re-chunk the audio).
-                await FrameProcessor.process_frame(self, frame, direction)
+                await process_frame_bypassing_media_sender(self, frame, direction)
                 self._write_audio(frame)
                 await self.push_frame(frame, direction)
                 return

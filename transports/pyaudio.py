@@ -45,6 +45,7 @@ from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_transport import TransportParams
 
 from transports.buffered_output import BufferedOutputTransport
+from transports.pipecat_internals import queue_input_audio
 from transports.resample import PcmResampler
 from transports.audio_process import AudioProcess, OpenedDevice
 from transports.shared_playback import SharedPlayback
@@ -220,12 +221,8 @@ class PyAudioInputTransport(BaseInputTransport):
             if not data:
                 return
         frame = InputAudioRawFrame(audio=data, sample_rate=self.sample_rate, num_channels=1)
-        # push_audio_frame() is a coroutine that only does this: avoid a task per callback.
-        queue = getattr(self, "_audio_in_queue", None)
-        if queue is None:
+        if not queue_input_audio(self, frame):  # no task per period once pipecat's queue exists
             self.create_task(self.push_audio_frame(frame))
-        elif self._params.audio_in_enabled and not self._paused:
-            queue.put_nowait(frame)
 
 
 class PyAudioOutputTransport(BufferedOutputTransport):
