@@ -144,19 +144,6 @@ class Run:
         return self.on_time / self.answers if self.answers else 0.0
 
 
-def _tree_cpu(proc: Any) -> float:
-    import psutil
-
-    total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
-
-
 def _tree_rss(proc: Any) -> float:
     import psutil
 
@@ -196,19 +183,25 @@ def run_once(k: int, workers: int, seconds: float, tmp: Path) -> Run:
         "--idle-grace", "0.5", "--plain",
     ]
     started = time.monotonic()
-    client = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = open(tmp / f"batch_{k}_{workers}.out", "w+")
+    client = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     ps = psutil.Process(client.pid)
-    last_cpu = 0.0
-    while client.poll() is None:
+    while True:
+        # wait4: the batch's own CPU plus every worker it reaped (exact, unlike polling)
+        pid, _, usage = os.wait4(client.pid, os.WNOHANG)
+        if pid:
+            break
         try:
-            last_cpu = _tree_cpu(ps)
             run.peak_rss_mb = max(run.peak_rss_mb, _tree_rss(ps))
         except psutil.Error:
             pass
         time.sleep(0.5)
-    output = client.stdout.read() if client.stdout else ""
+    client.returncode = 0
     run.wall_s = time.monotonic() - started
-    run.client_cpu_s = last_cpu  # the last poll (within 0.5 s of the end)
+    run.client_cpu_s = usage.ru_utime + usage.ru_stime
+    log.seek(0)
+    output = log.read()
+    log.close()
     server_ps = psutil.Process(server.pid)
     st = server_ps.cpu_times()
     run.server_cpu_s = st.user + st.system
