@@ -49,7 +49,14 @@ from processors.frames import AgentTranscriptFrame, AgentTranscriptUrgentFrame, 
 from processors.voicelive import actions as act
 from processors.voicelive.connection import ConnectionSettings, VoiceLiveConnection
 from processors.voicelive.endpoint import Model
-from processors.voicelive.reconnect import Backoff, open_with_retry, replays_history, resume_target, seconds_until_refresh
+from processors.voicelive.reconnect import (
+    Backoff,
+    ConnectRate,
+    open_with_retry,
+    replays_history,
+    resume_target,
+    seconds_until_refresh,
+)
 from processors.voicelive.errors import ConnectionFailed, MalformedEvent
 from processors.voicelive.wire import parse_server_event
 from processors.voicelive.session_state import OUTPUT_RATE, VoiceLiveSession
@@ -120,6 +127,7 @@ class VoiceLiveAgentService(FrameProcessor):
         self._awaiting_response_since: float | None = None
         self._last_event_at = time.monotonic()  # when the last server event arrived
         self._backoff = Backoff()
+        self._rate = ConnectRate()  # every connect: first, reconnects, renewals, retries
         self._refresher: asyncio.Task[None] | None = None
         self._session_news = asyncio.Event()  # set when a session event may have moved expires_at
         self._reconnect_reason: str | None = None
@@ -210,13 +218,19 @@ class VoiceLiveAgentService(FrameProcessor):
             chunk = bytes(self._pending_in[:size])
             del self._pending_in[:size]
             for action in self.session.audio_in(chunk):
-                if isinstance(action, act.Send) and (self._connection is None or not self._connection.send(action.event)):
-                    self._unsent_frames += len(chunk) // 2
+                if isinstance(action, act.Send):
+                    conn = self._connection
+                    if conn is None or not conn.is_open:  # closing: the next session gets it
+                        self.session.audio_unsent(chunk)
+                    elif not conn.send(action.event):  # dropped by a backed-up socket
+                        self._unsent_frames += len(chunk) // 2
 
     async def _report_unsent_audio(self, reason: str) -> None:
         """Tell the session log how much microphone audio never reached the server since the
         last report (dropped while no session was ready, or by a backed-up socket)."""
-        total = self.session.audio_dropped_frames + self._unsent_frames
+        # Audio still held for a session that never came counts too (released, it would not).
+        total = self.session.audio_dropped_frames + self.session.gap_audio.held_frames
+        total += self._unsent_frames
         seconds = (total - self._reported_unsent) / self._input_rate
         if seconds < MIN_REPORTED_UNSENT_S:
             return
@@ -233,7 +247,8 @@ class VoiceLiveAgentService(FrameProcessor):
 
     async def _connect(self) -> None:
         try:
-            conn = await open_with_retry(self._current_settings(), self._backoff, attempts=5)
+            settings = self._current_settings()
+            conn = await open_with_retry(settings, self._backoff, attempts=5, rate=self._rate)
         except ConnectionFailed as exc:
             await self._fatal(str(exc))
             return
@@ -317,18 +332,24 @@ class VoiceLiveAgentService(FrameProcessor):
             return
         delay = self._backoff.delay(self._short_drops - 1) if self._short_drops > 1 else 0.0
         wait = f" in {delay:.1f} s" if delay else ""
-        logger.warning(f"{reason}: reconnecting{wait} (microphone audio is dropped until the session is back)")
+        held = f"{self.session.gap_audio.max_bytes // 2 / self.session.gap_audio.rate:.0f} s"
+        logger.warning(
+            f"{reason}: reconnecting{wait} (microphone audio is kept, the last {held}, "
+            "until the session is back)"
+        )
+        # Before any await: from here on microphone audio is held, not sent into the old socket.
+        cut_short = self._lose_connection()
+        old, self._connection = self._connection, None
         lost = {"type": "client.reconnecting", "reason": reason}
         await self.push_frame(VoiceLiveEventFrame(event=lost, direction="local", at=time.time()))
-        old, self._connection = self._connection, None
         if old is not None:
             await old.abort()
-        await self._run(self.session.connection_lost(replay_history=replays_history(self.settings.target)))
+        await self._run(cut_short)
         self._user_speaking = False
         if delay:
             await asyncio.sleep(delay)
         try:
-            conn = await open_with_retry(self._current_settings(), self._backoff)
+            conn = await open_with_retry(self._current_settings(), self._backoff, rate=self._rate)
         except ConnectionFailed as exc:
             await self._fatal(f"could not reconnect: {exc}")
             return
@@ -344,35 +365,50 @@ class VoiceLiveAgentService(FrameProcessor):
         while not self._closing:
             self._session_news.clear()
             wait = seconds_until_refresh(self.session.expires_at, self._connected_at)
+            # A renewal is optional: it keeps to the connect rate's average spacing as well.
+            wait = max(wait, self._rate.wait(time.monotonic(), optional=True))
             if wait > 0:
                 try:  # the session's expires_at usually arrives after this task starts
                     await asyncio.wait_for(self._session_news.wait(), timeout=min(wait, 30.0))
                 except asyncio.TimeoutError:
                     pass
                 continue
-            quiet_deadline = time.monotonic() + 45.0
-            while self.busy and time.monotonic() < quiet_deadline:
-                await asyncio.sleep(0.1)
+            await self._wait_quiet(45.0)
             await self._switch_connection("the session expires soon")
+
+    async def _wait_quiet(self, at_most_s: float) -> None:
+        """Until nobody speaks and no answer is expected or running (at most ``at_most_s``)."""
+        deadline = time.monotonic() + at_most_s
+        while self.busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
 
     async def _switch_connection(self, reason: str) -> None:
         """Open the new connection first, then close the old one with 1000."""
         try:
-            new = await open_with_retry(self._current_settings(), self._backoff)
+            new = await open_with_retry(self._current_settings(), self._backoff, rate=self._rate)
         except ConnectionFailed as exc:
             logger.warning(f"could not renew the connection ahead of expiry ({exc}); keeping the current one")
             self._connected_at = time.time() - 30.0  # try again a little later, not in a tight loop
             return
+        # The user may have started speaking while the new connection opened: a turn must not
+        # be split between the two sessions, so the switch waits for the next quiet moment.
+        await self._wait_quiet(10.0)
         old, old_receiver = self._connection, self._receiver
+        # Before any await: the old connection gets nothing more; audio is held for the new one.
+        cut_short = self._lose_connection()
         self._connection = None
         if old_receiver is not None:
             await self.cancel_task(old_receiver, timeout=1.0)
-        await self._run(self.session.connection_lost(replay_history=replays_history(self.settings.target)))
+        await self._run(cut_short)
         self.reconnects += 1
         self._reconnect_reason = reason
         self._use(new)
         if old is not None:
             await old.close(1000)
+
+    def _lose_connection(self) -> list[act.Action]:
+        """The session forgets the connection now (synchronously): audio is held from here on."""
+        return self.session.connection_lost(replay_history=replays_history(self.settings.target))
 
     async def _fatal(self, message: str) -> None:
         if self.failure is not None:

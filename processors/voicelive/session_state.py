@@ -6,7 +6,8 @@ passed in), :meth:`audio_in` for microphone audio, :meth:`user_text` for typed t
 out (:mod:`processors.voicelive.actions`): events to send, audio to play, transcripts, errors.
 It never raises on server input: a malformed or unexpected event becomes a :class:`Notice`.
 
-Rules it keeps (tested over the recorded traces): audio is only sent after ``session.updated``;
+Rules it keeps (tested over the recorded traces): audio is only sent after ``session.updated``
+(microphone audio of the gap before it is held, the last 10 s, and sent then, each sample once);
 deltas of an interrupted response are never returned for playback; a truncate never exceeds the
 audio received for the item and is skipped when nothing went unheard; ``response.cancel`` is only
 sent while a response is active; ``response.create`` is deferred while one is running, and a
@@ -39,6 +40,8 @@ from processors.voicelive.actions import (
     WordTiming,
 )
 from processors.voicelive.errors import MalformedEvent
+from processors.voicelive.gap_audio import GapAudio
+from processors.voicelive.history import History
 from processors.voicelive.wire import INFORMATIONAL
 
 OUTPUT_RATE = 24000
@@ -73,8 +76,9 @@ class VoiceLiveSession:
         self.ready = False
         self.expires_at: int | None = None
         self.thread_id: str | None = None
-        self.history: list[tuple[str, str]] = []
-        self.audio_dropped_frames = 0
+        self.history = History()
+        rate = session.get("input_audio_sampling_rate")
+        self.gap_audio = GapAudio(rate if isinstance(rate, int) and rate > 0 else 24000)
         self._update_event_id: str | None = None
         self._responses: dict[str, _Response] = {}
         self._active: str | None = None
@@ -111,16 +115,24 @@ class VoiceLiveSession:
     def is_interrupted(self, response_id: str) -> bool:
         return response_id in self._interrupted
 
+    @property
+    def audio_dropped_frames(self) -> int:
+        """Microphone frames never sent: the gap outlasted the held audio's bound."""
+        return self.gap_audio.dropped_frames
+
     def connection_lost(self, *, replay_history: bool = False) -> list[Action]:
         """Forget per-connection state; the conversation (history, transcripts) is kept.
 
         Returns the agent's words cut short by the drop (they were heard, so they are logged
-        and replayed). With ``replay_history`` the transcript so far is sent again as
-        conversation items once the next connection's session is ready (for modes without
-        server-side resume).
+        and replayed). With ``replay_history`` the transcript so far (bounded: see
+        :class:`History`) is sent again as conversation items once the next connection's
+        session is ready (for modes without server-side resume). From now until then,
+        microphone audio is held (see :class:`GapAudio`). The next session's ``expires_at``
+        is its own: a session that announces none does not inherit the old one's.
         """
         cut_short = self.close_transcripts()
         self.ready = False
+        self.expires_at = None
         self._active = None
         self._update_event_id = None
         self._queued_until_ready.clear()  # already in the history, which is replayed or resumed
@@ -136,26 +148,39 @@ class VoiceLiveSession:
             if (response_id is None or record.response_id == response_id) and not record.done and "".join(record.parts):
                 record.done = True
                 text = "".join(record.parts)
-                self.history.append(("assistant", text))
+                self.history.append("assistant", text)
                 actions.append(AgentTranscript(text, record.response_id, item_id, record.modality, True))
         return actions
 
     def _history_items(self) -> list[Action]:
-        return [Send(ev.user_text_item(text) if role == "user" else ev.assistant_text_item(text)) for role, text in self.history]
+        return [Send(item) for item in self.history.replay()]
+
+    def _release_gap_audio(self) -> list[Action]:
+        held_s = self.gap_audio.held_frames / self.gap_audio.rate
+        sends: list[Action] = [Send(ev.audio_append(pcm)) for pcm in self.gap_audio.release()]
+        if sends:
+            note = f"sent {held_s:.2f} s of microphone audio held until the session was ready"
+            sends.append(Notice("info", note))
+        return sends
 
     # -- inputs from the application ----------------------------------------------------------
 
     def audio_in(self, pcm: bytes) -> list[Action]:
-        """Microphone audio at the session's input rate; dropped (and counted) until ready."""
+        """Microphone audio at the session's input rate; held (the last 10 s) until ready."""
         if not self.ready:
-            self.audio_dropped_frames += len(pcm) // 2
+            self.gap_audio.hold(pcm)
             return []
         return [Send(ev.audio_append(pcm))]
+
+    def audio_unsent(self, pcm: bytes) -> None:
+        """Audio :meth:`audio_in` returned that the owner could not send (its connection is
+        closing): held, and sent to the next session once it is ready."""
+        self.gap_audio.hold(pcm)
 
     def user_text(self, text: str) -> list[Action]:
         """A typed user message followed by a response request (queued until ready)."""
         item = ev.user_text_item(text)
-        self.history.append(("user", text))
+        self.history.append("user", text)
         if not self.ready:
             self._queued_until_ready.append(item)
             self._pending_create = True
@@ -254,6 +279,8 @@ class VoiceLiveSession:
         if first and self._replay_pending:
             self._replay_pending = False
             actions.extend(self._history_items())
+        if first:
+            actions.extend(self._release_gap_audio())
         if first and self._queued_until_ready:
             actions.extend(Send(item) for item in self._queued_until_ready)
             self._queued_until_ready.clear()
@@ -303,7 +330,7 @@ class VoiceLiveSession:
         text = event.str("transcript").strip()
         if not text:
             return [Notice("debug", "empty user transcription")]
-        self.history.append(("user", text))
+        self.history.append("user", text)
         language = event.data.get("language") if isinstance(event.data.get("language"), str) else None
         return [UserTranscript(text, event.str("item_id"), final=True, language=language)]
 
@@ -359,7 +386,7 @@ class VoiceLiveSession:
         if not text:
             return [Notice("warning", f"{event.type} without any text skipped")]
         record.done = True
-        self.history.append(("assistant", text))
+        self.history.append("assistant", text)
         return [AgentTranscript(text, response_id, item_id, modality, response_id in self._interrupted)]
 
     def _on_transcript_done(self, event: ev.ServerEvent, now: float) -> list[Action]:

@@ -121,6 +121,12 @@ def assistant_text_item(text: str) -> dict[str, Any]:
     return client_event("conversation.item.create", item=item)
 
 
+def system_text_item(text: str) -> dict[str, Any]:
+    """Instructions-like context for the model (the summary of a shortened history)."""
+    item = {"type": "message", "role": "system", "content": [{"type": "input_text", "text": text}]}
+    return client_event("conversation.item.create", item=item)
+
+
 def function_output_item(call_id: str, output: str) -> dict[str, Any]:
     item = {"type": "function_call_output", "call_id": call_id, "output": output}
     return client_event("conversation.item.create", item=item)

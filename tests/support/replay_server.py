@@ -36,6 +36,11 @@ class ConnectionRecord:
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [e for _, e in self.client_events if e.get("type") == kind]
 
+    def appended_audio(self) -> bytes:
+        """Every microphone sample the client appended on this connection, in order."""
+        appends = self.of_type("input_audio_buffer.append")
+        return b"".join(base64.b64decode(e["audio"]) for e in appends)
+
     def appended_audio_bytes(self) -> int:
         return sum(len(base64.b64decode(e["audio"])) for e in self.of_type("input_audio_buffer.append"))
 
@@ -87,6 +92,11 @@ class ServerConn:
         if len(events) < count:
             raise AssertionError(f"client closed before sending {kind} #{count}")
         return events[count - 1]
+
+    async def wait_until(self, ready: Callable[[], bool], *, timeout: float = 10.0) -> None:
+        """Until ``ready()`` holds, checked per client event (else ``TimeoutError``)."""
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(ready), timeout)
 
     async def wait_audio(self, nbytes: int, *, timeout: float = 10.0) -> None:
         """Until the client has appended at least ``nbytes`` of audio."""

@@ -112,16 +112,19 @@ async def run_script(
     during: DuringRun | None = None,
     extra: tuple[str, ...] = (),
     stdin: bytes | None = None,
+    in_pcm: bytes | None = None,
 ) -> ScriptRun:
     """Run the default script against ``url`` with a ``input_s`` second input WAV.
 
+    ``in_pcm`` (24 kHz mono pcm16) replaces the default low noise as the input WAV's audio.
     ``mode`` is the agent/model and credential flags (default: model mode with :data:`API_KEY`).
     ``during(process)`` runs alongside (e.g. to send a signal). The process is killed after
     ``timeout`` seconds (``timed_out`` is then set). ``stdin`` is fed to the script's stdin
     (default: none, as from ``</dev/null``).
     """
     tmp.mkdir(parents=True, exist_ok=True)
-    in_wav = write_wav(tmp / "in.wav", noise(input_s, seed=99, amplitude=300))
+    pcm = in_pcm if in_pcm is not None else noise(input_s, seed=99, amplitude=300)
+    in_wav = write_wav(tmp / "in.wav", pcm)
     argv = [
         "-m", "pipelines.agent",
         "--endpoint", url,

@@ -34,10 +34,11 @@ def start_response(s: VoiceLiveSession, resp: str) -> None:
 def test_audio_only_after_session_updated() -> None:
     s = VoiceLiveSession({})
     assert s.audio_in(b"\0\0" * 960) == []
-    assert s.audio_dropped_frames == 960
     s.receive({"type": "session.created", "session": {"id": "sess_1"}}, 0.0)
     assert s.audio_in(b"\0\0" * 960) == []
-    s.receive({"type": "session.updated", "session": {"id": "sess_1"}}, 0.0)
+    held = sends(s.receive({"type": "session.updated", "session": {"id": "sess_1"}}, 0.0))
+    assert sum(len(base64.b64decode(e["audio"])) for e in held) == 2 * 1920  # held, then sent once
+    assert s.audio_dropped_frames == 0
     (append,) = sends(s.audio_in(b"\0\0" * 960))
     assert append["type"] == "input_audio_buffer.append" and base64.b64decode(append["audio"]) == b"\0\0" * 960
 
@@ -194,7 +195,8 @@ def test_history_is_replayed_once_after_a_reconnect() -> None:
     assert s.audio_in(b"\0\0") == [] and s.active_response is None
     s.receive({"type": "session.created", "session": {"id": "sess_2"}}, 0.0)
     out = s.receive({"type": "session.updated", "session": {"id": "sess_2"}}, 0.0)
-    items = [e["item"] for e in sends(out)]
+    items = [e["item"] for e in sends(out) if e["type"] == "conversation.item.create"]
+    assert [e["type"] for e in sends(out)][-1] == "input_audio_buffer.append"  # held audio last
     assert items == [
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hello?"}]},
         {"type": "message", "role": "assistant", "content": [{"type": "text", "text": "Hi there."}]},
