@@ -4,6 +4,8 @@
 writer thread; ``write`` only enqueues, so the event loop never waits on the disk. Every line is
 redacted (this is the redaction point of every log file) and flushed as soon as it is written,
 so a crash loses nothing that was already logged.
+:class:`TailLineWriter` adds one provisional last line that is rewritten in place (words still
+arriving) and later replaced by its final form, so a killed process leaves the provisional line.
 """
 
 from __future__ import annotations
@@ -74,9 +76,7 @@ class LineWriter:
             if self.error is not None:
                 continue  # keep draining so writers never block; the loss was reported once
             try:
-                line, diagnostic = item  # type: ignore[misc]
-                self._file.write(redact(line, diagnostic=diagnostic) + "\n")  # type: ignore[attr-defined]
-                self._file.flush()  # type: ignore[attr-defined]
+                self._write_item(item)
             except OSError as exc:  # disk full, file too large: say so once, on one line
                 self.error = f"log file '{self.path}' cannot be written ({exc.strerror or exc}): its later lines are lost"
                 error(self.error)
@@ -85,6 +85,12 @@ class LineWriter:
         except OSError:
             pass
 
+    def _write_item(self, item: object) -> None:
+        """Write one queued ``(line, diagnostic)`` (in the writer thread)."""
+        line, diagnostic = item  # type: ignore[misc]
+        self._file.write(redact(line, diagnostic=diagnostic) + "\n")  # type: ignore[attr-defined]
+        self._file.flush()  # type: ignore[attr-defined]
+
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, then close the file."""
         if self._closed:
@@ -92,3 +98,62 @@ class LineWriter:
         self._closed = True
         self._queue.put(_STOP)
         self._thread.join(timeout)
+
+
+class _Tail:
+    """A queued change of the provisional last line: ``final`` replaces it for good."""
+
+    __slots__ = ("text", "final")
+
+    def __init__(self, text: str | None, final: bool) -> None:
+        self.text, self.final = text, final
+
+
+class TailLineWriter(LineWriter):
+    """A :class:`LineWriter` (created empty) with one provisional last line.
+
+    ``set_tail(text)`` writes or rewrites the provisional line; ordinary lines written meanwhile
+    go before it; ``commit_tail(line)`` replaces it with its final form (``None``: removes it).
+    Each change is one write at the provisional line's place, then a truncate, flushed at once.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        super().__init__(path, truncate=True)
+        self._tail_at: int | None = None  # byte offset of the provisional line (writer thread only)
+        self._tail: str | None = None
+
+    def set_tail(self, text: str) -> None:
+        """Write ``text`` as the provisional last line (replacing the previous one)."""
+        if not self._closed:
+            self._queue.put(_Tail(text, final=False))
+
+    def commit_tail(self, line: str | None) -> None:
+        """Replace the provisional line with ``line`` for good (or remove it)."""
+        if not self._closed:
+            self._queue.put(_Tail(line, final=True))
+
+    def _write_item(self, item: object) -> None:
+        if isinstance(item, _Tail):
+            if item.final:
+                self._put([redact(item.text)] if item.text is not None else [], None)
+            else:
+                self._put([], item.text)
+        elif self._tail_at is None:
+            super()._write_item(item)
+        else:
+            line, diagnostic = item  # type: ignore[misc]
+            self._put([redact(line, diagnostic=diagnostic)], self._tail)
+
+    def _put(self, lines: list[str], tail: str | None) -> None:
+        """Write ``lines`` (redacted already) then ``tail`` where the provisional line was."""
+        f = self._file
+        at = self._tail_at
+        start = at if at is not None else f.tell()  # type: ignore[attr-defined]
+        head = "".join(line + "\n" for line in lines)
+        last = redact(tail) + "\n" if tail is not None else ""
+        f.seek(start)  # type: ignore[attr-defined]
+        f.write(head + last)  # type: ignore[attr-defined]
+        f.flush()  # type: ignore[attr-defined]
+        f.truncate()  # type: ignore[attr-defined]
+        self._tail_at = start + len(head.encode("utf-8")) if tail is not None else None
+        self._tail = tail

@@ -11,6 +11,12 @@ Session log (``session_<timestamp>.log``)::
     Agent Audio Response: <what the agent said>      (or Agent Text Response: … in text mode)
     2.4 s of your speech was not sent (<why>)        (microphone audio that never left)
 
+While an answer is still arriving, its complete sentences so far stand provisionally as the last
+line, ``Agent Audio Response (partial): …``, rewritten at each sentence end and replaced by the
+quickstart's ``Agent Audio Response: <whole text>`` when the answer is over: a normal session's
+log is line for line the quickstart's, and a killed one (SIGKILL, power loss) loses at most the
+sentence being spoken.
+
 ``events_<timestamp>.jsonl`` gets one timestamped JSON object per protocol event, both directions,
 except the audio itself: ``response.audio.delta`` and ``input_audio_buffer.append`` (about 25 a
 second each; the service does not even push them, logging them cost more than playing them). Local
@@ -22,6 +28,7 @@ flushed line by line from a writer thread. Every frame is passed on.
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import datetime
 from pathlib import Path
@@ -33,13 +40,17 @@ from pipecat.frames.frames import (
     EndFrame,
     Frame,
     InputTextRawFrame,
+    LLMTextFrame,
     StartFrame,
     TranscriptionFrame,
+    TTSTextFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from processors.frames import AgentWords, AudioNotSentFrame, VoiceLiveEventFrame
-from processors.logfiles import LineWriter
+from processors.logfiles import LineWriter, TailLineWriter
+
+SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’»)\]]*\s*$")
 
 
 def session_timestamp() -> str:
@@ -83,7 +94,9 @@ class SessionLogProcessor(FrameProcessor):
         if session_config is not None:
             self._header.append(f"Session Config: {json.dumps(session_config, ensure_ascii=False)}")
         self._echo = echo
-        self._session_log: LineWriter | None = None
+        self._session_log: TailLineWriter | None = None
+        self._partial: list[str] = []  # the agent's words of the answer still arriving
+        self._partial_shown = 0  # how many characters of them the provisional line shows
         self._events: LineWriter | None = None
         self._session_ids: set[str] = set()
 
@@ -99,7 +112,7 @@ class SessionLogProcessor(FrameProcessor):
     def _open(self) -> None:
         if self._session_log is not None:
             return
-        self._session_log = LineWriter(self.session_log_path, truncate=True)
+        self._session_log = TailLineWriter(self.session_log_path)
         self._events = LineWriter(self.events_path, truncate=True)
         for line in self._header:
             self._session_log.write(line)
@@ -128,7 +141,9 @@ class SessionLogProcessor(FrameProcessor):
             self._user_input(frame.text, typed=True)
         elif isinstance(frame, AgentWords):
             kind = "Audio" if frame.modality == "audio" else "Text"
-            self._line(f"Agent {kind} Response: {frame.text}", echo=True)
+            self._agent_final(f"Agent {kind} Response: {frame.text}")
+        elif isinstance(frame, (TTSTextFrame, LLMTextFrame)) and frame.text:
+            self._agent_words(frame.text, "Audio" if isinstance(frame, TTSTextFrame) else "Text")
         elif isinstance(frame, AudioNotSentFrame):
             self._line(f"{frame.seconds:.1f} s of your speech was not sent ({frame.reason})")
         await self.push_frame(frame, direction)
@@ -140,6 +155,27 @@ class SessionLogProcessor(FrameProcessor):
         self._line(f"User Input: {text}", echo=True)
         event = {"type": "client.user_input", "text": text, "typed": typed}
         self._event(VoiceLiveEventFrame(event=event, direction="local", at=time.time()))
+
+    def _agent_words(self, delta: str, kind: str) -> None:
+        """A piece of the answer: at each sentence end, the provisional line shows it so far."""
+        self._partial.append(delta)
+        if SENTENCE_END.search(delta):
+            text = "".join(self._partial).strip()
+            if len(text) > self._partial_shown:
+                self._partial_shown = len(text)
+                self._open()
+                assert self._session_log is not None
+                self._session_log.set_tail(f"Agent {kind} Response (partial): {text}")
+
+    def _agent_final(self, line: str) -> None:
+        """The whole answer: its line replaces the provisional one."""
+        self._partial.clear()
+        self._partial_shown = 0
+        self._open()
+        assert self._session_log is not None
+        self._session_log.commit_tail(line)
+        if self._echo:
+            logger.info(f"\n\t{line}\n")
 
     def _event(self, frame: VoiceLiveEventFrame) -> None:
         event = frame.event
