@@ -18,6 +18,7 @@ BENCHES = {
     "reliability": [sys.executable, "-m", "bench.reliability"],
     "console": [sys.executable, "-m", "bench.console_cpu"],
     "sessions": [sys.executable, "-m", "bench.sessions"],
+    "soak": [sys.executable, "-m", "bench.soak", "--minutes", "15"],
 }
 
 
