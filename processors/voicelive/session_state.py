@@ -45,6 +45,7 @@ from processors.voicelive.history import History
 from processors.voicelive.wire import INFORMATIONAL
 
 OUTPUT_RATE = 24000
+RECENT_RESPONSES = 32  # per-response records kept; older ones' late events are simply dropped
 BENIGN_ERROR_CODES = frozenset({"response_cancel_not_active", "conversation_already_has_active_response", "item_already_truncated"})
 # session_expired is not fatal: the server closes the socket next, and the client reconnects.
 FATAL_ERROR_CODES = frozenset({"invalid_api_key", "unauthorized", "forbidden"})
@@ -419,7 +420,19 @@ class VoiceLiveSession:
         if self._pending_create and self._active is None:
             self._pending_create = False
             actions.extend(self.request_response())
+        self._forget_old_responses()
         return actions
+
+    def _forget_old_responses(self) -> None:
+        """Keep the records of the latest ``RECENT_RESPONSES`` responses only, so an hour-long
+        session holds (and scans) no more than a minute-long one."""
+        for table in (self._responses, self._audio_frames, self._transcripts):
+            while len(table) > RECENT_RESPONSES:
+                del table[next(iter(table))]  # dicts keep insertion order: the oldest first
+        if len(self._interrupted) > 2 * RECENT_RESPONSES:
+            self._interrupted &= set(self._responses) | {self._active or ""}
+        if len(self._truncated) > 2 * RECENT_RESPONSES:
+            self._truncated &= set(self._audio_frames)
 
     def _on_error(self, event: ev.ServerEvent, now: float) -> list[Action]:
         err = event.obj("error")

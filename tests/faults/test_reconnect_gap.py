@@ -253,7 +253,7 @@ async def test_renewals_of_very_short_sessions_keep_to_the_connect_rate(pool: Se
         f"gaps {', '.join(f'{g:.2f}' for g in gaps)} s"
     )
     assert len(starts) >= 3, "the sessions were never renewed"
-    assert min(gaps) >= 1.9, (
-        f"renewals {min(gaps):.2f} s apart: faster than 30 connects a minute allows"
-    )
+    # The client spaces renewals 2 s apart; the server sees each upgrade after a latency that
+    # varies by ~0.1 s (more for the first, under load). Before the fix they came 0.5-1 s apart.
+    assert min(gaps) >= 1.6, f"renewals {min(gaps):.2f} s apart: faster than 30 a minute allows"
     check_each_sample_once(out, at_least_s=8.5)

@@ -195,3 +195,15 @@ def test_one_huge_message_is_cut_to_the_bound_not_dropped() -> None:
     h.append("user", "x" * 500)
     (item,) = h.replay()
     assert len(item["item"]["content"][0]["text"]) == 100
+
+
+def test_an_hour_of_turns_leaves_no_more_state_than_a_minute() -> None:
+    """Per-response records are bounded: memory stays flat over a long session (the soak's
+    RSS figure), and response.done no longer scans every answer ever given."""
+    s = VoiceLiveSession({})
+    handshake(s, "sess_1")
+    for k in range(720):  # an hour of turns, one every 5 s
+        _turn(s, k)
+        s.receive({"type": "input_audio_buffer.speech_started", "audio_start_ms": 0}, 0.0)
+    sizes = [len(s._responses), len(s._transcripts), len(s._audio_frames), len(s._interrupted)]
+    assert max(sizes) <= 64, sizes
