@@ -41,6 +41,7 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from processors.frames import AgentWords, VoiceLiveEventFrame
+from processors.heard import HeardAudio
 
 SILENCE_DB = -90.0
 THINKING_GIVE_UP_S = 10.0  # no answer this long after the user stopped: back to listening
@@ -82,7 +83,7 @@ class ConsoleState:
         self.mic_blocks: deque[bytes] = deque(maxlen=200)
         self.speaker_blocks: deque[bytes] = deque(maxlen=200)
         self.on_line: Callable[[Line], None] | None = None
-        self.playback: Any = None  # the output's PlaybackBuffer, for what was heard of a cut answer
+        self.playback: HeardAudio | None = None  # the output's playback: what a cut answer reached
         self._word_timings: dict[str, list[tuple[str, int]]] = {}  # item -> (word, audio offset ms)
         self._item_audio: dict[str, int] = {}  # item -> frames received
         self._item_rate = 24000
@@ -127,7 +128,7 @@ class ConsoleState:
 
     def _heard_ms(self, item_id: str) -> int | None:
         if self.playback is not None:
-            return self.playback.played_frames(item_id) * 1000 // self.playback.sample_rate
+            return self.playback.played_ms(item_id)
         return self._heard.get(item_id)
 
     def _cut_index(self, words: AgentWords, heard_ms: int | None) -> int | None:

@@ -46,6 +46,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.text.base_text_aggregator import TextType
 
 from processors.frames import AgentTranscriptFrame, AgentTranscriptUrgentFrame, AudioNotSentFrame, VoiceLiveEventFrame
+from processors.heard import HeardAudio
 from processors.voicelive import actions as act
 from processors.voicelive.connection import ConnectionSettings, VoiceLiveConnection
 from processors.voicelive.endpoint import Model
@@ -99,7 +100,7 @@ class VoiceLiveAgentService(FrameProcessor):
         settings: ConnectionSettings,
         session_config: SessionConfig,
         *,
-        playback: Any | None = None,
+        playback: HeardAudio | None = None,
         input_chunk_ms: int = 40,
         flush_wait_s: float = 0.25,
         greeting: str | None = None,
@@ -513,13 +514,12 @@ class VoiceLiveAgentService(FrameProcessor):
         since = playback.flush_count if playback is not None else 0
         if broadcast:
             await self.broadcast_interruption()
-        played: int | None = None
+        heard_ms: int | None = None
         if playback is not None and interruption.item_id:
             if not await playback.wait_flushed(since, self._flush_wait_s):
                 logger.warning("output did not confirm the flush in time; truncating at what it reports played")
-            # The buffer counts at the device rate; the protocol counts 24 kHz frames.
-            played = playback.played_frames(interruption.item_id) * OUTPUT_RATE // playback.sample_rate
-        await self._run(self.session.truncate_heard(interruption, played))
+            heard_ms = playback.played_ms(interruption.item_id)
+        await self._run(self.session.truncate_heard(interruption, heard_ms))
 
     async def _service_error(self, a: act.ServiceError) -> None:
         text = f"Voice Live error {a.code or a.error_type}: {a.message}"

@@ -224,18 +224,19 @@ class VoiceLiveSession:
         actions.append(self._interrupt_current())
         return actions
 
-    def truncate_heard(self, interruption: Interruption, played_frames: int | None) -> list[Action]:
-        """After playback was flushed: tell the server how much of the item the listener heard."""
+    def truncate_heard(self, interruption: Interruption, heard_ms: int | None) -> list[Action]:
+        """After playback was flushed: tell the server how much of the item the listener heard
+        (``heard_ms``, as the output counted it; None when nothing counts it)."""
         item_id, response_id = interruption.item_id, interruption.response_id
-        if not item_id or played_frames is None or item_id in self._truncated:
+        if not item_id or heard_ms is None or item_id in self._truncated:
             return []
-        received = self._audio_frames.get(item_id, 0)
-        played = max(0, min(played_frames, received))
+        received_ms = self._audio_frames.get(item_id, 0) * 1000 // OUTPUT_RATE
+        heard = max(0, min(heard_ms, received_ms))
         resp = self._responses.get(response_id or "")
-        if played >= received and (resp is None or not resp.active):
+        if heard >= received_ms and (resp is None or not resp.active):
             return []
         self._truncated.add(item_id)
-        return [Send(ev.truncate(item_id, played * 1000 // OUTPUT_RATE))]
+        return [Send(ev.truncate(item_id, heard))]
 
     # -- server events ------------------------------------------------------------------------
 

@@ -66,7 +66,7 @@ def test_barge_in_after_response_done_still_interrupts_playing_audio() -> None:
     (started,) = [a for a in actions if isinstance(a, act.SpeechStarted)]
     assert started.interruption.item_id == "item_1"
     assert sends(actions) == []  # nothing active: never cancel
-    (trunc,) = sends(s.truncate_heard(started.interruption, played_frames=12000))
+    (trunc,) = sends(s.truncate_heard(started.interruption, heard_ms=500))
     assert trunc == {**trunc, "type": "conversation.item.truncate", "item_id": "item_1", "content_index": 0, "audio_end_ms": 500}
 
 
@@ -86,14 +86,14 @@ def test_truncate_is_skipped_when_everything_was_heard_and_bounded_by_what_was_r
     s.receive(delta("resp_1", "item_1", frames=24000), 0.0)
     s.receive({"type": "response.done", "response": {"id": "resp_1", "status": "completed"}}, 0.0)
     interruption = act.Interruption("resp_1", "item_1")
-    assert s.truncate_heard(interruption, played_frames=24000) == []
-    assert s.truncate_heard(interruption, played_frames=None) == []
+    assert s.truncate_heard(interruption, heard_ms=1000) == []
+    assert s.truncate_heard(interruption, heard_ms=None) == []
     s2 = ready()
     start_response(s2, "resp_1")
     s2.receive(delta("resp_1", "item_1", frames=24000), 0.0)
-    (trunc,) = sends(s2.truncate_heard(interruption, played_frames=10**9))
+    (trunc,) = sends(s2.truncate_heard(interruption, heard_ms=10**9))
     assert trunc["audio_end_ms"] == 1000  # active response: the server has more than was received
-    assert s2.truncate_heard(interruption, played_frames=100) == []  # once per item
+    assert s2.truncate_heard(interruption, heard_ms=4) == []  # once per item
 
 
 def test_response_create_is_deferred_while_a_response_runs_and_after_the_server_refuses() -> None:
