@@ -24,6 +24,7 @@ import signal  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -64,7 +65,8 @@ class AgentPipeline:
     input: FrameProcessor
     output: FrameProcessor
     transport_failure: str | None = None
-    """Why a transport stopped working (e.g. the output WAV could not be written), or None."""
+    """Why a transport, or another processor with a ``failure`` (one in its own process), stopped
+    working (e.g. the output WAV could not be written, the child process crashed), or None."""
     report: SessionReportProcessor | None = None
     recorder: ConversationRecorder | None = None
 
@@ -74,11 +76,11 @@ class AgentPipeline:
         return self.service.failure or self.transport_failure
 
     async def _on_pipeline_error(self, worker: PipelineWorker, frame: ErrorFrame) -> None:
-        """A transport that can no longer do its job ends the session: nothing is heard or
-        recorded any more, so going on would only lose what the user says and hears."""
+        """A transport (or a processor in its own process) that can no longer do its job ends
+        the session: going on would only lose what the user says and hears."""
         processor = frame.processor
         reason = getattr(processor, "failure", None)
-        if processor in (self.input, self.output) and reason and self.transport_failure is None:
+        if processor is not self.service and reason and self.transport_failure is None:
             self.transport_failure = reason
             await self.cancel(reason)
 
@@ -88,6 +90,14 @@ class AgentPipeline:
         With ``end_after_input`` (default: when the input has an ``input_done`` event), end once
         the input is over and the agent has been idle for ``idle_grace_s``.
         """
+        for processor in self.pipeline.processors:
+            wait_ready = getattr(processor, "wait_ready", None)  # a processor in its own process
+            if wait_ready is not None and not await wait_ready():
+                self.transport_failure = processor.failure
+                for other in self.pipeline.processors:
+                    if hasattr(other, "wait_ready"):
+                        await other.shutdown()
+                return 1
         runner = WorkerRunner(handle_sigint=False)
         await runner.add_workers(self.worker)
         done = getattr(self.input, "input_done", None)
@@ -299,8 +309,9 @@ class _Stopper:
         os._exit(code)
 
 
-async def run_agent(config: AgentConfig) -> int:
-    """Run the default script's session; returns the process exit code."""
+async def run_agent(config: AgentConfig, processors: list[FrameProcessor] | None = None) -> int:
+    """Run the default script's session (``processors`` between the logging processors and the
+    output); returns the process exit code."""
     from transports.errors import TransportError
 
     local = None
@@ -321,7 +332,8 @@ async def run_agent(config: AgentConfig) -> int:
         view = LiveView() if wants_live_view(config.plain) else None
         app = build_agent_pipeline(
             config, input=input_t, output=output_t, endpoint=endpoint,
-            input_processors=view.input_processors() if view else None, processors=view.processors() if view else None,
+            input_processors=view.input_processors() if view else None,
+            processors=[*(processors or []), *(view.processors() if view else [])],
         )
         if view is not None:
             view.attach(app)
@@ -373,8 +385,10 @@ async def run_agent(config: AgentConfig) -> int:
             await local.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m pipelines.agent`` / ``voicelive-agent``."""
+def main(argv: list[str] | None = None,
+         processors: Callable[[], list[FrameProcessor]] | None = None) -> int:
+    """Entry point of ``python -m pipelines.agent`` / ``voicelive-agent``; ``processors`` builds
+    extra processors for the default pipeline once the configuration is valid."""
     install_last_resort()
     configure_console()
     try:
@@ -398,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         return check_devices(config.input_device, config.output_device)
     configure_console(verbose=config.verbose)
     try:
-        code = asyncio.run(run_agent(config))
+        code = asyncio.run(run_agent(config, processors() if processors is not None else None))
     except KeyboardInterrupt:
         return 130
     # The session is over and every file is closed: spare the interpreter's final collections

@@ -75,6 +75,7 @@ class ChildProcess:
         self.name = name
         self.process = process
         self._log_thread = log_thread
+        self._exited: asyncio.Future[None] | None = None
         self.stopping = False
         """Set once the parent asked the child to stop: its exit is then expected."""
 
@@ -88,6 +89,22 @@ class ChildProcess:
 
     def is_alive(self) -> bool:
         return self.process.is_alive()
+
+    def _exit_future(self) -> asyncio.Future[None]:
+        """Resolved once the child's sentinel (a pipe it holds) closes: one reader per loop."""
+        loop = asyncio.get_running_loop()
+        if self._exited is None or self._exited.get_loop() is not loop:
+            exited: asyncio.Future[None] = loop.create_future()
+            sentinel = self.process.sentinel
+
+            def ready() -> None:
+                loop.remove_reader(sentinel)
+                if not exited.done():
+                    exited.set_result(None)
+
+            loop.add_reader(sentinel, ready)
+            self._exited = exited
+        return self._exited
 
     def exit_cause(self) -> str:
         """Why the child ended, as the end of a sentence ("exited with code 3", "was killed by
@@ -114,19 +131,14 @@ class ChildProcess:
         return f"exited with code {code}"
 
     async def wait(self, timeout: float | None = None) -> bool:
-        """Wait (without blocking the loop) until the child has exited; False on timeout."""
+        """Wait (without blocking the loop) until the child has exited; False on timeout. Any
+        number of tasks may wait at once."""
         if self.process.exitcode is not None:
             return True
-        loop = asyncio.get_running_loop()
-        ended = loop.create_future()
-        sentinel = self.process.sentinel
-        loop.add_reader(sentinel, lambda: ended.done() or ended.set_result(None))
         try:
-            await asyncio.wait_for(ended, timeout)
+            await asyncio.wait_for(asyncio.shield(self._exit_future()), timeout)
         except TimeoutError:
             return False
-        finally:
-            loop.remove_reader(sentinel)
         # The pipe closes while the child exits, a moment before it can be reaped.
         for _ in range(1000):
             if self.process.exitcode is not None:
@@ -183,7 +195,7 @@ def start_child(
         target=_child_main,
         name=name,
         daemon=False,
-        args=(payload, handles, log_writer, name, _min_level(), main_thread, os.getpid()),
+        args=(payload, handles, log_writer, name, min(_min_level(), 10), main_thread, os.getpid()),
     )
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:

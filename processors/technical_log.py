@@ -76,5 +76,8 @@ class TechnicalLogProcessor(FrameProcessor):
         elif isinstance(frame, AgentWords):
             _log.debug(f"Agent transcript ({len(frame.text)} chars{', interrupted' if frame.interrupted else ''})")
         elif isinstance(frame, ErrorFrame):
-            _log.error(f"Error frame: {frame.error}")
+            # A processor's failure (``.failure``) is printed once by the script as its last word.
+            failure = getattr(frame.processor, "failure", None)
+            final = frame.error is not None and failure == frame.error
+            _log.bind(console=not final).error(f"Error frame: {frame.error}")
         await self.push_frame(frame, direction)

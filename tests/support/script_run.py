@@ -113,6 +113,7 @@ async def run_script(
     extra: tuple[str, ...] = (),
     stdin: bytes | None = None,
     in_pcm: bytes | None = None,
+    command: tuple[str, ...] = ("-m", "pipelines.agent"),
 ) -> ScriptRun:
     """Run the default script against ``url`` with a ``input_s`` second input WAV.
 
@@ -120,13 +121,14 @@ async def run_script(
     ``mode`` is the agent/model and credential flags (default: model mode with :data:`API_KEY`).
     ``during(process)`` runs alongside (e.g. to send a signal). The process is killed after
     ``timeout`` seconds (``timed_out`` is then set). ``stdin`` is fed to the script's stdin
-    (default: none, as from ``</dev/null``).
+    (default: none, as from ``</dev/null``). ``command`` is what runs before the flags
+    (another script taking the same flags).
     """
     tmp.mkdir(parents=True, exist_ok=True)
     pcm = in_pcm if in_pcm is not None else noise(input_s, seed=99, amplitude=300)
     in_wav = write_wav(tmp / "in.wav", pcm)
     argv = [
-        "-m", "pipelines.agent",
+        *command,
         "--endpoint", url,
         "--input-wav", str(in_wav),
         "--output-wav", str(tmp / "out.wav"),
