@@ -39,7 +39,7 @@ from pipelines.config import AgentConfig, parse_config, shorten  # noqa: E402
 from pipelines.console import LiveView, wants_live_view  # noqa: E402
 from processors.console import error, install_last_resort, say  # noqa: E402
 from processors.technical_log import TechnicalLogProcessor  # noqa: E402
-from processors.logsetup import configure_console, send_to_technical_log_only  # noqa: E402
+from processors.logsetup import configure_console  # noqa: E402
 from processors.recorder import ConversationRecorder  # noqa: E402
 from processors.session_report import SessionReportProcessor, report_path, save_report  # noqa: E402
 from processors.session_log import SessionLogProcessor, session_timestamp  # noqa: E402
@@ -316,13 +316,16 @@ async def run_agent(config: AgentConfig, processors: list[FrameProcessor] | None
 
     local = None
     endpoint = config.endpoint
-    if config.local:
-        from localserver.server import start_local_server
+    if config.local:  # in its own process: its VAD/STT/TTS never compete with the client's audio
+        from localserver.process import LocalServerError, LocalServerProcess
 
-        send_to_technical_log_only("websockets.server", "localserver")
-        local = await start_local_server()
+        try:
+            local = await LocalServerProcess.start()
+        except LocalServerError as exc:
+            error(str(exc))
+            return 1
         endpoint = Endpoint.parse(local.url)
-        logger.info(f"Started the local Voice Live server at {local.url}")
+        logger.info(f"Started the local Voice Live server at {local.url} (pid {local.pid})")
     try:
         try:
             input_t, output_t = make_transports(config)
