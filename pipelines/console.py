@@ -98,9 +98,10 @@ class LiveView:
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
         self._keyboard: threading.Thread | None = None
+        self._saved_stderr_fd: int | None = None
         self._sink: int | None = None
         self._tty_saved: list[Any] | None = None
-        self._widths: tuple[int, list[int]] = (0, [])  # terminal width, lengths of the live lines
+        self._latest_shape: tuple[int, list[int]] = (0, [])  # width, lengths of the live lines
         self._levels = (SILENCE_DB, SILENCE_DB)
         self._closing = False
 
@@ -132,6 +133,8 @@ class LiveView:
                                 filter=lambda r: r["extra"].get("console") is not False, colorize=False)
         self._live = Live(console=self.console, get_renderable=self._render, auto_refresh=False,
                           redirect_stdout=True, redirect_stderr=True, vertical_overflow="crop")
+        self._erase_rewrapped_rows(self._live)
+        self._capture_stderr_fd()
         self._live.start()
         self._timer = threading.Thread(target=self._run_timer, name="live-view", daemon=True)
         self._timer.start()
@@ -149,27 +152,71 @@ class LiveView:
             self._refresh()
             self._live.stop()
             self._live = None
+        self._release_stderr_fd()
         if self._sink is not None:
             logger.remove(self._sink)
             self._sink = None
             resume_console()
+
+    def _capture_stderr_fd(self) -> None:
+        """C libraries write to fd 2 directly (ALSA: "underrun occurred"), which would land in
+        the middle of the view: while it runs, fd 2 goes to the technical log instead."""
+        try:
+            sys.stderr.flush()
+            read_end, write_end = os.pipe()
+            self._saved_stderr_fd = os.dup(2)
+            os.dup2(write_end, 2)
+            os.close(write_end)
+        except (OSError, ValueError):
+            return
+        threading.Thread(target=self._forward_stderr, args=(read_end,), name="stderr-fd", daemon=True).start()
+
+    @staticmethod
+    def _forward_stderr(fd: int) -> None:
+        with os.fdopen(fd, "rb") as pipe:
+            for raw in pipe:  # ends when fd 2 is restored (the last write end closes)
+                line = raw.decode("utf-8", "replace").rstrip()
+                if line:
+                    logger.bind(console=False).warning(f"stderr: {line}")
+
+    def _release_stderr_fd(self) -> None:
+        if self._saved_stderr_fd is not None:
+            try:
+                os.dup2(self._saved_stderr_fd, 2)
+                os.close(self._saved_stderr_fd)
+            except OSError:
+                pass
+            self._saved_stderr_fd = None
 
     def _run_timer(self) -> None:
         while not self._stop.wait(1.0 / REFRESH_HZ):
             self._levels = self.state.levels()
             self._refresh()
 
+    def _erase_rewrapped_rows(self, live: Live) -> None:
+        """Before rich moves the cursor back over the live lines (on a refresh and on every line
+        printed above them), count the rows they take now: a terminal that got narrower has
+        re-wrapped them, and rows left out would stay on screen as debris."""
+        render = live._live_render  # rich keeps the last render's shape here
+        move_back = render.position_cursor
+        drawn: list[tuple[int, list[int]]] = [(0, [])]  # width and line lengths on screen now
+
+        def position_cursor() -> Any:
+            width = self.console.size.width
+            rendered_at, lengths = drawn[0]
+            shape = render._shape
+            if width < rendered_at and shape is not None:
+                rows = sum(max(1, math.ceil(n / width)) for n in lengths)
+                render._shape = (shape[0], max(shape[1], rows))
+            drawn[0] = self._latest_shape  # what rich draws next (rendered before this call, if new)
+            return move_back()
+
+        render.position_cursor = position_cursor  # type: ignore[method-assign]
+
     def _refresh(self) -> None:
         live = self._live
         if live is None:
             return
-        width = self.console.size.width
-        old_width, old_lengths = self._widths
-        shape = getattr(live._live_render, "_shape", None)  # rich keeps the last render's size here
-        if width < old_width and shape is not None:
-            # The terminal re-wrapped the old live lines: erase every row they take now.
-            rows = sum(max(1, math.ceil(n / width)) for n in old_lengths)
-            live._live_render._shape = (shape[0], max(shape[1], rows))
         try:
             live.refresh()
         except Exception as exc:  # the view must never take the session down
@@ -190,12 +237,14 @@ class LiveView:
         if s.partial_agent:
             lines.append(_tail(Text("Agent: ", style="bold green"), redact(s.partial_agent.strip()), width))
         if self._closing:
-            return Group(self._status(width))
+            status = self._status(width)
+            self._latest_shape = (width + 1, [len(status.plain)])
+            return Group(status)
         prompt = Text.assemble(("› ", "bold"), self.typing, ("▏", "blink")) if self.typing else Text(
             "› type a message and press Enter · q to quit", style="dim")
         lines.append(_tail(Text(), prompt, width))
         lines.append(self._status(width))
-        self._widths = (width + 1, [len(t.plain) for t in lines])
+        self._latest_shape = (width + 1, [len(t.plain) for t in lines])
         return Group(*lines)
 
     def _status(self, width: int) -> Text:

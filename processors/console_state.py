@@ -144,6 +144,8 @@ class ConsoleState:
                     break
                 if found >= 0:
                     position = found + len(word)
+                    while position < len(words.text) and not words.text[position].isspace():
+                        position += 1  # the punctuation that goes with the word
             return position
         total_ms = self._item_audio.get(words.item_id, 0) * 1000 // self._item_rate
         if total_ms <= 0:

@@ -115,3 +115,25 @@ async def test_plain_flag_and_a_pipe_give_plain_lines(pulse, script_env: dict[st
         term.close()
     assert "User Input: Hello, how are you?" in screen
     assert not METER.search(screen) and "●" not in screen
+
+
+async def test_a_narrow_and_resized_terminal_keeps_one_status_line(pulse, script_env: dict[str, str], tmp_path: Path) -> None:
+    term = Terminal(script(), cwd=tmp_path, env={**script_env, **pulse.env}, width=100, height=20)
+    try:
+        await term.wait_for(r"● listening", 60)
+        for n, width in enumerate((60, 36, 100, 44), 1):
+            term.resize(width, 20)
+            await term.wait_for(r"● listening", 5)
+            term.type(TYPED)
+            answers = "".join(rf"Agent: {re.escape(TYPED_ANSWER)}[\s\S]*" for _ in range(n))
+            await term.wait_for(answers + r"● listening", 30, history=True)
+            visible = term.screen()
+            status = [line for line in visible.splitlines() if "● " in line or "│ mic" in line]
+            assert len(status) == 1, f"status lines left behind at {width} columns:\n{visible}"
+            assert visible.splitlines()[-1].startswith("● listening") and len(visible.splitlines()[-1]) <= width
+            assert visible.count(TYPED_ANSWER) >= 1
+        assert term.screen(history=True).count(f"Agent: {TYPED_ANSWER}") == 4 and "ALSA lib" not in visible
+        term.type("q")
+        assert await term.exit_code() == 0
+    finally:
+        term.close()
