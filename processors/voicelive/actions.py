@@ -8,9 +8,11 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Send:
-    """Send this client event over the socket."""
+    """Send this client event over the socket. ``audio``: it carries microphone audio
+    (``input_audio_buffer.append``), which a backed-up socket may drop and logs leave out."""
 
     event: dict[str, Any]
+    audio: bool = False
 
 
 @dataclass(frozen=True)

@@ -213,19 +213,18 @@ class VoiceLiveConnection:
         self._sender = asyncio.create_task(self._send_loop(self._ws), name="voicelive-sender")
         logger.info("Connected to Voice Live")
 
-    def send(self, event: dict[str, Any]) -> bool:
-        """Queue ``event``; microphone audio is dropped (and counted) when the queue is backed up."""
+    def send(self, event: dict[str, Any], *, audio: bool = False) -> bool:
+        """Queue ``event``; microphone ``audio`` is dropped (and counted) when the queue is backed up."""
         if self._ws is None:
             return False
-        is_audio = event.get("type") == "input_audio_buffer.append"
-        if is_audio:
+        if audio:
             if self._queued_audio >= MAX_QUEUED_AUDIO:
                 self.dropped_audio += 1
                 if self.dropped_audio == 1 or self.dropped_audio % 50 == 0:
                     logger.warning(f"send queue backed up: dropped {self.dropped_audio} microphone chunks so far")
                 return False
             self._queued_audio += 1
-        self._queue.put_nowait((json.dumps(event, ensure_ascii=False), is_audio))
+        self._queue.put_nowait((json.dumps(event, ensure_ascii=False), audio))
         return True
 
     async def _send_loop(self, ws: ClientConnection) -> None:

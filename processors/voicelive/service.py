@@ -223,7 +223,7 @@ class VoiceLiveAgentService(FrameProcessor):
                     conn = self._connection
                     if conn is None or not conn.is_open:  # closing: the next session gets it
                         self.session.audio_unsent(chunk)
-                    elif not conn.send(action.event):  # dropped by a backed-up socket
+                    elif not conn.send(action.event, audio=action.audio):  # a backed-up socket
                         self._unsent_frames += len(chunk) // 2
 
     async def _report_unsent_audio(self, reason: str) -> None:
@@ -313,7 +313,7 @@ class VoiceLiveAgentService(FrameProcessor):
                 logger.warning(f"Skipped malformed server event: {exc}")
                 continue
             try:
-                if event.type != "response.audio.delta":  # 25 a second; logging them would cost more than playing them
+                if not event.carries_audio:  # 25 a second; logging them would cost more than playing them
                     await self.push_frame(VoiceLiveEventFrame(event=event.data, direction="received", at=time.time()))
                 await self._run(self.session.receive(event, now))
             except Exception as exc:  # one bad event must not end the session
@@ -423,11 +423,11 @@ class VoiceLiveAgentService(FrameProcessor):
 
     # -- actions ------------------------------------------------------------------------------
 
-    async def _send(self, event: dict[str, Any]) -> None:
-        if self._connection is None or not self._connection.send(event):
+    async def _send(self, a: act.Send) -> None:
+        if self._connection is None or not self._connection.send(a.event, audio=a.audio):
             return
-        if event.get("type") != "input_audio_buffer.append":
-            await self.push_frame(VoiceLiveEventFrame(event=event, direction="sent", at=time.time()))
+        if not a.audio:  # 25 appends a second: logging them would cost more than sending them
+            await self.push_frame(VoiceLiveEventFrame(event=a.event, direction="sent", at=time.time()))
 
     async def _run(self, actions: list[act.Action], *, broadcast: bool = True) -> None:
         for action in actions:
@@ -435,7 +435,7 @@ class VoiceLiveAgentService(FrameProcessor):
 
     async def _apply(self, a: act.Action, broadcast: bool) -> None:  # noqa: C901 - a flat dispatch
         if isinstance(a, act.Send):
-            await self._send(a.event)
+            await self._send(a)
         elif isinstance(a, act.PlayAudio):
             if a.first and a.response_id not in self._tts_started:
                 self._tts_started.add(a.response_id)

@@ -158,7 +158,7 @@ class VoiceLiveSession:
 
     def _release_gap_audio(self) -> list[Action]:
         held_s = self.gap_audio.held_frames / self.gap_audio.rate
-        sends: list[Action] = [Send(ev.audio_append(pcm)) for pcm in self.gap_audio.release()]
+        sends: list[Action] = [Send(ev.audio_append(pcm), audio=True) for pcm in self.gap_audio.release()]
         if sends:
             note = f"sent {held_s:.2f} s of microphone audio held until the session was ready"
             sends.append(Notice("info", note))
@@ -171,7 +171,7 @@ class VoiceLiveSession:
         if not self.ready:
             self.gap_audio.hold(pcm)
             return []
-        return [Send(ev.audio_append(pcm))]
+        return [Send(ev.audio_append(pcm), audio=True)]
 
     def audio_unsent(self, pcm: bytes) -> None:
         """Audio :meth:`audio_in` returned that the owner could not send (its connection is

@@ -26,6 +26,11 @@ class ServerEvent:
     type: str
     data: dict[str, Any]
 
+    @property
+    def carries_audio(self) -> bool:
+        """Agent audio (``response.audio.delta``): the one event type logs leave out."""
+        return self.type == "response.audio.delta"
+
     def str(self, key: str, default: str = "") -> str:
         value = self.data.get(key)
         return value if isinstance(value, str) else default

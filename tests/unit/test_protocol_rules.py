@@ -214,3 +214,13 @@ def test_refresh_schedule() -> None:
     b = Backoff()
     assert all(0.25 <= b.delay(1) <= 0.5 for _ in range(100))
     assert all(b.delay(10) <= 8.0 for _ in range(100))
+
+
+def test_audio_sends_say_they_are_audio_and_nothing_else_does() -> None:
+    """The I/O layers read the flag instead of comparing event type strings."""
+    s = ready()
+    (append,) = s.audio_in(b"\x00\x00" * 960)
+    assert isinstance(append, act.Send) and append.audio
+    assert append.event["type"] == "input_audio_buffer.append"
+    others = [a for a in s.user_text("hello") if isinstance(a, act.Send)]
+    assert others and not any(a.audio for a in others)
