@@ -12,8 +12,9 @@ WAV input holding one user turn every ``--turn-every`` seconds. The server:
   (transcript, words, audio, ``response.done``). A turn whose connection goes away before its
   end is not committed there, as on a real server.
 
-It reports, from the server's record and the session log: turns in the input, heard (committed)
-and answered exactly once, turns that straddled a reconnect (their audio split across two
+It reports, from the server's record and the session log: turns in the input, heard whole
+(committed with every one of its samples: a turn whose start was lost in a reconnect gap counts
+as cut, not heard) and answered exactly once, turns that straddled a reconnect (their audio split across two
 connections, or held during a reconnect and sent to the next session), connects and the most in
 any 60 s, history items replayed per reconnect, and the client's RSS (psutil, every 2 s): growth
 from the median of the second minute to the median of the last minute. Writes
@@ -89,6 +90,7 @@ class Record:
 
     connects: list[float] = field(default_factory=list)  # monotonic upgrade times
     heard: Counter[int] = field(default_factory=Counter)
+    cut: dict[int, float] = field(default_factory=dict)  # turns committed with part missing (s)
     answered: Counter[int] = field(default_factory=Counter)
     turn_conns: dict[int, set[int]] = field(
         default_factory=dict
@@ -129,6 +131,7 @@ class Connection:
         self.server, self.ws, self.no = server, ws, no
         self.rec = server.rec
         self.speech: int | None = None  # the turn being spoken
+        self.speech_samples = 0  # how many of its samples this connection received
         self.silence = 0
         self.items = 0
         self.ready_at = 0.0
@@ -191,7 +194,7 @@ class Connection:
             if burst:
                 self.rec.held_turns.add(turn)
             if self.speech is None:
-                self.speech = turn
+                self.speech, self.speech_samples = turn, 0
                 await self.ws.send(
                     event(
                         "input_audio_buffer.speech_started",
@@ -199,12 +202,15 @@ class Connection:
                         item_id=f"item_U{turn}",
                     )
                 )
+            self.speech_samples += int(loud.size)
             self.silence = len(samples) - int(loud[-1]) - 1
         else:
             self.silence += len(samples)
         if self.speech is not None and self.silence >= SILENCE_S * RATE:
             turn, self.speech = self.speech, None
             self.rec.heard[turn] += 1
+            if self.speech_samples < int(TURN_S * RATE):  # its start went missing
+                self.rec.cut[turn] = self.speech_samples / RATE
             self.tasks.append(asyncio.create_task(self._answer(turn)))
 
     async def _answer(self, turn: int) -> None:
@@ -331,7 +337,8 @@ async def run(minutes: float, turn_every: float, session_s: float, folder: Path)
         "stderr": err.decode("utf-8", "replace").strip(),
         "elapsed": elapsed,
         "turns": turns,
-        "heard_once": sum(1 for n in expected if rec.heard[n] == 1),
+        "heard_once": sum(1 for n in expected if rec.heard[n] == 1 and n not in rec.cut),
+        "cut": len(rec.cut),
         "answered_once": sum(1 for n in expected if rec.answered[n] == 1),
         "logged_once": sum(
             1
@@ -339,7 +346,9 @@ async def run(minutes: float, turn_every: float, session_s: float, folder: Path)
             if said[f"User Input: Turn {n}"] == 1
             and replies[f"Agent Audio Response: Answer to turn {n}. Got it."] == 1
         ),
-        "not_once": sorted(n for n in expected if rec.heard[n] != 1 or rec.answered[n] != 1),
+        "not_once": sorted(
+            n for n in expected if rec.heard[n] != 1 or n in rec.cut or rec.answered[n] != 1
+        ),
         "partial_lines": sum(1 for line in log if "(partial)" in line),
         "straddled": len(split | rec.held_turns),
         "split": len(split),
@@ -362,7 +371,8 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
     rows = [
         ("run time (s)", f"{r['elapsed']:.0f}"),
         ("user turns in the input", r["turns"]),
-        ("heard (committed by the server) exactly once", r["heard_once"]),
+        ("heard whole (all its samples, committed by the server) exactly once", r["heard_once"]),
+        ("heard with part of the turn missing", r["cut"]),
         ("answered (`response.done`) exactly once", r["answered_once"]),
         ("in the session log once (user line and answer line)", r["logged_once"]),
         (

@@ -86,6 +86,14 @@ def check_each_sample_once(out: Outcome, *, at_least_s: float) -> None:
         )
 
 
+async def finished(pool: SessionPool, name: str) -> Outcome:
+    """The outcome of session ``name``, which must have ended cleanly (exit 0, no traceback)."""
+    out: Outcome = await pool.get(name)
+    assert out.run.code == 0, out.run.describe()
+    check_no_crash(out.run)
+    return out
+
+
 GAP_TURN = Turn(
     "Did you hear me during the reconnect?", "Yes, I heard you. Go on!", noise(0.5, seed=78)
 )
@@ -183,10 +191,8 @@ async def test_a_turn_spoken_during_a_reconnect_is_heard_and_answered_once(
     """User sees: "Voice Live closed the connection (1001: going away): reconnecting (microphone
     audio is kept, the last 10 s, until the session is back)", then their words and the answer
     once each; nothing they said in the gap is lost."""
-    out: Outcome = await pool.get("gap-turn")
+    out = await finished(pool, "gap-turn")
     run = out.run
-    assert run.code == 0, run.describe()
-    check_no_crash(run)
     assert len(out.server.conns) == 2, run.describe()
     assert not out.server.script_errors, (
         f"the second session never heard the turn: {out.server.script_errors!r}"
@@ -213,10 +219,8 @@ async def test_a_turn_spoken_during_a_reconnect_is_heard_and_answered_once(
 
 @uses("renewal")
 async def test_a_make_before_break_renewal_loses_and_repeats_no_audio(pool: SessionPool) -> None:
-    out: Outcome = await pool.get("renewal")
+    out = await finished(pool, "renewal")
     run = out.run
-    assert run.code == 0, run.describe()
-    check_no_crash(run)
     assert len(out.server.conns) == 2, run.describe()
     first, second = (c.record for c in out.server.conns)
     assert first.close_code == 1000 and second.marks["opened"] < first.marks["closed"]
@@ -227,10 +231,7 @@ async def test_a_make_before_break_renewal_loses_and_repeats_no_audio(pool: Sess
 async def test_a_new_session_without_expires_at_is_not_renewed_on_the_old_schedule(
     pool: SessionPool,
 ) -> None:
-    out: Outcome = await pool.get("expiry-not-inherited")
-    run = out.run
-    assert run.code == 0, run.describe()
-    check_no_crash(run)
+    out = await finished(pool, "expiry-not-inherited")
     opened = [
         c.record.marks["opened"] - out.server.conns[0].record.marks["opened"]
         for c in out.server.conns
@@ -242,10 +243,8 @@ async def test_a_new_session_without_expires_at_is_not_renewed_on_the_old_schedu
 
 @uses("short-sessions")
 async def test_renewals_of_very_short_sessions_keep_to_the_connect_rate(pool: SessionPool) -> None:
-    out: Outcome = await pool.get("short-sessions")
+    out = await finished(pool, "short-sessions")
     run = out.run
-    assert run.code == 0, run.describe()
-    check_no_crash(run)
     starts = out.server.attempt_times
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     print(
