@@ -125,10 +125,14 @@ async def run_batch(config: AgentConfig, args: argparse.Namespace, jobs: list[Jo
 
     args.out.mkdir(parents=True, exist_ok=True, mode=0o700)
     local = None
-    if config.local:
-        from localserver.server import start_local_server
+    if config.local:  # in its own process, shared by every worker's sessions
+        from localserver.process import LocalServerError, LocalServerProcess
 
-        local = await start_local_server()
+        try:
+            local = await LocalServerProcess.start()
+        except LocalServerError as exc:
+            error(str(exc))
+            return 1
         endpoint = Endpoint.parse(local.url)
         jobs = [_with_endpoint(job, endpoint) for job in jobs]
     progress = Progress(len(jobs), args.plain)

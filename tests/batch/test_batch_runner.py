@@ -352,3 +352,24 @@ def test_connect_pacer_is_a_sliding_window(per_minute: int, window: float, expec
 
 
 assert ROOT.is_dir()
+
+
+async def test_a_batch_against_the_embedded_server(tmp_path: Path) -> None:
+    """``--local``: one embedded server process serves every worker's sessions; a spoken and a
+    typed question are both answered, and no process is left behind."""
+    convs = tmp_path / "q"
+    convs.mkdir()
+    speak = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "localserver.speak", "What is the capital of France?", str(convs / "spoken.wav"),
+        "--pad-ms", "1000", env=script_env(), stdout=asyncio.subprocess.DEVNULL,
+    )
+    assert await speak.wait() == 0
+    (convs / "typed.txt").write_text("What is the capital of France?\n", encoding="utf-8")
+    code, out, err, _ = await run_batch(["q", "--out", "r", "--local", "--workers", "2"], tmp_path, timeout=120)
+    assert code == 0, (out, err)
+    for name in ("spoken", "typed"):
+        report = json.loads((tmp_path / "r" / name / "report.json").read_text(encoding="utf-8"))
+        (turn,) = report["turns"]
+        assert "Paris" in (turn["agent_text"] or ""), report
+        assert turn["first_audio_latency_ms"] is not None
+    assert_no_worker_left(tmp_path / "r")
