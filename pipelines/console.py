@@ -7,8 +7,9 @@ line: state, microphone and speaker level meters (dBFS), the last turn's latency
 -> first agent audio played), session time and the time left before the session expires.
 
 Cheap by construction: the processors only append audio blocks to deques and set a few fields
-(:mod:`processors.console_state`); levels are computed and the view is rendered by a timer thread
-``REFRESH_HZ`` times a second, never per frame, never on the event loop. Every live line is cut to
+(:mod:`processors.console_state`); levels are computed by a timer thread ``REFRESH_HZ`` times a
+second, never per frame, never on the event loop, and the view is redrawn when what it shows
+changed (while the room is silent, once a second for the clock). Every live line is cut to
 the terminal's width at each refresh, so a narrow terminal never wraps them; when the terminal
 gets narrower, the rows the old lines now take are erased too, so a resize leaves no debris.
 
@@ -189,9 +190,21 @@ class LiveView:
             self._saved_stderr_fd = None
 
     def _run_timer(self) -> None:
+        last = None
         while not self._stop.wait(1.0 / REFRESH_HZ):
             self._levels = self.state.levels()
-            self._refresh()
+            seen = self._what_is_shown()
+            if seen != last:  # drawing costs far more than looking: only redraw on a change
+                last = seen
+                self._refresh()
+
+    def _what_is_shown(self) -> tuple[Any, ...]:
+        s, now = self.state, time.monotonic()
+        latency = self.report.last_latency_ms() if self.report is not None else None
+        left = s.seconds_left()
+        return (s.state, round(self._levels[0]), round(self._levels[1]), latency, int(now - s.started_at),
+                None if left is None else int(left), self.typing, s.partial_user, s.partial_agent,
+                self.console.size.width)
 
     def _erase_rewrapped_rows(self, live: Live) -> None:
         """Before rich moves the cursor back over the live lines (on a refresh and on every line
