@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -62,6 +63,22 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\s*\S+", text)
 
 
+def tool_answer(output: str) -> str:
+    """The spoken answer to a tool's ``function_call_output``: its text, a JSON object's fields,
+    or what went wrong (``{"error": ...}``)."""
+    try:
+        value = json.loads(output)
+    except ValueError:
+        value = output
+    if isinstance(value, dict) and set(value) == {"error"}:
+        return f"Sorry, the tool failed: {value['error']}"
+    if isinstance(value, dict):
+        value = ", ".join(f"{k} {v}" for k, v in value.items())
+    elif isinstance(value, list):
+        value = ", ".join(str(v) for v in value)
+    return f"The tool returned: {str(value).strip()}"
+
+
 class DefaultBrain:
     """Answers a few known questions, echoes anything else ("You said: …"). Deterministic
     except for the clock question."""
@@ -77,7 +94,7 @@ class DefaultBrain:
         """The whole reply for ``history`` (the last user or tool turn decides)."""
         for turn in reversed(history):
             if turn.role == "tool":
-                return f"The tool returned: {turn.text}"
+                return tool_answer(turn.text)
             if turn.role == "user":
                 said = _norm(turn.text)
                 for written, answer in _ANSWERS:

@@ -34,6 +34,13 @@ from localserver.server_events import (
     warning_event,
 )
 from localserver.responder import Pacing, ResponseRunner
+from localserver.tools import (
+    FunctionCallRunner,
+    ToolCall,
+    choose_tool,
+    function_tools,
+    tool_phrases,
+)
 
 log = logging.getLogger(__name__)
 MAX_APPEND_BYTES = 15 * 1024 * 1024
@@ -75,7 +82,7 @@ class ServerSession:
         self.conversation_id = new_id("conv")
         self._queue: asyncio.Queue[tuple[str, Any, str | None]] = asyncio.Queue()
         self._input = self._new_input()
-        self._runner: ResponseRunner | None = None
+        self._runner: ResponseRunner | FunctionCallRunner | None = None
         self._runner_task: asyncio.Task[None] | None = None
         self._pending_item: str | None = None
         self._text_inputs: dict[str, str] = {}
@@ -90,8 +97,13 @@ class ServerSession:
         await self.send(error_event(code, message, param=param, client_event_id=event_id))
 
     def _phrases(self) -> list[str] | None:
+        """What the recogniser listens for: the session's phrase list (else the brain's known
+        questions), plus the questions that ask for a declared tool."""
         transcription = self.config.get("input_audio_transcription") or {}
-        return list(transcription.get("phrase_list") or []) or list(self.brain.known_phrases) or None
+        phrases = list(transcription.get("phrase_list") or []) or list(self.brain.known_phrases)
+        if self.info.mode == "model":
+            phrases += [p for p in tool_phrases(function_tools(self.config)) if p not in phrases]
+        return phrases or None
 
     def _new_input(self) -> InputAudio:
         return InputAudio(self.config["input_audio_format"], input_rate(self.config),
@@ -313,6 +325,14 @@ class ServerSession:
             "metadata": overrides.get("metadata"),
         }
         pregenerated = overrides.get("pre_generated_assistant_message")
+        call = None if pregenerated else self._tool_asked_for(overrides)
+        if call is not None:
+            self._runner = FunctionCallRunner(
+                self.send, self.conversation, call, params, self.conversation_id,
+                input_audio_ms=self.audio_received_ms,
+            )
+            self._runner_task = asyncio.create_task(self._runner.run())
+            return
         stream = _fixed_text(pregenerated) if pregenerated else self.brain.respond(self.conversation.history())
         self._runner = ResponseRunner(
             self.send, self.conversation, stream, params, self.conversation_id, self.options.pacing,
@@ -321,6 +341,19 @@ class ServerSession:
             input_audio_ms=self.audio_received_ms,
         )
         self._runner_task = asyncio.create_task(self._runner.run())
+
+
+    def _tool_asked_for(self, overrides: dict[str, Any]) -> ToolCall | None:
+        """In model mode, the declared tool the user's last words ask for (None after a tool's
+        output, so the answer is spoken from it)."""
+        if self.info.mode != "model":
+            return None
+        history = self.conversation.history()
+        if not history or history[-1].role != "user":
+            return None
+        chosen = {k: overrides[k] for k in ("tools", "tool_choice") if k in overrides}
+        session = {**self.config, **chosen}
+        return choose_tool(history[-1].text, function_tools(session))
 
 
 async def _fixed_text(message: dict[str, Any]) -> AsyncIterator[str]:
