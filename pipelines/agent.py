@@ -170,8 +170,12 @@ def build_agent_pipeline(
         debug=config.debug,
     )
     playback = getattr(output, "playback", None)
-    service = VoiceLiveAgentService(settings, config.session_config, playback=playback,
-                                    greeting=config.greeting)
+    service = VoiceLiveAgentService(
+        settings, config.session_config, playback=playback, greeting=config.greeting,
+        tool_timeout_s=config.tool_timeout_s,
+    )
+    for name, handler in (config.tools.handlers() if config.tools else {}).items():
+        service.register_function(name, handler)
     stamp = timestamp or session_timestamp()
     session_log = SessionLogProcessor(
         config.log_dir,

@@ -34,6 +34,7 @@ from processors.voicelive.endpoint import (
     Model,
     Target,
 )
+from processors.tools import ToolSet, load_tools
 from processors.voicelive.errors import ConfigError
 from transports.errors import TransportError
 from transports.wavfile import check_wav
@@ -90,6 +91,9 @@ class AgentConfig:
     """Speak first: None = wait for the user; "" = the agent's own greeting; else its text."""
     record: Path | None = None
     plain: bool = False
+    tools: ToolSet | None = None
+    """The functions of ``--tools`` (declared in ``session.tools`` in model mode only)."""
+    tool_timeout_s: float = 10.0
 
     @property
     def agent_label(self) -> str | None:
@@ -192,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     sess.add_argument("--no-noise-suppression", action="store_true", help="turn off Azure deep noise suppression")
     sess.add_argument("--no-echo-cancellation", action="store_true", help="turn off server echo cancellation")
     sess.add_argument("--session-json", type=_path, help="JSON object merged into the session.update session (advanced)")
+    sess.add_argument(
+        "--tools", metavar="MODULE", help="a .py file or module whose functions the model may call"
+    )
+    sess.add_argument(
+        "--tool-timeout", type=float, default=10.0, metavar="SECONDS",
+        help="a tool call not done by then is answered with an error (default 10)",
+    )
     io = p.add_argument_group("audio and logs")
     io.add_argument("--input-wav", type=_path, help="read the microphone from this WAV (paced in real time) and exit when done")
     io.add_argument("--output-wav", type=_path, help="record the speaker's timeline to this WAV instead of playing it")
@@ -333,6 +344,23 @@ def _session(args: argparse.Namespace, target: Target) -> SessionConfig:
         apply_wire(session, _read_json_object(args.session_json))
     session.validate(agent_mode=agent_mode)
     return session
+
+
+def _tools(spec: str | None, target: Target, session: SessionConfig) -> ToolSet | None:
+    """Load ``--tools`` (a bad module fails here, in any mode) and declare them in model mode."""
+    if spec is None:
+        return None
+    tools = load_tools(spec)
+    if not isinstance(target, Model):
+        print(
+            f"note: --tools is for model mode: an agent runs its own tools on the service side, "
+            f"so {', '.join(tools.names)} are not declared",
+            file=sys.stderr,
+        )
+        return None
+    session.tools = [*(session.tools or []), *tools.to_wire()]
+    session.validate()
+    return tools
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
@@ -526,9 +554,12 @@ def parse_config(
     target = _target(values, args, args.local)
     api_version = _api_version(values, endpoint, target)
     session = _session(args, target)
+    tools = _tools(args.tools, target, session)
     _check_files(args)
     if args.idle_grace < 0:
         raise ConfigError("--idle-grace must be zero or more seconds")
+    if not 0 < args.tool_timeout <= 3600:
+        raise ConfigError("--tool-timeout must be more than 0 and at most 3600 seconds")
     api_key = values["api_key"] or (LOCAL_KEY if args.local else None)
     config = AgentConfig(
         endpoint=endpoint,
@@ -549,5 +580,7 @@ def parse_config(
         greeting=args.greeting,
         record=args.record,
         plain=args.plain,
+        tools=tools,
+        tool_timeout_s=args.tool_timeout,
     )
     return config, args

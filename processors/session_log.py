@@ -10,6 +10,8 @@ Session log (``session_<timestamp>.log``)::
     User Input: <what the user said, or typed>
     Agent Audio Response: <what the agent said>      (or Agent Text Response: … in text mode)
     2.4 s of your speech was not sent (<why>)        (microphone audio that never left)
+    Tool Call: <name>(<arguments as JSON>)            (tools declared with --tools)
+    Tool Result: <name>: <output, or {"error": …}>
 
 While an answer is still arriving, its complete sentences so far stand provisionally as the last
 line, ``Agent Audio Response (partial): …``, rewritten at each sentence end and replaced by the
@@ -39,6 +41,8 @@ from pipecat.frames.frames import (
     CancelFrame,
     EndFrame,
     Frame,
+    FunctionCallInProgressFrame,
+    FunctionCallResultFrame,
     InputTextRawFrame,
     LLMTextFrame,
     StartFrame,
@@ -146,6 +150,10 @@ class SessionLogProcessor(FrameProcessor):
             self._agent_words(frame.text, "Audio" if isinstance(frame, TTSTextFrame) else "Text")
         elif isinstance(frame, AudioNotSentFrame):
             self._line(f"{frame.seconds:.1f} s of your speech was not sent ({frame.reason})")
+        elif isinstance(frame, FunctionCallInProgressFrame):
+            self._line(f"Tool Call: {frame.function_name}({_one_line(frame.arguments)})")
+        elif isinstance(frame, FunctionCallResultFrame):
+            self._line(f"Tool Result: {frame.function_name}: {_one_line(frame.result)}")
         await self.push_frame(frame, direction)
         if isinstance(frame, (EndFrame, CancelFrame)):
             self._close()
@@ -195,3 +203,12 @@ class SessionLogProcessor(FrameProcessor):
     async def cleanup(self) -> None:
         await super().cleanup()
         self._close()
+
+
+def _one_line(value: Any) -> str:
+    """A tool's arguments or result on one log line (the model's JSON may hold line breaks)."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    try:
+        return json.dumps(json.loads(text), ensure_ascii=False)
+    except ValueError:
+        return " ".join(text.split())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -26,6 +27,8 @@ from pipecat.frames.frames import (
     CancelWorkerFrame,
     EndFrame,
     Frame,
+    FunctionCallInProgressFrame,
+    FunctionCallResultFrame,
     InputAudioRawFrame,
     InputTextRawFrame,
     InterimTranscriptionFrame,
@@ -63,7 +66,8 @@ from processors.voicelive.wire import parse_server_event
 from processors.voicelive.session_state import OUTPUT_RATE, VoiceLiveSession
 from processors.voicelive.session_config import SessionConfig
 
-FunctionHandler = Callable[[dict[str, Any] | str], Awaitable[str]]
+FunctionHandler = Callable[[dict[str, Any] | str], Awaitable[Any]]
+TOOL_TIMEOUT_S = 10.0  # a tool that has not answered by then gets an error result
 RESPONSE_WAIT_S = 10.0  # how long after speech_stopped a response is still expected
 HEALTHY_CONNECTION_S = 30.0  # a connection up this long (or that completed a response) was not flapping
 # Less than this is the ordinary start-up (the audio before the session is configured, about
@@ -91,6 +95,7 @@ class VoiceLiveAgentService(FrameProcessor):
         greeting: speak first, as soon as the session is ready: ``""`` lets the agent or model
             greet in its own words; a text instructs the first response (model mode) or is said
             as is (agent mode). ``None``: wait for the user.
+        tool_timeout_s: a tool call that has not returned by then is answered with an error.
 
     Events: ``on_session_ready(service, session_dict)``, ``on_fatal_error(service, message)``.
     """
@@ -104,6 +109,7 @@ class VoiceLiveAgentService(FrameProcessor):
         input_chunk_ms: int = 40,
         flush_wait_s: float = 0.25,
         greeting: str | None = None,
+        tool_timeout_s: float = TOOL_TIMEOUT_S,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -124,6 +130,8 @@ class VoiceLiveAgentService(FrameProcessor):
         self._closing = False
         self._tts_started: set[str] = set()
         self._functions: dict[str, FunctionHandler] = {}
+        self._tool_timeout_s = tool_timeout_s
+        self._tool_calls: set[asyncio.Task[None]] = set()
         self._user_speaking = False
         self._awaiting_response_since: float | None = None
         self._last_event_at = time.monotonic()  # when the last server event arrived
@@ -148,7 +156,13 @@ class VoiceLiveAgentService(FrameProcessor):
     # -- public -------------------------------------------------------------------------------
 
     def register_function(self, name: str, handler: FunctionHandler) -> None:
-        """Run ``handler(arguments)`` when the model calls tool ``name``; its string result is sent back."""
+        """Run ``handler(arguments)`` when the model calls tool ``name``.
+
+        ``arguments`` is the model's JSON text. The result goes back as ``function_call_output``
+        (a string as it is, anything else as JSON). A handler that raises, or has not returned
+        after ``tool_timeout_s``, is answered with ``{"error": ...}`` and the session goes on.
+        Declare the tool itself in ``SessionConfig.tools``.
+        """
         self._functions[name] = handler
 
     @property
@@ -169,7 +183,7 @@ class VoiceLiveAgentService(FrameProcessor):
         waiting = self._awaiting_response_since is not None and now - self._awaiting_response_since < RESPONSE_WAIT_S
         active = self.session.active_response
         responding = active is not None and not self.session.is_interrupted(active)
-        return self._user_speaking or waiting or responding
+        return self._user_speaking or waiting or responding or bool(self._tool_calls)
 
     # -- frames in ----------------------------------------------------------------------------
 
@@ -273,6 +287,7 @@ class VoiceLiveAgentService(FrameProcessor):
         self._closing = True
         current = asyncio.current_task()
         tasks = [t for t in (self._connector, self._refresher, self._receiver) if t is not None and t is not current]
+        tasks += list(self._tool_calls)
         self._connector = self._refresher = self._receiver = None
         await asyncio.gather(*(self.cancel_task(t, timeout=CLOSE_WAIT_S) for t in tasks))
         conn, self._connection = self._connection, None
@@ -532,14 +547,49 @@ class VoiceLiveAgentService(FrameProcessor):
             await self.push_error(text)
 
     async def _call_function(self, a: act.FunctionCall) -> None:
+        """Run the tool in a task of its own: events keep flowing while it works."""
+        task = self.create_task(self._run_tool(a), name=f"voicelive-tool-{a.name}")
+        self._tool_calls.add(task)
+        task.add_done_callback(self._tool_calls.discard)
+
+    async def _run_tool(self, a: act.FunctionCall) -> None:
+        """Call the handler (bounded by ``tool_timeout_s``) and send its output, or an error."""
+        logger.info(f"Tool call: {a.name}({a.arguments})")
+        call = {"function_name": a.name, "tool_call_id": a.call_id, "arguments": a.arguments}
+        await self.push_frame(FunctionCallInProgressFrame(**call))
+        output, error = await self._tool_output(a)
+        if error is not None:
+            logger.warning(f"Tool {a.name!r}: {error}; the model is told so")
+            output = json.dumps({"error": error}, ensure_ascii=False)
+        else:
+            logger.info(f"Tool result: {a.name} -> {output}")
+        await self.push_frame(FunctionCallResultFrame(**call, result=output, error=error))
+        if self._connection is None:
+            logger.warning(f"The result of tool {a.name!r} is dropped: the connection was lost")
+            return
+        self._awaiting_response_since = time.monotonic()
+        await self._run(self.session.function_result(a.call_id, output))
+
+    async def _tool_output(self, a: act.FunctionCall) -> tuple[str, str | None]:
+        """(output, None) or ("", what went wrong)."""
         handler = self._functions.get(a.name)
         if handler is None:
-            logger.warning(f"The model called tool {a.name!r}, which has no handler; answering with an error")
-            output = '{"error": "no such tool"}'
-        else:
-            try:
-                output = await handler(a.arguments)
-            except Exception as exc:  # a tool's failure is reported to the model, not raised
-                logger.error(f"tool {a.name!r} failed: {exc}")
-                output = f'{{"error": "{exc.__class__.__name__}"}}'
-        await self._run(self.session.function_result(a.call_id, output))
+            return "", f"there is no tool named {a.name!r}"
+        try:
+            call = asyncio.ensure_future(handler(a.arguments))
+        except Exception as exc:  # a handler that is not a coroutine function, or raised at once
+            return "", f"{a.name} failed: {exc.__class__.__name__}: {exc}"
+        try:
+            done, _ = await asyncio.wait({call}, timeout=self._tool_timeout_s)
+        finally:
+            if not call.done():  # timed out, or the session is closing
+                call.cancel()
+        if not done:
+            return "", f"{a.name} did not answer within {self._tool_timeout_s:g} s"
+        exc = call.exception()
+        if exc is not None:
+            return "", f"{a.name} failed: {exc.__class__.__name__}: {exc}"
+        result = call.result()
+        if not isinstance(result, str):
+            result = json.dumps(result, ensure_ascii=False, default=str)
+        return result, None

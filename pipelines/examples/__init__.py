@@ -1,0 +1,1 @@
+"""Runnable examples for the default script (``--tools pipelines/examples/tools.py``)."""
