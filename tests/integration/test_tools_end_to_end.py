@@ -214,9 +214,11 @@ async def test_a_raising_tool_gives_the_model_an_error_and_the_session_goes_on(
     )
     error = "get_weather failed: LookupError: the weather service is down"
     assert conversation(lines) == [
+        "User Input: What is the weather in London?",
         'Tool Call: get_weather({"city": "London"})',
         f'Tool Result: get_weather: {{"error": "{error}"}}',
         f"Agent Audio Response: Sorry, the tool failed: {error}",
+        "User Input: What is the weather in Paris?",
         'Tool Call: get_weather({"city": "Paris"})',
         "Tool Result: get_weather: sunny in Paris",
         "Agent Audio Response: The tool returned: sunny in Paris",
@@ -229,9 +231,11 @@ async def test_slow_tools_are_answered_with_an_error_at_the_bound(tmp_path: Path
         tmp_path, TOOLS, ["What time is it?", "What is the date today?"], "--tool-timeout", "0.5"
     )
     assert conversation(lines) == [
+        "User Input: What time is it?",
         "Tool Call: get_time({})",
         'Tool Result: get_time: {"error": "get_time did not answer within 0.5 s"}',
         "Agent Audio Response: Sorry, the tool failed: get_time did not answer within 0.5 s",
+        "User Input: What is the date today?",
         "Tool Call: get_date({})",
         'Tool Result: get_date: {"error": "get_date did not answer within 0.5 s"}',
         "Agent Audio Response: Sorry, the tool failed: get_date did not answer within 0.5 s",
