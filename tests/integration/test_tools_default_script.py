@@ -182,7 +182,7 @@ async def test_a_stuck_tool_gets_an_error_and_the_next_question_its_answer(tmp_p
         "User Input: What is the weather in Paris?",
         'Tool Result: get_weather: {"city": "Paris", "sky": "clear"}',
         "Agent Audio Response: The tool returned: city Paris, sky clear",
-    ]
+    ], "\n".join(result.session_log()[3:]) + result.tech_log()[-4000:]
     assert transcript_lines(result.session_log())[-1].endswith("city Paris, sky clear")
 
 

@@ -5,12 +5,15 @@ server waits for the output and answers from it; the recogniser hears the tools'
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from localserver.server import LocalServer
+from localserver.speak import speak_to_wav
 from localserver.tools import choose_tool, tool_phrases
 from ls_client import Client
+from tests.support.audio import read_wav
 from tests.support.traces import TRACE_DIR, load_trace
 
 WEATHER = {
@@ -180,6 +183,32 @@ async def test_the_recogniser_hears_the_questions_of_declared_tools(
         await client.close()
     assert heard[0] != "What is the weather in Paris?"
     assert heard[1] == "What is the weather in Paris?"
+
+
+async def test_a_question_padded_with_digital_silence_is_heard_whole(
+    server: LocalServer, tmp_path: Path
+) -> None:
+    """``python -m localserver.speak`` pads with exact zeros; pocketsphinx then heard only "What
+    is the weather in" (its cepstral mean goes astray) and no tool could be called."""
+    speak_to_wav("What is the weather in Paris?", tmp_path / "q.wav", pad_ms=500)
+    pcm, _ = read_wav(tmp_path / "q.wav")
+    client = await _model_session(
+        server.url,
+        input_audio_transcription={"model": "azure-speech"},
+        tools=[WEATHER],
+        turn_detection={
+            "type": "azure_semantic_vad",
+            "threshold": 0.3,
+            "prefix_padding_ms": 200,
+            "silence_duration_ms": 200,
+        },
+    )
+    await client.send_audio(pcm)
+    heard = await client.expect("conversation.item.input_audio_transcription.completed")
+    assert heard["transcript"] == "What is the weather in Paris?"
+    call = await client.expect("response.function_call_arguments.done")
+    assert json.loads(call["arguments"]) == {"city": "Paris"}
+    await client.close()
 
 
 @pytest.mark.parametrize(
