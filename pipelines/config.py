@@ -18,7 +18,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
@@ -34,7 +34,6 @@ from processors.voicelive.endpoint import (
     Model,
     Target,
 )
-from processors.tools import ToolSet, load_tools
 from processors.voicelive.errors import ConfigError
 from transports.errors import TransportError
 from transports.wavfile import check_wav
@@ -48,6 +47,9 @@ from processors.voicelive.session_config import (
     guess_voice_type,
     quickstart_session,
 )
+
+if TYPE_CHECKING:
+    from processors.tools import ToolSet
 
 # flag dest -> environment variable (the quickstart's names where it had one)
 ENV = {
@@ -350,6 +352,8 @@ def _tools(spec: str | None, target: Target, session: SessionConfig) -> ToolSet 
     """Load ``--tools`` (a bad module fails here, in any mode) and declare them in model mode."""
     if spec is None:
         return None
+    from processors.tools import load_tools  # pipecat's tool schemas: only imported when used
+
     tools = load_tools(spec)
     if not isinstance(target, Model):
         print(
