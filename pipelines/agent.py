@@ -219,11 +219,14 @@ def make_transports(config: AgentConfig) -> tuple[FrameProcessor, FrameProcessor
         audio = AudioProcess()
     try:
         if config.input_wav is not None:
-            input_t: FrameProcessor = WavInputTransport(config.input_wav)
+            input_t: FrameProcessor = WavInputTransport(
+                config.input_wav, sample_rate=config.session_config.input_sample_rate)
         else:
             from transports.pyaudio import PyAudioInputTransport
 
-            input_t = PyAudioInputTransport(device=config.input_device, audio_process=audio or False)
+            # the microphone at the session's rate when the device can do it: resampled once at most
+            input_t = PyAudioInputTransport(device=config.input_device, audio_process=audio or False,
+                                            sample_rate=config.session_config.input_sample_rate)
         if config.output_wav is not None:
             output_t: FrameProcessor = WavOutputTransport(config.output_wav)
         else:

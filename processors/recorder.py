@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soxr
 from loguru import logger
 from pipecat.frames.frames import Frame, InputAudioRawFrame, StartFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from transports.pcm import PcmResampler, downmix_samples
 from transports.playback import PlaybackBuffer
 from transports.wavfile import HEADER_PATCH_SECS, fit_header
 
@@ -51,18 +51,15 @@ class _Channel:
     def __init__(self) -> None:
         self.parts: list[np.ndarray] = []
         self.length = 0
-        self.resampler: soxr.ResampleStream | None = None
-        self.resampler_rate = 0
+        self.resampler: PcmResampler | None = None
 
     def to_mono_24k(self, pcm: bytes, rate: int, channels: int) -> np.ndarray:
         samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % (2 * channels)], dtype="<i2")
-        if channels > 1:
-            samples = samples.reshape(-1, channels).mean(axis=1).astype(np.int16)
+        samples = downmix_samples(samples, channels)
         if rate != RATE:
-            if self.resampler is None or self.resampler_rate != rate:
-                self.resampler = soxr.ResampleStream(rate, RATE, 1, dtype="int16")
-                self.resampler_rate = rate
-            samples = self.resampler.resample_chunk(samples)
+            if self.resampler is None or self.resampler.in_rate != rate:
+                self.resampler = PcmResampler(rate, RATE)
+            samples = self.resampler.resample_samples(samples)
         return samples
 
     def take(self, n: int) -> np.ndarray:

@@ -47,7 +47,7 @@ from pipecat.transports.base_transport import TransportParams
 
 from transports.pipecat_internals import process_frame_bypassing_media_sender
 from transports.playback import PlaybackBuffer
-from transports.resample import PcmResampler
+from transports.pcm import PcmResampler
 
 BOT_SPEAKING_PERIOD_SECS = 0.2
 BOT_DRY_STOP_SECS = 0.35

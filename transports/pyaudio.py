@@ -46,7 +46,7 @@ from pipecat.transports.base_transport import TransportParams
 
 from transports.buffered_output import BufferedOutputTransport
 from transports.pipecat_internals import queue_input_audio
-from transports.resample import PcmResampler
+from transports.pcm import PcmResampler
 from transports.audio_process import AudioProcess, OpenedDevice
 from transports.shared_playback import SharedPlayback
 from transports.shm_ring import IN_OVERFLOWS, STARTS, UNDERFLOWS

@@ -30,9 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import soxr
 
 from transports.errors import TransportError
+from transports.pcm import downmix_samples, resample_all
 from transports.playback import PlaybackBuffer
 
 HEADER_PATCH_SECS = 1.0
@@ -86,10 +86,7 @@ def read_wav_mono(path: str | os.PathLike, sample_rate: int) -> bytes:
         raw = wav.readframes(wav.getnframes())
     raw = raw[: len(raw) - len(raw) % (width * channels)]  # a cut-short last frame
     samples = pcm_to_int16(raw, width)
-    if channels > 1:
-        samples = samples.reshape(-1, channels).mean(axis=1).round().astype(np.int16)
-    if rate != sample_rate:
-        samples = soxr.resample(samples, rate, sample_rate, quality="VHQ")
+    samples = resample_all(downmix_samples(samples, channels), rate, sample_rate)
     return samples.astype("<i2").tobytes()
 
 

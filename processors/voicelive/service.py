@@ -19,8 +19,6 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
-import numpy as np
-import soxr
 from loguru import logger
 from pipecat.frames.frames import (
     CancelFrame,
@@ -65,6 +63,7 @@ from processors.voicelive.errors import ConnectionFailed, MalformedEvent
 from processors.voicelive.wire import parse_server_event
 from processors.voicelive.session_state import OUTPUT_RATE, VoiceLiveSession
 from processors.voicelive.session_config import SessionConfig
+from transports.pcm import Chunker, PcmResampler, downmix
 
 FunctionHandler = Callable[[dict[str, Any] | str], Awaitable[Any]]
 TOOL_TIMEOUT_S = 10.0  # a tool that has not answered by then gets an error result
@@ -121,9 +120,8 @@ class VoiceLiveAgentService(FrameProcessor):
         self._input_rate = session_config.input_sample_rate
         self._chunk_bytes = self._input_rate * input_chunk_ms // 1000 * 2
         self._flush_wait_s = flush_wait_s
-        self._pending_in = bytearray()
-        self._resampler: soxr.ResampleStream | None = None
-        self._resampler_rate = 0
+        self._chunker = Chunker(self._chunk_bytes)
+        self._resampler: PcmResampler | None = None
         self._connection: VoiceLiveConnection | None = None
         self._receiver: asyncio.Task[None] | None = None
         self._connector: asyncio.Task[None] | None = None
@@ -218,20 +216,12 @@ class VoiceLiveAgentService(FrameProcessor):
             await self.push_frame(frame, direction)
 
     def _audio_in(self, frame: InputAudioRawFrame) -> None:
-        pcm = frame.audio
-        if frame.num_channels > 1:
-            samples = np.frombuffer(pcm, dtype=np.int16).reshape(-1, frame.num_channels)
-            pcm = samples.mean(axis=1).astype(np.int16).tobytes()
-        if frame.sample_rate != self._input_rate:
-            if self._resampler is None or self._resampler_rate != frame.sample_rate:
-                self._resampler = soxr.ResampleStream(frame.sample_rate, self._input_rate, 1, dtype="int16")
-                self._resampler_rate = frame.sample_rate
-            pcm = self._resampler.resample_chunk(np.frombuffer(pcm, dtype=np.int16)).tobytes()
-        self._pending_in += pcm
-        size = self._chunk_bytes
-        while len(self._pending_in) >= size:
-            chunk = bytes(self._pending_in[:size])
-            del self._pending_in[:size]
+        pcm = downmix(frame.audio, frame.num_channels)
+        if frame.sample_rate != self._input_rate:  # the transports deliver the session's rate
+            if self._resampler is None or self._resampler.in_rate != frame.sample_rate:
+                self._resampler = PcmResampler(frame.sample_rate, self._input_rate)
+            pcm = self._resampler.resample(pcm)
+        for chunk in self._chunker.feed(pcm):
             for action in self.session.audio_in(chunk):
                 if isinstance(action, act.Send):
                     conn = self._connection
