@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from pathlib import Path
 
 from processors.console import error
 from processors.redaction import redact
 
 _STOP = object()
+BATCH_WAIT_S = 0.02  # while lines come in bursts, the writer wakes at most 50 times a second
 
 
 def open_private(path: Path, mode: str = "a") -> "os.PathLike[str] | object":
@@ -69,17 +71,32 @@ class LineWriter:
             self._queue.put((line, diagnostic))
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                break
-            if self.error is not None:
+        stopped = False
+        while not stopped:
+            # Everything queued since the last wake-up is written in one go: a burst of lines
+            # costs the event loop's thread one hand-over of the GIL, not one per line (each is
+            # milliseconds on a loaded machine, and a flood of server events is thousands).
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if _STOP in batch:
+                stopped = True
+                batch = batch[: batch.index(_STOP)]
+            if self.error is not None or not batch:
                 continue  # keep draining so writers never block; the loss was reported once
             try:
-                self._write_item(item)
+                for item in batch:
+                    self._write_item(item)
             except OSError as exc:  # disk full, file too large: say so once, on one line
                 self.error = f"log file '{self.path}' cannot be written ({exc.strerror or exc}): its later lines are lost"
                 error(self.error)
+            if not stopped and len(batch) > 1:
+                # Lines are coming fast: let the next ones gather for a moment (at most
+                # BATCH_WAIT_S later on disk) rather than wake up for each.
+                time.sleep(BATCH_WAIT_S)
         try:
             self._file.close()  # type: ignore[attr-defined]
         except OSError:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,9 @@ from processors.voicelive.endpoint import TOKEN_SCOPE, ClassicAgent, Endpoint, T
 from processors.voicelive.errors import ConfigError, ConnectionFailed
 
 MAX_SERVER_EVENT_BYTES = 8 * 1024 * 1024
+READ_CHUNK_BYTES = 16 * 1024  # socket bytes parsed per event-loop turn (see _limit_reads)
+# A session logs 50-70 frames a second (25 audio deltas, 25 appends, words): see FrameLogBudget.
+FRAME_LINES_PER_S = 100
 MAX_QUEUED_AUDIO = 100  # appends (about 4 s at 40 ms each) before mic audio is dropped
 # Voice Live creates the session with the upgrade and sends session.created at once; it answers
 # session.update as soon as the configuration is applied (well under a second in the recorded
@@ -161,6 +166,51 @@ def describe_open_error(exc: BaseException, host: str) -> ConnectionFailed:
     return ConnectionFailed(f"cannot connect to {host}: {exc.__class__.__name__}: {exc}")
 
 
+class FrameLogBudget(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets' logger for one connection, with at most ``per_second`` debug lines a second.
+
+    websockets logs every frame at DEBUG (the technical log's protocol lines, ``< TEXT ...``)
+    from inside its parser, before the receive loop sees a message. Each line is handed to the
+    log's writer thread; on a loaded machine that costs milliseconds, and a flood of thousands of
+    small events a second logged frame by frame held the event loop for 1.5-3 s at a time. Lines
+    over the budget are counted, and the count is logged once the second is over.
+    """
+
+    def __init__(self, logger: logging.Logger, per_second: int = FRAME_LINES_PER_S) -> None:
+        super().__init__(logger, {})
+        self.per_second = per_second
+        self.dropped = 0
+        self._window = 0.0
+        self._count = 0
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if level <= logging.DEBUG:
+            now = time.monotonic()
+            if now - self._window >= 1.0:
+                if self.dropped:
+                    self.logger.debug("%d frame lines not logged in the last second (over %d a second)", self.dropped, self.per_second)
+                self._window, self._count, self.dropped = now, 0, 0
+            self._count += 1
+            if self._count > self.per_second:
+                self.dropped += 1
+                return
+        self.logger.log(level, msg, *args, **kwargs)
+
+
+def _limit_reads(ws: ClientConnection) -> None:
+    """Read at most :data:`READ_CHUNK_BYTES` from the socket per event-loop turn.
+
+    websockets parses everything one read returns in a single callback; asyncio reads up to
+    256 KiB, which during a flood of small events is ~1,700 messages parsed without a pause
+    (measured 0.25-0.5 s on a loaded machine, with the microphone waiting). The attribute is
+    asyncio's own per-transport read size (``max_size``; on TLS, its SSL protocol's).
+    """
+    transport = ws.transport
+    target = getattr(transport, "_ssl_protocol", None) or transport
+    if isinstance(getattr(target, "max_size", None), int):
+        target.max_size = READ_CHUNK_BYTES
+
+
 class VoiceLiveConnection:
     """A single WebSocket session. ``send`` never blocks; a sender task drains the queue."""
 
@@ -205,9 +255,11 @@ class VoiceLiveConnection:
                 # A failed keepalive waits this long for the peer's close before recv() raises,
                 # so it bounds how fast a dead peer is detected (ping_interval + ping_timeout + this).
                 close_timeout=0.5,
+                logger=FrameLogBudget(logging.getLogger("websockets.client")),
             )
         except Exception as exc:
             raise describe_open_error(exc, s.endpoint.host) from None
+        _limit_reads(self._ws)
         self._queue = asyncio.Queue()
         self._queued_audio = 0
         self._sender = asyncio.create_task(self._send_loop(self._ws), name="voicelive-sender")

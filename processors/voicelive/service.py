@@ -59,6 +59,7 @@ from processors.voicelive.reconnect import (
     resume_target,
     seconds_until_refresh,
 )
+from processors.voicelive.inbound import InboundGuard
 from processors.voicelive.errors import ConnectionFailed, MalformedEvent
 from processors.voicelive.wire import parse_server_event
 from processors.voicelive.session_state import OUTPUT_RATE, VoiceLiveSession
@@ -142,6 +143,7 @@ class VoiceLiveAgentService(FrameProcessor):
         self._completed_on_conn = False  # a response completed on the current connection
         self._created_on_conn = False  # session.created arrived on the current connection
         self._unsent_frames = 0  # microphone frames the connection could not take
+        self._inbound = InboundGuard()  # receive budget per loop turn, flood detection
         self._reported_unsent = 0  # dropped + unsent frames already reported to the session log
         self._short_drops = 0  # consecutive connections lost soon after they opened
         self.reconnects = 0
@@ -312,15 +314,27 @@ class VoiceLiveAgentService(FrameProcessor):
                     await self._fatal(str(exc))
                 return
             now = self._last_event_at = time.monotonic()
+            guard = self._inbound
+            if guard.must_yield(now):
+                # Buffered messages come back without suspending: let the microphone's appends,
+                # the output and the keyboard run between slices of a flood.
+                await asyncio.sleep(0)
+            news = guard.observe(now)
+            if news is not None:
+                loud, line = news  # the session's first flood is a warning; the rest go to the log
+                logger.bind(console=loud).log("WARNING" if loud else "INFO", line)
             try:
                 event = parse_server_event(message)
             except MalformedEvent as exc:
                 logger.warning(f"Skipped malformed server event: {exc}")
                 continue
             try:
-                if not event.carries_audio:  # 25 a second; logging them would cost more than playing them
+                actions = self.session.receive(event, now)
+                if guard.flooding and not actions:
+                    guard.shed += 1  # a flood's inert events are counted, not logged one by one
+                elif not event.carries_audio:  # 25 a second; logging them would cost more than playing them
                     await self.push_frame(VoiceLiveEventFrame(event=event.data, direction="received", at=time.time()))
-                await self._run(self.session.receive(event, now))
+                await self._run(actions)
             except Exception as exc:  # one bad event must not end the session
                 logger.opt(exception=exc).warning(f"Skipped server event {event.type!r}: it could not be handled ({exc.__class__.__name__}: {exc})")
 
