@@ -114,6 +114,7 @@ class AgentPipeline:
     async def _end_when_idle(self, done: asyncio.Event | None, grace: float) -> None:
         if done is not None:
             await done.wait()
+            self.service.input_finished()
         playback = getattr(self.output, "playback", None)
         idle_since: float | None = None
         while True:

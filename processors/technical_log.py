@@ -64,7 +64,8 @@ class TechnicalLogProcessor(FrameProcessor):
         await super().process_frame(frame, direction)
         if isinstance(frame, VoiceLiveEventFrame):
             if frame.event_type == "error":
-                _log.warning(f"{frame.direction} error event: {frame.event.get('error')}")
+                # Whole, and for this file only: the service puts one cut line on the console.
+                _log.bind(console=False).warning(f"{frame.direction} error event: {frame.event.get('error')}")
             else:  # audio deltas and appends never reach here: the service does not push them
                 _log.debug(f"{'Received' if frame.direction == 'received' else 'Sent'} event: {frame.event_type}")
         elif isinstance(frame, InterruptionFrame):

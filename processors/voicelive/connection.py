@@ -39,6 +39,11 @@ MAX_QUEUED_AUDIO = 100  # appends (about 4 s at 40 ms each) before mic audio is 
 # rather than drop the user's speech without a word. The upgrade itself is bounded by
 # open_timeout (10 s).
 SESSION_TIMEOUT_S = 15.0
+CLIENT_CLOSE_CAUSES = {
+    1002: "broke the WebSocket protocol",
+    1003: "sent a kind of frame the client does not accept",
+    1007: "sent a text message that is not valid UTF-8",
+}
 FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1010})  # protocol or policy errors: retrying cannot help
 
 ConnectGate = Callable[[], Awaitable[None]]
@@ -315,6 +320,13 @@ class VoiceLiveConnection:
             return ConnectionFailed(f"a server message exceeded the {self.settings.max_message_bytes} byte limit (close 1009)", retryable=True)
         if rcvd is None and sent is not None and sent.code == 1011 and "ping" in sent.reason:
             return ConnectionFailed("Voice Live stopped answering keepalive pings", retryable=True)
+        if sent is not None and (rcvd is None or exc.rcvd_then_sent is False):
+            # The client closed first (websockets does, on data that breaks the protocol): say
+            # what the server sent, not "lost without a close frame". One bad frame is not a
+            # reason to give up the session: reconnect.
+            cause = CLIENT_CLOSE_CAUSES.get(sent.code, "sent data the client could not accept")
+            detail = f": {sent.reason}" if sent.reason else ""
+            return ConnectionFailed(f"Voice Live {cause}; the client closed the connection ({sent.code}{detail})", retryable=True)
         if rcvd is None:
             return ConnectionFailed("connection to Voice Live lost without a close frame (1006)", retryable=True)
         reason = f": {rcvd.reason}" if rcvd.reason else ""

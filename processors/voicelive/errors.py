@@ -26,3 +26,11 @@ class ConnectionFailed(VoiceLiveError):
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+
+
+def one_line(text: str, limit: int) -> str:
+    """``text`` on one line (line breaks become spaces), cut to about ``limit`` characters."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    return f"{flat[:limit].rstrip()}… (cut, {len(flat)} characters)"

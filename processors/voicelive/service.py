@@ -60,7 +60,7 @@ from processors.voicelive.reconnect import (
     seconds_until_refresh,
 )
 from processors.voicelive.inbound import InboundGuard
-from processors.voicelive.errors import ConnectionFailed, MalformedEvent
+from processors.voicelive.errors import ConnectionFailed, MalformedEvent, one_line
 from processors.voicelive.wire import parse_server_event
 from processors.voicelive.session_state import OUTPUT_RATE, VoiceLiveSession
 from processors.voicelive.session_config import SessionConfig
@@ -74,6 +74,11 @@ HEALTHY_CONNECTION_S = 30.0  # a connection up this long (or that completed a re
 # 0.1-0.3 s) and is not worth a line in the session log.
 MIN_REPORTED_UNSENT_S = 0.5
 NO_SESSION = "no session to send it to"
+ERROR_LINE_CHARS = 300  # a server error is cut to this on the console
+# Once the input is over no new speech comes, and a server's VAD ends a turn after its silence
+# window (500 ms by default, a few seconds for semantic VAD): a turn still open 5 s later is a
+# speech_stopped that will never come, and must not keep a WAV session alive.
+TURN_CLOSE_S = 5.0
 CLOSE_WAIT_S = 0.5  # a stop waits at most this long for a cancelled task or the peer's close
 
 
@@ -133,6 +138,8 @@ class VoiceLiveAgentService(FrameProcessor):
         self._tool_calls: set[asyncio.Task[None]] = set()
         self._user_speaking = False
         self._awaiting_response_since: float | None = None
+        self._speech_started_at = 0.0
+        self._input_over_at: float | None = None  # when the input said it has no more speech
         self._last_event_at = time.monotonic()  # when the last server event arrived
         self._backoff = Backoff()
         self._rate = ConnectRate()  # every connect: first, reconnects, renewals, retries
@@ -181,9 +188,17 @@ class VoiceLiveAgentService(FrameProcessor):
         if now - self._last_event_at >= RESPONSE_WAIT_S:
             return False
         waiting = self._awaiting_response_since is not None and now - self._awaiting_response_since < RESPONSE_WAIT_S
+        speaking = self._user_speaking and (
+            self._input_over_at is None or now - max(self._input_over_at, self._speech_started_at) < TURN_CLOSE_S
+        )
         active = self.session.active_response
         responding = active is not None and not self.session.is_interrupted(active)
-        return self._user_speaking or waiting or responding or bool(self._tool_calls)
+        return speaking or waiting or responding or bool(self._tool_calls)
+
+    def input_finished(self) -> None:
+        """The input has no more speech (a WAV file is over): from now on, a user turn the server
+        has not closed within ``TURN_CLOSE_S`` no longer keeps the session busy."""
+        self._input_over_at = time.monotonic()
 
     # -- frames in ----------------------------------------------------------------------------
 
@@ -466,6 +481,7 @@ class VoiceLiveAgentService(FrameProcessor):
         elif isinstance(a, act.SpeechStarted):
             logger.info("User started speaking")
             self._user_speaking = True
+            self._speech_started_at = time.monotonic()
             await self.broadcast_frame(UserStartedSpeakingFrame)
             await self._interrupt(a.interruption, broadcast=True)
         elif isinstance(a, act.Interruption):
@@ -541,14 +557,21 @@ class VoiceLiveAgentService(FrameProcessor):
         await self._run(self.session.truncate_heard(interruption, heard_ms))
 
     async def _service_error(self, a: act.ServiceError) -> None:
+        """One line for the user, cut to ``ERROR_LINE_CHARS``; the whole message goes to the
+        technical log (a server once sent a 200 KB message, printed in full, twice)."""
         text = f"Voice Live error {a.code or a.error_type}: {a.message}"
         if a.benign:
             logger.debug(text)
-        elif a.fatal:
-            await self._fatal(text)
+            return
+        line = one_line(text, ERROR_LINE_CHARS)
+        if len(line) > ERROR_LINE_CHARS:  # it was cut
+            logger.bind(console=False).error(text)
+            line += " (the whole message is in voicelive.log)"
+        if a.fatal:
+            await self._fatal(line)
         else:
-            logger.error(text)
-            await self.push_error(text)
+            logger.error(line)
+            await self.push_error(line)
 
     async def _call_function(self, a: act.FunctionCall) -> None:
         """Run the tool in a task of its own: events keep flowing while it works."""
