@@ -28,6 +28,7 @@ from processors.voicelive.endpoint import TOKEN_SCOPE, ClassicAgent, Endpoint, T
 from processors.voicelive.errors import ConfigError, ConnectionFailed
 
 MAX_SERVER_EVENT_BYTES = 8 * 1024 * 1024
+CLOSE_CHECK_S = 0.25  # how often a connection checks whether websockets started closing it
 READ_CHUNK_BYTES = 16 * 1024  # socket bytes parsed per event-loop turn (see _limit_reads)
 # A session logs 50-70 frames a second (25 audio deltas, 25 appends, words): see FrameLogBudget.
 FRAME_LINES_PER_S = 100
@@ -225,6 +226,7 @@ class VoiceLiveConnection:
         self._queue: asyncio.Queue[tuple[str, bool] | None] = asyncio.Queue()
         self._queued_audio = 0
         self._sender: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
         self.dropped_audio = 0
         self.request_id: str | None = None
 
@@ -268,6 +270,7 @@ class VoiceLiveConnection:
         self._queue = asyncio.Queue()
         self._queued_audio = 0
         self._sender = asyncio.create_task(self._send_loop(self._ws), name="voicelive-sender")
+        self._closer = asyncio.create_task(self._end_stuck_close(self._ws), name="voicelive-close-watch")
         logger.info("Connected to Voice Live")
 
     def send(self, event: dict[str, Any], *, audio: bool = False) -> bool:
@@ -296,6 +299,21 @@ class VoiceLiveConnection:
                 await ws.send(message)
             except ConnectionClosed:
                 return
+
+    async def _end_stuck_close(self, ws: ClientConnection) -> None:
+        """Abort a closing handshake the peer leaves unanswered for ``close_timeout``.
+
+        When websockets closes by itself (1007 on invalid UTF-8, 1002 on a protocol error) it
+        enforces its close timeout only inside a later ``send``: with the socket's buffer full
+        (a peer that stopped reading) none comes, and ``recv`` waited for ever.
+        """
+        timeout = ws.close_timeout or 0.5
+        while ws.state is websockets.protocol.State.OPEN:
+            await asyncio.sleep(CLOSE_CHECK_S)
+        await asyncio.sleep(timeout)
+        if ws.state is not websockets.protocol.State.CLOSED and ws.transport is not None:
+            logger.debug(f"the peer did not answer the closing handshake within {timeout:g} s")
+            ws.transport.abort()
 
     async def recv(self, timeout: float | None = None) -> str | bytes:
         """The next message; raises :class:`ConnectionFailed` when the connection is gone.
@@ -337,8 +355,9 @@ class VoiceLiveConnection:
     async def abort(self) -> None:
         """Drop the connection without a closing handshake (it is already broken)."""
         ws, self._ws = self._ws, None
-        if self._sender is not None:
-            self._sender.cancel()
+        for task in (self._sender, self._closer):
+            if task is not None:
+                task.cancel()
         if ws is not None and ws.transport is not None:
             ws.transport.abort()
 
@@ -358,6 +377,8 @@ class VoiceLiveConnection:
                 await asyncio.wait_for(asyncio.shield(self._sender), timeout=flush_s)
             except (TimeoutError, asyncio.CancelledError):
                 self._sender.cancel()
+        if self._closer is not None:
+            self._closer.cancel()
         try:
             await ws.close(code, reason)
         except Exception as exc:  # closing a dead socket must not raise to the caller
