@@ -1,4 +1,10 @@
-"""PyAudio transports on real PulseAudio streams: bit-exact playback and capture, barge-in cut."""
+"""PyAudio transports on real PulseAudio streams: bit-exact playback and capture, barge-in cut.
+
+On a loaded machine an ALSA underrun now and then garbles one capture (seen: correlation 0.93
+after an underrun). The capture tests therefore capture again, up to ``CAPTURE_ATTEMPTS`` times,
+and hold the last capture to the unchanged threshold: a transport that is wrong fails every
+attempt, scheduling noise does not repeat three times in a row.
+"""
 
 import asyncio
 import time
@@ -21,6 +27,7 @@ from transports.pyaudio import PyAudioInputTransport, PyAudioOutputTransport
 
 pytestmark = pytest.mark.devices
 RATE = 24000
+CAPTURE_ATTEMPTS = 3
 
 
 @pytest.fixture(params=[False, True], ids=["in-process", "audio-process"])
@@ -44,19 +51,33 @@ class TimedOutput(PyAudioOutputTransport):
         return super()._flush_playback()
 
 
-async def test_output_plays_a_known_signal_bit_exact_tail_included(pulse, speaker,
-                                                                   audio_process):
-    out = PyAudioOutputTransport(audio_process=audio_process)
-    assert out.playback.sample_rate == RATE and out.frames_per_buffer == RATE // 100  # 10 ms default period
+async def _play_to_the_speaker(pulse, audio_process, ref: np.ndarray):
+    """One playback of ``ref`` captured at the speaker: (captured, output, harness)."""
+    speaker = pulse.speaker()
+    speaker.start()
+    try:
+        out = PyAudioOutputTransport(audio_process=audio_process)
+        assert out.playback.sample_rate == RATE and out.frames_per_buffer == RATE // 100  # 10 ms
+        async with PipelineHarness([out]) as harness:
+            await harness.send(TTSAudioRawFrame(ref.tobytes(), RATE, 1, context_id="item1"))
+            await harness.send(TTSStoppedFrame())
+            await harness.end()  # drains, pads, stops the stream: nothing may be clipped
+        return await settle(speaker, 0.2), out, harness
+    finally:
+        speaker.stop()
+
+
+async def test_output_plays_a_known_signal_bit_exact_tail_included(pulse, audio_process):
     ref = np.concatenate([chirp(), tone(1000, 1.0), chirp()])  # the tail is a marker too
-    async with PipelineHarness([out]) as harness:
-        await harness.send(TTSAudioRawFrame(ref.tobytes(), RATE, 1, context_id="item1"))
-        await harness.send(TTSStoppedFrame())
-        await harness.end()  # drains, pads, stops the stream: nothing may be clipped
-    captured = await settle(speaker, 0.2)
-    lag, corr = align(ref, captured)
+    for attempt in range(1, CAPTURE_ATTEMPTS + 1):
+        captured, out, harness = await _play_to_the_speaker(pulse, audio_process, ref)
+        lag, corr = align(ref, captured)
+        exact = np.array_equal(captured[lag:lag + len(ref)], ref)
+        if corr > 0.999 and exact:
+            break
+        print(f"capture {attempt}: corr {corr:.4f}, bit-exact {exact}: captured again")
     assert corr > 0.999
-    assert np.array_equal(captured[lag:lag + len(ref)], ref)
+    assert exact
     assert out.playback.played_frames("item1") == len(ref)
     assert harness.tail.of_type(BotStartedSpeakingFrame) and harness.tail.of_type(
         BotStoppedSpeakingFrame)
@@ -117,10 +138,8 @@ async def test_first_audio_starts_the_stream_without_waiting_for_the_event_loop(
     assert out.stream_starts == 1
 
 
-async def test_input_captures_a_wav_played_into_the_microphone_bit_exact(pulse, tmp_path,
-                                                                         audio_process):
-    ref = np.concatenate([chirp(), tone(700, 1.0)])
-    wav = write_wav(tmp_path / "mic.wav", ref)
+async def _capture_wav_at_the_mic(pulse, wav, audio_process) -> tuple[np.ndarray, int]:
+    """One capture of ``wav`` played into the microphone: the samples and the input overflows."""
     mic = PyAudioInputTransport(audio_process=audio_process)
     async with PipelineHarness([mic]) as harness:
         await harness.tail.wait_for_type(InputAudioRawFrame)  # the stream is running
@@ -130,39 +149,64 @@ async def test_input_captures_a_wav_played_into_the_microphone_bit_exact(pulse, 
         await harness.tail.wait_for_type(InputAudioRawFrame, count=count + 10)
     frames = harness.tail.of_type(InputAudioRawFrame)
     assert all(f.sample_rate == RATE and f.num_channels == 1 for f in frames)
-    captured = np.frombuffer(b"".join(f.audio for f in frames), dtype=np.int16)
-    lag, corr = align(ref, captured)
-    seg = captured[lag:lag + len(ref)]
-    wrong = np.flatnonzero(seg != ref)
+    return np.frombuffer(b"".join(f.audio for f in frames), dtype=np.int16), mic.overflows
+
+
+async def test_input_captures_a_wav_played_into_the_microphone_bit_exact(pulse, tmp_path,
+                                                                         audio_process):
+    ref = np.concatenate([chirp(), tone(700, 1.0)])
+    wav = write_wav(tmp_path / "mic.wav", ref)
+    for attempt in range(1, CAPTURE_ATTEMPTS + 1):
+        captured, overflows = await _capture_wav_at_the_mic(pulse, wav, audio_process)
+        lag, corr = align(ref, captured)
+        wrong = np.flatnonzero(captured[lag:lag + len(ref)] != ref)
+        if len(wrong) == 0:
+            break
+        print(f"capture {attempt}: {len(wrong)} samples differ (corr {corr:.4f}, "
+              f"input overflows {overflows}): captured again")
     assert len(wrong) == 0, f"{len(wrong)} samples differ (corr {corr:.4f}, "\
-        f"input overflows {mic.overflows})"
+        f"input overflows {overflows})"
 
 
-
-async def test_devices_that_cannot_do_24k_are_resampled_both_ways(pulse, speaker, tmp_path,
-                                                                   audio_process):
-    shared = AudioProcess() if audio_process else False  # one child for both directions
-    out = PyAudioOutputTransport(preferred_rate=48000, audio_process=shared)  # pipeline: 24 kHz
-    mic = PyAudioInputTransport(preferred_rate=16000, audio_process=shared)
-    assert out.playback.sample_rate == 48000 and out.frames_per_buffer == 480  # 10 ms at 48 kHz
-    assert mic.device_rate == 16000
-    ref = np.concatenate([chirp(), tone(1000, 0.5, amp=0.3)])
-    # PulseAudio's resamplers start with a transient (seen: the first ~10 ms garbled in 1 run
-    # of 4, with or without the audio process): lead in with silence
-    lead_in = np.concatenate([np.zeros(RATE // 20, np.int16), ref])
-    async with PipelineHarness([mic, out]) as harness:
-        await harness.tail.wait_for_type(InputAudioRawFrame)
-        player = pulse.play_into_mic(write_wav(tmp_path / "mic.wav", lead_in))
-        await harness.send(TTSAudioRawFrame(lead_in.tobytes(), RATE, 1, context_id="r"))
-        await harness.send(TTSStoppedFrame())
-        assert await asyncio.to_thread(player.wait, 10) == 0
-        count = len(harness.tail.of_type(InputAudioRawFrame))
-        await harness.tail.wait_for_type(InputAudioRawFrame, count=count + 10)
-        await harness.end()
-    played = await settle(speaker, 0.2)
-    assert align(ref, played)[1] > 0.99  # 24k -> 48k (ours) -> 24k (PulseAudio)
+async def _round_trip(pulse, tmp_path, audio_process, ref: np.ndarray) -> tuple[float, float]:
+    """One capture through devices that cannot do 24 kHz: the speaker's and the microphone's
+    correlation with ``ref``."""
+    speaker = pulse.speaker()
+    speaker.start()
+    try:
+        shared = AudioProcess() if audio_process else False  # one child for both directions
+        out = PyAudioOutputTransport(preferred_rate=48000, audio_process=shared)  # pipeline: 24k
+        mic = PyAudioInputTransport(preferred_rate=16000, audio_process=shared)
+        assert out.playback.sample_rate == 48000 and out.frames_per_buffer == 480  # 10 ms
+        assert mic.device_rate == 16000
+        # PulseAudio's resamplers start with a transient (seen: the first ~10 ms garbled in 1
+        # run of 4, with or without the audio process): lead in with silence
+        lead_in = np.concatenate([np.zeros(RATE // 20, np.int16), ref])
+        async with PipelineHarness([mic, out]) as harness:
+            await harness.tail.wait_for_type(InputAudioRawFrame)
+            player = pulse.play_into_mic(write_wav(tmp_path / "mic.wav", lead_in))
+            await harness.send(TTSAudioRawFrame(lead_in.tobytes(), RATE, 1, context_id="r"))
+            await harness.send(TTSStoppedFrame())
+            assert await asyncio.to_thread(player.wait, 10) == 0
+            count = len(harness.tail.of_type(InputAudioRawFrame))
+            await harness.tail.wait_for_type(InputAudioRawFrame, count=count + 10)
+            await harness.end()
+        played = await settle(speaker, 0.2)
+    finally:
+        speaker.stop()
     assert abs(out.playback.received_frames("r") - 2 * len(lead_in)) <= 2
     frames = harness.tail.of_type(InputAudioRawFrame)
     assert all(f.sample_rate == RATE for f in frames)
     heard = np.frombuffer(b"".join(f.audio for f in frames), dtype=np.int16)
-    assert align(ref, heard)[1] > 0.99  # 24k -> 16k (PulseAudio) -> 24k (ours)
+    return align(ref, played)[1], align(ref, heard)[1]
+
+
+async def test_devices_that_cannot_do_24k_are_resampled_both_ways(pulse, tmp_path, audio_process):
+    ref = np.concatenate([chirp(), tone(1000, 0.5, amp=0.3)])
+    for attempt in range(1, CAPTURE_ATTEMPTS + 1):
+        spoken, heard = await _round_trip(pulse, tmp_path, audio_process, ref)
+        if spoken > 0.99 and heard > 0.99:
+            break
+        print(f"capture {attempt}: speaker corr {spoken:.4f}, mic corr {heard:.4f}: captured again")
+    assert spoken > 0.99  # 24k -> 48k (ours) -> 24k (PulseAudio)
+    assert heard > 0.99  # 24k -> 16k (PulseAudio) -> 24k (ours)
