@@ -17,6 +17,7 @@ BENCHES = {
     "localserver": [sys.executable, "bench/localserver/bench_localserver.py"],
     "reliability": [sys.executable, "-m", "bench.reliability"],
     "console": [sys.executable, "-m", "bench.console_cpu"],
+    "multiprocess": [sys.executable, "-m", "bench.multiprocess"],
     "sessions": [sys.executable, "-m", "bench.sessions"],
     "soak": [sys.executable, "-m", "bench.soak", "--minutes", "15"],
 }

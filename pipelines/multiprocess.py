@@ -41,6 +41,7 @@ from pipecat.frames.frames import (
     EndFrame,
     ErrorFrame,
     Frame,
+    InterruptionFrame,
     StartFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
@@ -131,6 +132,11 @@ class OwnProcessProcessor(FrameProcessor):
         return self._child.pid
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, InterruptionFrame):  # the child starts interrupting first
+            if self.failure is None and not self._stopped:
+                await self._send(frame, direction)
+            await super().process_frame(frame, direction)
+            return
         await super().process_frame(frame, direction)
         if isinstance(frame, StartFrame):
             await self._start()
@@ -138,7 +144,7 @@ class OwnProcessProcessor(FrameProcessor):
         elif isinstance(frame, EndFrame):
             await self._end(frame, direction)
             await self.push_frame(frame, direction)
-            await self._stop_child(grace=2.0)  # it is ending by itself: reaped, its logs drained
+            await self._stop_child(grace=5.0)  # it is ending by itself: reaped, its logs drained
         elif isinstance(frame, CancelFrame):
             self._child.stopping = True
             self._link.send_control(("cancel", frame.reason or "cancelled"))

@@ -30,6 +30,7 @@ from pipecat.workers.runner import WorkerRunner
 from pipelines.frame_wire import FrameEncodeError, FrameLink
 
 HEARTBEAT_S = 0.25
+_LIFECYCLE = (StartFrame, EndFrame, CancelFrame)
 
 
 class _Edge(FrameProcessor):
@@ -41,22 +42,35 @@ class _Edge(FrameProcessor):
         self._link = link
         self._outward = outward
 
+    async def queue_frame(
+        self,
+        frame: Frame,
+        direction: FrameDirection = FrameDirection.DOWNSTREAM,
+        callback: Any = None,
+    ) -> None:
+        """Frames leaving the processor go straight to the parent (the hot path: no pipecat
+        processing here); lifecycle frames and frames entering take the ordinary way."""
+        if direction == self._outward and callback is None and not isinstance(frame, _LIFECYCLE):
+            await self._send(frame, direction)
+        else:
+            await super().queue_frame(frame, direction, callback)
+
+    async def _send(self, frame: Frame, direction: FrameDirection) -> None:
+        try:
+            self._link.send_frame(frame, direction)
+        except FrameEncodeError as exc:
+            self._link.send_control(("cannot_send", exc.frame_type, str(exc)))
+        await self._link.drain()
+
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         if direction != self._outward:
-            await self.push_frame(frame, direction)  # from the parent, into the processor
+            await self.push_frame(frame, direction)  # from the worker, into the processor
             return
         if isinstance(frame, StartFrame):
             self._link.send_control(("started",))
         elif isinstance(frame, EndFrame):
             self._link.send_control(("ended",), ordered=True)
-        elif not isinstance(frame, CancelFrame):
-            try:
-                self._link.send_frame(frame, direction)
-            except FrameEncodeError as exc:
-                self._link.send_control(("cannot_send", exc.frame_type, str(exc)))
-            await self._link.drain()
-            return
         await self.push_frame(frame, direction)  # lifecycle frames end at the worker
 
 
@@ -76,10 +90,8 @@ class _Child:
             return
         if isinstance(frame, EndFrame):
             await self.worker.queue_frame(frame)
-        elif direction == FrameDirection.DOWNSTREAM:
-            await self.inlet.push_frame(frame, direction)
-        else:
-            await self.outlet.push_frame(frame, direction)
+        else:  # into the processor, as its neighbour would push it
+            await self.processor.queue_frame(frame, direction)
 
     async def on_control(self, message: tuple[Any, ...]) -> None:
         kind = message[0]

@@ -66,3 +66,62 @@ async def test_readme_composing_example_prints_why_the_session_failed(python: st
     assert proc.returncode == 1
     assert "error: Voice Live error invalid_value: session.update rejected: Unsupported voice" in err.decode()
     assert "The agent said 0 words." in out.decode()
+
+
+def own_process_example() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"<!-- own-process-example -->\s*```python\n(.*?)```", text, re.S)
+    assert match, "README lost its in_own_process example"
+    return match.group(1)
+
+
+async def test_readme_own_process_example_runs_its_processor_in_another_process(
+    python: str, script_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The processor's pid differs from the pipeline's; the session is the same as without it."""
+    (tmp_path / "example.py").write_text(own_process_example(), encoding="utf-8")
+    write_wav(tmp_path / "question.wav", noise(5.0, seed=7, amplitude=200))
+    scenario = barge_in_scenario()
+    async with ReplayServer(scenario) as server:
+        env = {**script_env, "AZURE_VOICE_LIVE_ENDPOINT": server.url,
+               "AZURE_VOICE_LIVE_API_KEY": "example-key-123", "AZURE_VOICE_LIVE_MODEL": "m"}
+        proc = await asyncio.create_subprocess_exec(
+            python, "example.py", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 90)
+    assert proc.returncode == 0, err.decode()
+    found = re.search(r"peak (\d+) measured in pid (\d+); the pipeline ran in pid (\d+)", out.decode())
+    assert found, out.decode()
+    peak, child, parent = map(int, found.groups())
+    assert child != parent and parent == proc.pid
+    heard = memoryview(scenario.turn1.audio + scenario.turn3.audio).cast("h")
+    assert max(abs(int(x)) for x in heard) <= peak <= 8000  # the scenario's noise is within +-8000
+    wav, _ = read_wav(tmp_path / "answer.wav")
+    for turn in (scenario.turn1, scenario.turn3):
+        start = find(wav, turn.audio)
+        assert start >= 0 and matching_run(wav, start, turn.audio) == len(turn.audio) // 2
+    (log,) = (tmp_path / "logs").glob("session_*.log")
+    said = [x for x in log.read_text(encoding="utf-8").splitlines() if x.startswith(("User Input:", "Agent Audio"))]
+    assert said[:2] == [f"User Input: {scenario.turn1.user_text}", f"Agent Audio Response: {scenario.turn1.agent_text}"]
+
+
+async def test_the_example_without_its_main_guard_is_one_clear_error_not_a_spawn_loop(
+    python: str, script_env: dict[str, str], tmp_path: Path
+) -> None:
+    example = own_process_example().replace('if __name__ == "__main__":', "if True:")
+    (tmp_path / "example.py").write_text(example, encoding="utf-8")
+    write_wav(tmp_path / "question.wav", noise(2.0, seed=7, amplitude=200))
+    async with ReplayServer(barge_in_scenario()) as server:
+        env = {**script_env, "AZURE_VOICE_LIVE_ENDPOINT": server.url,
+               "AZURE_VOICE_LIVE_API_KEY": "example-key-123", "AZURE_VOICE_LIVE_MODEL": "m"}
+        proc = await asyncio.create_subprocess_exec(
+            python, "example.py", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), 90)
+    assert server.connections == [], "the session started although its processor could not"
+    lines = err.decode().strip().splitlines()
+    assert lines == [
+        "error: in_own_process(Loudness) (pid %s) could not start: the main module starts the pipeline "
+        "when it is imported, and a spawned process imports it: put that code under "
+        '`if __name__ == "__main__":`' % re.search(r"pid (\d+)", lines[0]).group(1)
+    ], err.decode()

@@ -140,3 +140,19 @@ async def test_an_interruption_overtakes_and_drops_queued_frames_as_in_one_proce
     assert before == [f"t{i}" for i in range(len(before))] and 2 <= len(before) < 12, seq
     assert seq[cut + 1 :] == ["reply:0", "reply:1", "reply:2", "EndFrame"], seq
     assert texts(up) == ["replied:0", "replied:1", "replied:2"]
+
+
+async def test_a_frame_that_cannot_be_pickled_is_one_error_naming_it_at_the_boundary() -> None:
+    from tests.support.mp_processors import LockedFrame
+
+    async def script(worker: PipelineWorker, up: Recorder, down: Recorder) -> None:
+        await worker.queue_frame(LockedFrame())
+        await wait_for(up, lambda f: len(f) >= 1)
+
+    child = in_own_process(Passthrough)
+    up, _ = await drive(child, script)
+    assert child.failure is not None and child.failure.startswith(
+        "in_own_process(Passthrough): LockedFrame cannot be sent to another process ("
+    )
+    assert [type(f).__name__ for f in up][:1] == ["ErrorFrame"] and up[0].error == child.failure
+    assert up[0].processor is child
