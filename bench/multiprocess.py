@@ -170,7 +170,8 @@ async def run(frames: int, interruptions: int) -> str:
         "# Crossing a process boundary: `in_own_process(passthrough)` vs an in-process hop",
         "",
         f"`python -m bench.multiprocess --frames {frames} --interruptions {interruptions}`; "
-        f"{platform.python_version()}, {os.cpu_count()} CPUs (shared), {time.strftime('%Y-%m-%d %H:%M')}.",
+        f"{platform.python_version()}, {os.cpu_count()} CPUs (shared), "
+        f"{time.strftime('%Y-%m-%d %H:%M')}.",
         "One frame at a time (the next leaves when the previous reached the sink). CPU: every "
         "process involved (pipeline + child), minus the same pipeline with nothing in the middle; "
         f"median of {ROUNDS} interleaved rounds.",
@@ -182,7 +183,8 @@ async def run(frames: int, interruptions: int) -> str:
     for label, n, bare, hop, crossing, lat_in, lat_own in rows:
         lines.append(
             f"| {label} | {n} | {bare:.0f} | {hop:.0f} | {crossing:.0f} | {crossing / hop:.1f}x "
-            f"| {pct(lat_in, 50):.3f} / {pct(lat_in, 99):.3f} | {pct(lat_own, 50):.3f} / {pct(lat_own, 99):.3f} |"
+            f"| {pct(lat_in, 50):.3f} / {pct(lat_in, 99):.3f} "
+            f"| {pct(lat_own, 50):.3f} / {pct(lat_own, 99):.3f} |"
         )
     lines += [
         "",
