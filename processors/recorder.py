@@ -51,6 +51,7 @@ class _Channel:
     def __init__(self) -> None:
         self.parts: list[np.ndarray] = []
         self.length = 0
+        self.started = False
         self.resampler: PcmResampler | None = None
 
     def to_mono_24k(self, pcm: bytes, rate: int, channels: int) -> np.ndarray:
@@ -117,6 +118,11 @@ class StereoRecording:
             return
         try:
             self._place_queued()
+            for side in self._channels:  # what a resampler still holds is the end of the audio
+                if side.resampler is not None:
+                    tail = np.frombuffer(side.resampler.flush(), dtype=np.int16)
+                    side.parts.append(tail)
+                    side.length += len(tail)
             self._write_until(max(self._written + c.length for c in self._channels))
             self._wav.close()
             self._wav = None
@@ -146,7 +152,9 @@ class StereoRecording:
             samples = side.to_mono_24k(pcm, rate, nch)
             end = self._written + side.length
             ideal = int((started_at - self._t0) * RATE)
-            if ideal > end + JOIN_TOLERANCE_S[channel] * RATE:  # a real gap (speaker stopped, mic paused)
+            tolerance = JOIN_TOLERANCE_S[channel] * RATE if side.started else 0  # the first block sets its place
+            side.started = True
+            if ideal > end + tolerance:  # the side's start, or a real gap (speaker stopped, mic paused)
                 side.parts.append(np.zeros(ideal - end, np.int16))
                 side.length += ideal - end
             side.parts.append(samples)

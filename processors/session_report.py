@@ -282,9 +282,10 @@ def summary_line(report: dict[str, Any]) -> str:
     if s["latency_p50_ms"] is not None:
         latency = f"first audio p50 {s['latency_p50_ms']:.0f} ms, p95 {s['latency_p95_ms']:.0f} ms"
     kinds = f"{s['spoken']} spoken, {s['typed']} typed"
-    plural = "" if s["barge_ins"] == 1 else "s"
-    return (f"{s['turns']} turns ({kinds}) · {latency} · {s['barge_ins']} barge-in{plural} · "
-            f"{s['reconnects']} reconnects")
+    def count(n: int, what: str) -> str:
+        return f"{n} {what}" + ("" if n == 1 else "s")
+
+    return f"{count(s['turns'], 'turn')} ({kinds}) · {latency} · {count(s['barge_ins'], 'barge-in')} · "            f"{count(s['reconnects'], 'reconnect')}"
 
 
 def write_report(path: Path | str, report: dict[str, Any]) -> None:
