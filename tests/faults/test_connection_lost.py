@@ -193,13 +193,15 @@ async def test_words_spoken_before_a_drop_stay_in_the_session_log(pool: SessionP
     assert spoken in lines, f"{spoken!r} is missing from the session log:\n" + "\n".join(lines)
 
 
-@uses("close-1000")
-async def test_server_close_1000_mid_session_reconnects(pool: SessionPool) -> None:
-    """The server closes normally (1000) while the user is still there. User sees: "Voice Live
-    closed the session (1000): reconnecting ...", then the conversation goes on."""
-    out: Outcome = await pool.get("close-1000")
-    report("close 1000", out)
-    check_resumed(out, reason_has="1000")
+@uses("close-1000", "close-1012", "close-1013")
+@pytest.mark.parametrize("code", ["1000", "1012", "1013"])
+async def test_server_close_mid_session_reconnects(pool: SessionPool, code: str) -> None:
+    """The server closes normally (1000), for a service restart (1012) or to say "try again
+    later" (1013) while the user is still there. User sees one reconnect warning ("Voice Live
+    closed the session (1000): reconnecting ..."), then the conversation goes on."""
+    out: Outcome = await pool.get(f"close-{code}")
+    report(f"close {code}", out)
+    check_resumed(out, reason_has=code)
     assert out.retry_s <= 2.0
 
 
@@ -225,24 +227,6 @@ async def test_close_1011_in_classic_agent_mode_replays_the_transcript(pool: Ses
     report("close 1011 (classic agent)", out)
     check_resumed(out, reason_has="1011")
     assert out.second.record.query.get("agent-access-token") == "T-access-51c0ffee"
-    assert out.retry_s <= 2.0
-
-
-@uses("close-1012")
-async def test_close_1012_service_restart_reconnects(pool: SessionPool) -> None:
-    """Server closes 1012 (service restart). User sees one reconnect warning; the conversation goes on."""
-    out: Outcome = await pool.get("close-1012")
-    report("close 1012", out)
-    check_resumed(out, reason_has="1012")
-    assert out.retry_s <= 2.0
-
-
-@uses("close-1013")
-async def test_close_1013_try_again_later_reconnects(pool: SessionPool) -> None:
-    """Server closes 1013 (try again later). User sees one reconnect warning; the conversation goes on."""
-    out: Outcome = await pool.get("close-1013")
-    report("close 1013", out)
-    check_resumed(out, reason_has="1013")
     assert out.retry_s <= 2.0
 
 

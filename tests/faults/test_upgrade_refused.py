@@ -66,27 +66,19 @@ def check_one_line_failure(run: ScriptRun, *needles: str) -> str:
     return lines[0]
 
 
-@uses("401")
-async def test_401_ends_at_once_with_one_line_naming_the_key(pool: SessionPool) -> None:
+@uses("401", "403")
+@pytest.mark.parametrize("status", ["401", "403"])
+async def test_refused_credentials_end_at_once_with_one_line_naming_the_key(
+    pool: SessionPool, status: str
+) -> None:
     """User sees: one line on stderr, "Voice Live refused the credentials (HTTP 401): check
     AZURE_VOICE_LIVE_API_KEY ...", exit 1 within 5 s; the server saw exactly one attempt."""
-    out: Outcome = await pool.get("401")
-    line = check_one_line_failure(out.run, "HTTP 401", "AZURE_VOICE_LIVE_API_KEY")
-    print(f"\n401: exit {out.run.code} after {out.run.elapsed:.2f} s: {line}")
+    out: Outcome = await pool.get(status)
+    line = check_one_line_failure(out.run, f"HTTP {status}", "AZURE_VOICE_LIVE_API_KEY")
+    print(f"\n{status}: exit {out.run.code} after {out.run.elapsed:.2f} s: {line}")
     assert out.run.elapsed < 5.0
     assert out.server.attempts == 1, f"{out.server.attempts} connection attempts"
     check_logs_private(out.run)
-
-
-@uses("403")
-async def test_403_ends_at_once_with_one_line_naming_the_key(pool: SessionPool) -> None:
-    """User sees: one line on stderr naming AZURE_VOICE_LIVE_API_KEY and "HTTP 403", exit 1
-    within 5 s; no retry."""
-    out: Outcome = await pool.get("403")
-    line = check_one_line_failure(out.run, "HTTP 403", "AZURE_VOICE_LIVE_API_KEY")
-    print(f"\n403: exit {out.run.code} after {out.run.elapsed:.2f} s: {line}")
-    assert out.run.elapsed < 5.0
-    assert out.server.attempts == 1, f"{out.server.attempts} connection attempts"
 
 
 def check_recovered(out: Outcome, attempts: int) -> None:
