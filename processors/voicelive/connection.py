@@ -40,6 +40,14 @@ MAX_QUEUED_AUDIO = 100  # appends (about 4 s at 40 ms each) before mic audio is 
 # rather than drop the user's speech without a word. The upgrade itself is bounded by
 # open_timeout (10 s).
 SESSION_TIMEOUT_S = 15.0
+# Keepalive: a socket that stops answering (a dead NAT entry, a stalled server) is given up
+# within interval + timeout + close_timeout = 10.5 s; everything said meanwhile went into it.
+# websockets' defaults (20 s + 20 s) left a 40 s blind window. A ping is a few bytes every 5 s
+# (Voice Live answers pings like any WebSocket server); a pong 5 s late means a link too stalled
+# to carry a conversation, and the cost of a false alarm is one reconnect that loses nothing
+# (the gap's audio is held and the conversation resumed).
+PING_INTERVAL_S = 5.0
+PING_TIMEOUT_S = 5.0
 CLIENT_CLOSE_CAUSES = {
     1002: "broke the WebSocket protocol",
     1003: "sent a kind of frame the client does not accept",
@@ -121,8 +129,8 @@ class ConnectionSettings:
     credentials: Credentials
     debug: bool = False
     open_timeout: float = 10.0
-    ping_interval: float | None = field(default_factory=lambda: _env_seconds("VOICELIVE_PING_INTERVAL", 20.0))
-    ping_timeout: float | None = field(default_factory=lambda: _env_seconds("VOICELIVE_PING_TIMEOUT", 20.0))
+    ping_interval: float | None = field(default_factory=lambda: _env_seconds("VOICELIVE_PING_INTERVAL", PING_INTERVAL_S))
+    ping_timeout: float | None = field(default_factory=lambda: _env_seconds("VOICELIVE_PING_TIMEOUT", PING_TIMEOUT_S))
     session_timeout: float = field(default_factory=lambda: _env_seconds("VOICELIVE_SESSION_TIMEOUT", SESSION_TIMEOUT_S))
     """From the open socket to ``session.updated`` (see :data:`SESSION_TIMEOUT_S`)."""
     max_message_bytes: int = MAX_SERVER_EVENT_BYTES

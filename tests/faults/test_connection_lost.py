@@ -30,6 +30,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 AGENT = ("--api-key", API_KEY, "--agent-name", "my-agent", "--project-name", "proj")
 CLASSIC = ("--api-key", API_KEY, "--agent-id", "asst_A", "--project-name", "proj", "--agent-access-token", "T-access-51c0ffee")
 PING_S = 0.5  # keepalive interval and timeout for the stall test
+DEFAULT_PING_S = 5.0  # the shipped keepalive interval and timeout (ConnectionSettings)
 FLAP_S = 8.0  # input length of the flapping-server run
 
 
@@ -81,6 +82,8 @@ SESSIONS = {
     "close-1013": resume_session(closing(1013, "try again later")),
     "over-limit": resume_session(lambda c: (lambda conn: send_oversized(conn, 9 * 1024 * 1024))),
     "stall": resume_session(stalling, env=script_env(VOICELIVE_PING_INTERVAL=str(PING_S), VOICELIVE_PING_TIMEOUT=str(PING_S))),
+    # The shipped keepalive (no override): the input outlasts the blind window.
+    "stall-defaults": resume_session(stalling, input_s=18.0),
     "expiry": resume_session(None, replay=2, expires_in=4.0, input_s=5.0),
     "reconnect-refused": resume_session(lambda c: drop, refuse=refuse_after(1, 503), input_s=30.0),
     "flapping": flapping_session,
@@ -251,6 +254,19 @@ async def test_peer_that_stops_answering_pings_is_detected_in_bounded_time(pool:
     report("stall (no pongs)", out)
     check_resumed(out, reason_has="ping")
     assert out.retry_s <= 2 * PING_S + 1.0, f"a dead peer took {out.retry_s:.2f} s to detect (ping interval {PING_S} s + timeout {PING_S} s)"
+
+
+@uses("stall-defaults")
+async def test_default_keepalive_bounds_the_blind_window_of_a_stalled_socket(pool: SessionPool) -> None:
+    """The same stall with the shipped keepalive (5 s ping interval + 5 s timeout): the client
+    moves on within 10.5 s (interval + timeout + the 0.5 s close wait), not the 40 s of the
+    former 20 s + 20 s, during which everything said went into a dead socket."""
+    out: Outcome = await pool.get("stall-defaults", timeout=150)
+    assert len(out.server.conns) == 2, f"the stalled socket was never given up\n{out.run.describe()}"
+    report("stall with the default keepalive", out)
+    check_resumed(out, reason_has="ping")
+    bound = DEFAULT_PING_S * 2 + 0.5
+    assert out.retry_s <= bound + 2.0, f"a dead peer took {out.retry_s:.1f} s to detect (bound {bound:.1f} s)"
 
 
 @uses("expiry")
