@@ -1,218 +1,213 @@
-"""Barge-in, first audio, CPU and underruns: our PyAudio transports vs pipecat's stock ones.
+"""Barge-in, first audio, gaps and listening CPU: our transports (in this process and in an audio
+process) vs pipecat's stock LocalAudioTransport, unloaded and with a GIL holder.
 
-    python -m bench.transports.bargein [--trials 30] [--seconds 60]
+    python -m bench.transports.bargein [--trials 100] [--rounds 4] [--listen 10]
 
 One run starts a private PulseAudio (tests/audio_rig/pulse.py: pipe-sink speaker read back,
-null-sink microphone) and measures, for each side on the same devices:
+null-sink microphone) and a Voice Live peer on 127.0.0.1 (tests/support/replay_server.py), then
+runs the default agent pipeline as shipped in a client process per configuration
+(bench/transports/client.py): side ``ours`` / ``audio-process`` / ``stock``, each without and with
+a thread holding the GIL 30 ms of every 40 ms in the pipeline process. Configurations are
+interleaved: ``--rounds`` rounds, each running every configuration for trials/rounds trials.
 
-* barge-in: an agent response (2 s, sent as 100 ms deltas faster than real time, like Voice
-  Live) is interrupted 0.3-0.8 s after its first audio was handed to the device. Stop time =
-  InterruptionFrame reaching the transport -> last agent sample handed to the device (0 when
-  nothing is handed after it), and -> last agent sample arriving at the speaker capture;
-* first audio: first audio frame reaching the transport -> first agent sample handed to the
-  device, and -> at the speaker capture;
-* CPU of this process (getrusage) in a duplex session (mic running into the pipeline): the first
-  half listening only, the second half also speaking (audio fed in real time);
-* underruns while the loop is stalled by 50 ms CPU bursts every 200 ms with 3 s of audio
-  queued: gaps (>= 1 ms of zeros) inside the agent audio at the speaker capture.
+Each trial is an answer whose audio (1.5 s, never zero) arrives at once, interrupted by
+``speech_started`` 0.3-0.7 s later, then 0.6 s of quiet. Clocks start when the client's service
+parsed the server event (its receive loop's timestamp); the end is read at the speaker (when the
+sample arrives in the pipe-sink FIFO, PulseAudio's buffering included):
 
-Writes bench/results/transports.md and bench/results/transports.png.
+* first audio = first delta parsed -> first agent sample at the speaker;
+* barge-in stop = speech_started parsed -> last agent sample at the speaker;
+* gaps = runs of >= 1 ms of silence inside what was heard of an answer (underruns);
+* listening CPU (first ``--listen`` s of each unloaded client, mic streaming to the server): the
+  pipeline process, its audio process and the PulseAudio daemon, from /proc.
+
+p99 is given only from >= 100 samples; below that the max. Writes bench/results/transports.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
-import resource
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from loguru import logger
-from pipecat.frames.frames import InterruptionFrame, TTSAudioRawFrame, TTSStoppedFrame
-from pipecat.transports.local.audio import LocalAudioTransport, LocalAudioTransportParams
 
-from bench.transports.probes import OursProbe, StockProbe
 from bench.transports.report import Results, write_report
-from tests.audio_rig.harness import PipelineHarness
 from tests.audio_rig.pulse import PulseRig, SpeakerCapture
-from transports.pyaudio import PyAudioInputTransport
+from tests.devices.processes import audio_children
+from tests.support.replay_server import ReplayServer, ServerConn
+from tests.support.scenarios import (
+    RATE,
+    Turn,
+    _with,
+    handshake,
+    response_end,
+    response_start,
+    user_speaks,
+)
 
-RATE = 24000
-DELTA_MS = 100
-RESULTS = Path(__file__).resolve().parents[1] / "results"
-
-
-def agent_audio(seconds: float, seed: int) -> np.ndarray:
-    """A never-zero signal, so every sample that reaches the speaker is visible."""
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (3000 + 2000 * np.sin(2 * np.pi * (300 + 10 * seed) * t)).astype(np.int16)
-
-
-async def send_response(harness: PipelineHarness, item: str, audio: np.ndarray,
-                        realtime: bool = False) -> None:
-    step = RATE * DELTA_MS // 1000
-    for i, start in enumerate(range(0, len(audio), step)):
-        if realtime and i:
-            await asyncio.sleep(DELTA_MS / 1000)
-        await harness.send(TTSAudioRawFrame(audio[start:start + step].tobytes(), RATE, 1,
-                                            context_id=item))
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results"
+SIDES = ("ours", "audio-process", "stock")
+ANSWER_S = 1.5
+QUIET_S = 0.6
+TICK = os.sysconf("SC_CLK_TCK")
 
 
-def speaker_runs(samples: np.ndarray, min_gap: int = RATE // 10) -> list[tuple[int, int]]:
-    """(first, last) indices of non-zero runs separated by >= ``min_gap`` zeros."""
-    nz = np.flatnonzero(samples)
-    if not len(nz):
-        return []
-    breaks = np.flatnonzero(np.diff(nz) >= min_gap)
-    starts = np.concatenate([[nz[0]], nz[breaks + 1]])
-    ends = np.concatenate([nz[breaks], [nz[-1]]])
-    return list(zip(starts.tolist(), ends.tolist()))
+def answer_audio(k: int) -> bytes:
+    """A never-zero tone, so every sample that reaches the speaker is visible."""
+    t = np.arange(int(ANSWER_S * RATE)) / RATE
+    return (3000 + 2000 * np.sin(2 * np.pi * (300 + 7 * (k % 50)) * t)).astype(np.int16).tobytes()
 
 
-def gaps_inside(samples: np.ndarray, first: int, last: int, min_len: int = RATE // 1000) -> int:
-    """Runs of >= ``min_len`` zeros between ``first`` and ``last``."""
-    zero = samples[first:last + 1] == 0
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of ``pid`` in clock ticks (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except (OSError, IndexError):
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+class Session:
+    """The server's side of one client run: handshake, a listening window, then the trials."""
+
+    def __init__(self, trials: int, listen_s: float, seed: int):
+        self.trials, self.listen_s = trials, listen_s
+        self.rng = random.Random(seed)
+        self.listening = asyncio.Event()
+        self.listened = asyncio.Event()
+        self.done = asyncio.Event()
+
+    async def __call__(self, conn: ServerConn) -> None:
+        await handshake(conn)
+        await conn.wait_audio(RATE * 2 // 5)  # the microphone streams
+        if self.listen_s:
+            self.listening.set()
+            await asyncio.sleep(self.listen_s)
+            self.listened.set()
+        for k in range(self.trials):
+            turn = Turn("u", "a", answer_audio(k + self.rng.randrange(1000)))
+            await user_speaks(conn, turn, started=False)
+            await response_start(conn, turn)
+            await conn.stream_audio(turn.response_id, turn.item_id, turn.audio, speed=1000)
+            await asyncio.sleep(self.rng.uniform(0.3, 0.7))
+            await conn.send(_with("input_audio_buffer.speech_started", audio_start_ms=1000,
+                                  item_id=f"item_U{k}"))
+            await response_end(conn, turn, status="cancelled", transcript_done=False)
+            await asyncio.sleep(QUIET_S)
+        self.done.set()
+
+
+def heard_timeline(capture: SpeakerCapture) -> tuple[np.ndarray, np.ndarray]:
+    """(samples, arrival time of each sample) of everything the speaker played."""
+    samples, times = [], []
+    for at, block in list(capture.blocks):
+        n = len(block) // 2
+        samples.append(np.frombuffer(block[:2 * n], dtype=np.int16))
+        times.append(at + np.arange(n) / RATE)
+    if not samples:
+        return np.zeros(0, np.int16), np.zeros(0)
+    return np.concatenate(samples), np.concatenate(times)
+
+
+def gaps(heard: np.ndarray, min_len: int = RATE // 1000) -> int:
+    zero = heard == 0
     edges = np.diff(np.concatenate([[0], zero.astype(np.int8), [0]]))
     lengths = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
     return int((lengths >= min_len).sum())
 
 
-FRAMES_PER_BUFFER: int | None = None  # --frames-per-buffer (ours); None = the default
+def score(label: str, marks: list, capture: SpeakerCapture, out: Results) -> None:
+    samples, times = heard_timeline(capture)
+    firsts = [at for kind, _, at in marks if kind == "response.audio.delta"]
+    for stage in ("queued", "handed"):  # in-process breakdown of first audio
+        stamps = [at for kind, _, at in marks if kind == stage]
+        for first_at, at in zip(firsts, stamps):
+            out.add(label, f"first audio: delta parsed -> {stage} (ms)", (at - first_at) * 1000)
+    barges = [at for kind, _, at in marks if kind == "input_audio_buffer.speech_started"]
+    for k, (first_at, barge_at) in enumerate(zip(firsts, barges)):
+        until = firsts[k + 1] if k + 1 < len(firsts) else float("inf")
+        window = np.flatnonzero((times >= first_at) & (times < until) & (samples != 0))
+        if not len(window):
+            out.add(label, "answers never heard", 1)
+            continue
+        first, last = window[0], window[-1]
+        out.add(label, "first audio (ms)", (times[first] - first_at) * 1000)
+        out.add(label, "barge-in stop (ms)", (times[last] - barge_at) * 1000)
+        out.add(label, "gaps heard (per answer)", gaps(samples[first:last + 1]))
 
 
-def make_transports(name: str, with_input: bool = False) -> list:
-    """[mic,] speaker of one side, on the default (PulseAudio) devices."""
-    if name == "ours":
-        speaker = OursProbe(frames_per_buffer=FRAMES_PER_BUFFER)
-        return [PyAudioInputTransport(), speaker] if with_input else [speaker]
-    stock = LocalAudioTransport(LocalAudioTransportParams(
-        audio_in_enabled=with_input, audio_in_sample_rate=RATE, audio_out_enabled=True,
-        audio_out_sample_rate=RATE, audio_out_end_silence_secs=0))
-    speaker = StockProbe(stock._pyaudio, stock._params)  # the stock output, instrumented
-    return [stock.input(), speaker] if with_input else [speaker]
+async def run_client(side: str, gil: bool, session: Session, rig: PulseRig, out: Results) -> None:
+    label = f"{side}{' +GIL' if gil else ''}"
+    marks_file = Path(tempfile.mkstemp(prefix="bench-marks-", suffix=".json")[1])
+    capture = SpeakerCapture(rig.fifo)
+    capture.start()
+    async with ReplayServer(session) as server:
+        env = {**os.environ, **rig.env, "PYTHONPATH": str(ROOT)}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.transports.client", "--side", side, "--endpoint",
+            server.url, "--marks", str(marks_file), *(["--gil"] if gil else []), cwd=ROOT,
+            env=env, stdin=asyncio.subprocess.PIPE)
+        if session.listen_s:
+            await asyncio.wait_for(session.listening.wait(), 60)
+            pids = [proc.pid, *audio_children(proc.pid), rig.daemon_pid]
+            c0, t0 = [cpu_ticks(p) for p in pids], time.monotonic()
+            await session.listened.wait()
+            c1, t1 = [cpu_ticks(p) for p in pids], time.monotonic()
+            share = [100 * (b - a) / TICK / (t1 - t0) for a, b in zip(c0, c1)]
+            pipeline, pulse = share[0], share[-1]
+            child = sum(share[1:-1])
+            out.add(label, "listening CPU, pipeline process (% of a core)", pipeline)
+            out.add(label, "listening CPU, audio process (% of a core)", child)
+            out.add(label, "listening CPU, both processes (% of a core)", pipeline + child)
+            out.add(label, "listening CPU, PulseAudio daemon (% of a core)", pulse)
+        pa0, ta0 = cpu_ticks(rig.daemon_pid), time.monotonic()
+        await asyncio.wait_for(session.done.wait(), 60 + 3 * session.trials)
+        pa1, ta1 = cpu_ticks(rig.daemon_pid), time.monotonic()
+        out.add(label, "PulseAudio daemon CPU during trials (% of a core)",
+                100 * (pa1 - pa0) / TICK / (ta1 - ta0))
+        proc.stdin.close()
+        await asyncio.wait_for(proc.wait(), 30)
+    await asyncio.to_thread(capture.wait_for_samples, len(capture.samples()) + RATE // 5, 5)
+    capture.stop()
+    import json
 
-
-async def bargein_trials(name: str, rig: PulseRig, trials: int, out: Results) -> None:
-    [probe] = make_transports(name)
-    rng = random.Random(7)
-    speaker = SpeakerCapture(rig.fifo)
-    speaker.start()
-    async with PipelineHarness([probe]) as harness:
-        await asyncio.sleep(0.5)  # the stream is up and idle, as between two answers
-        for k in range(trials):
-            item = f"{name}{k}"
-            await send_response(harness, item, agent_audio(2.0, k))
-            deadline = time.monotonic() + 2
-            while probe.handoffs(item)[0] is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.005)
-            await asyncio.sleep(rng.uniform(0.3, 0.8))
-            await harness.send(InterruptionFrame())
-            await asyncio.sleep(0.6)  # the tail reaches the speaker; silence between trials
-        await harness.end()
-    await asyncio.to_thread(speaker.wait_for_samples, len(speaker.samples()) + RATE // 5, 5)
-    samples = speaker.stop()
-    runs = speaker_runs(samples)
-    items = [f"{name}{k}" for k in range(trials)]
-    for k, item in enumerate(items):
-        until = probe.first_in[items[k + 1]] if k + 1 < trials else float("inf")
-        first, last = (probe.handoffs(item, until) if name == "stock" else probe.handoffs(item))
-        t_in, t_int = probe.first_in[item], probe.interrupted_at[k]
-        out.add(name, "first audio, hand-off (ms)", (first - t_in) * 1000)
-        out.add(name, "barge-in stop, hand-off (ms)", max(0.0, last - t_int) * 1000)
-        if len(runs) == trials:
-            run_first, run_last = runs[k]
-            out.add(name, "first audio at speaker (ms)",
-                    (speaker.arrival_time(run_first) - t_in) * 1000)
-            out.add(name, "barge-in stop at speaker (ms)",
-                    (speaker.arrival_time(run_last) - t_int) * 1000)
-    if len(runs) != trials:
-        logger.warning(f"{name}: {len(runs)} speaker runs for {trials} trials; "
-                       "speaker-side figures skipped")
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-async def duplex_cpu(name: str, seconds: float, out: Results) -> None:
-    async with PipelineHarness(make_transports(name, with_input=True)) as harness:
-        await asyncio.sleep(1.0)  # warm-up
-        half = seconds / 2
-        c0, t0 = cpu_seconds(), time.monotonic()
-        await asyncio.sleep(half)
-        c1, t1 = cpu_seconds(), time.monotonic()
-        await send_response(harness, f"{name}-talk", agent_audio(half, 1), realtime=True)
-        c2, t2 = cpu_seconds(), time.monotonic()
-        await harness.end()
-    out.add(name, "CPU listening (% of a core)", 100 * (c1 - c0) / (t1 - t0))
-    out.add(name, "CPU speaking+listening (% of a core)", 100 * (c2 - c1) / (t2 - t1))
-
-
-async def stalled_loop_underruns(name: str, rig: PulseRig, out: Results) -> None:
-    [probe] = make_transports(name)
-    speaker = SpeakerCapture(rig.fifo)
-    speaker.start()
-    async with PipelineHarness([probe]) as harness:
-        await asyncio.sleep(0.3)
-        await send_response(harness, f"{name}-stall", agent_audio(3.0, 3))
-        await harness.send(TTSStoppedFrame())
-        end = time.monotonic() + 2.8
-        while time.monotonic() < end:
-            stall_until = time.perf_counter() + 0.05
-            while time.perf_counter() < stall_until:  # a CPU-bound handler holding the loop
-                pass
-            await asyncio.sleep(0.15)
-        await asyncio.sleep(0.8)
-        await harness.end()
-    await asyncio.to_thread(speaker.wait_for_samples, len(speaker.samples()) + RATE // 5, 5)
-    samples = speaker.stop()
-    runs = speaker_runs(samples)
-    first, last = runs[0][0], runs[-1][1]
-    out.add(name, "underruns, loop stalled (gaps at speaker)", gaps_inside(samples, first, last))
-    out.add(name, "underruns, loop stalled (transport count)", probe.underruns)
+    marks = json.loads(marks_file.read_text()) if marks_file.stat().st_size else []
+    marks_file.unlink()
+    score(label, marks, capture, out)
 
 
 async def main_async(args: argparse.Namespace) -> None:
     out = Results()
+    per_round = max(1, args.trials // args.rounds)
     with PulseRig() as rig:
-        parts = args.only or ["bargein", "stall", "cpu"]
-        for name in ("ours", "stock"):
-            if "bargein" in parts:
-                logger.info(f"{name}: barge-in trials")
-                await bargein_trials(name, rig, args.trials, out)
-            if "stall" in parts:
-                logger.info(f"{name}: stalled loop")
-                await stalled_loop_underruns(name, rig, out)
-            if "cpu" in parts:
-                logger.info(f"{name}: duplex CPU, {args.seconds} s")
-                await duplex_cpu(name, args.seconds, out)
-    command = f"python -m bench.transports.bargein --trials {args.trials} --seconds {args.seconds:g}"
-    stem = "transports"
-    if args.frames_per_buffer:
-        command += f" --frames-per-buffer {args.frames_per_buffer}"
-        stem += f"_fpb{args.frames_per_buffer}"
-    print(write_report(out, RESULTS, command, stem))
+        for r in range(args.rounds):
+            for gil in (False, True):
+                for side in SIDES:
+                    logger.info(f"round {r + 1}/{args.rounds}: {side}{' +GIL' if gil else ''}")
+                    listen = args.listen if not gil else 0.0
+                    await run_client(side, gil, Session(per_round, listen, seed=r), rig, out)
+    command = (f"python -m bench.transports.bargein --trials {args.trials} "
+               f"--rounds {args.rounds} --listen {args.listen:g}")
+    print(write_report(out, RESULTS, command))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=30, help="barge-in trials per transport")
-    parser.add_argument("--seconds", type=float, default=60.0,
-                        help="duplex session length per transport (half listening)")
-    parser.add_argument("--verbose", action="store_true", help="keep pipecat's debug log")
-    parser.add_argument("--frames-per-buffer", type=int, default=None,
-                        help="our output period in frames (default: the transport's)")
-    parser.add_argument("--only", choices=["bargein", "stall", "cpu"], action="append",
-                        help="run only these parts (default: all)")
+    parser.add_argument("--trials", type=int, default=100, help="barge-in trials per configuration")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds")
+    parser.add_argument("--listen", type=float, default=10.0,
+                        help="seconds of listening-only CPU per unloaded client run")
     args = parser.parse_args()
-    global FRAMES_PER_BUFFER
-    FRAMES_PER_BUFFER = args.frames_per_buffer
-    if not args.verbose:
-        logger.remove()
-        logger.add(lambda m: print(m, end=""), level="INFO")
+    logger.remove()
+    logger.add(lambda m: print(m, end=""), level="INFO")
     asyncio.run(main_async(args))
 
 

@@ -1,4 +1,4 @@
-"""Collects the transport bench figures and writes them as a markdown table and a PNG plot."""
+"""Collects the transport bench figures and writes them as markdown tables."""
 
 from __future__ import annotations
 
@@ -6,113 +6,126 @@ import platform
 from collections import defaultdict
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-SIDES = {"ours": "ours: PyAudio{Input,Output}Transport",
+SIDES = {"ours": "ours, in process", "audio-process": "ours, --audio-process",
          "stock": "pipecat LocalAudioTransport"}
-TIMED = ("barge-in stop, hand-off (ms)", "barge-in stop at speaker (ms)",
-         "first audio, hand-off (ms)", "first audio at speaker (ms)")
+TIMED = ("first audio (ms)", "barge-in stop (ms)")
+BREAKDOWN = ("first audio: delta parsed -> queued (ms)", "first audio: delta parsed -> handed (ms)")
+GOALS = {"first audio (ms)": 15.0, "barge-in stop (ms)": 20.0}  # p99, issue 10
+MIN_P99 = 100
 
 
 class Results:
-    """Samples per side and metric."""
+    """Samples per configuration label (``side`` or ``side +GIL``) and metric."""
 
     def __init__(self) -> None:
         self.samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
 
-    def add(self, side: str, metric: str, value: float) -> None:
-        self.samples[side][metric].append(float(value))
+    def add(self, label: str, metric: str, value: float) -> None:
+        self.samples[label][metric].append(float(value))
+
+    def labels(self) -> list[str]:
+        order = [f"{s}{g}" for g in ("", " +GIL") for s in SIDES]
+        return [label for label in order if label in self.samples]
 
     def metrics(self) -> list[str]:
         seen: dict[str, None] = {}
-        for side in SIDES:
-            seen.update(dict.fromkeys(self.samples[side]))
+        for label in self.labels():
+            seen.update(dict.fromkeys(self.samples[label]))
         return list(seen)
 
-    def summary(self, side: str, metric: str) -> dict[str, float] | None:
-        values = self.samples[side].get(metric)
-        if not values:
+    def values(self, label: str, metric: str) -> np.ndarray:
+        return np.asarray(self.samples[label].get(metric, []), dtype=float)
+
+    def tail(self, label: str, metric: str) -> tuple[str, float] | None:
+        """("p99", value) from >= 100 samples, else ("max", value); None without samples."""
+        v = self.values(label, metric)
+        if not len(v):
             return None
-        v = np.asarray(values)
-        return {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)),
-                "mean": float(v.mean()), "max": float(v.max()), "n": len(v)}
+        return ("p99", float(np.percentile(v, 99))) if len(v) >= MIN_P99 else ("max", float(v.max()))
 
 
-def _fmt(stats: dict[str, float] | None, metric: str) -> str:
-    if stats is None:
+def _cell(results: Results, label: str, metric: str) -> str:
+    v = results.values(label, metric)
+    if not len(v):
         return "n/a"
-    if metric in TIMED:
-        return f"{stats['p50']:.1f} / {stats['p99']:.1f} (n={stats['n']})"
-    return f"{stats['mean']:.2f}" if stats["n"] == 1 else f"{stats['mean']:.2f} (max {stats['max']:.2f})"
-
-
-def _ratio(ours: dict | None, stock: dict | None, metric: str) -> str:
-    if not ours or not stock:
-        return "n/a"
-    key = "p50" if metric in TIMED else "mean"
-    if ours[key] <= 0:
-        return "ours 0" if stock[key] > 0 else "both 0"
-    return f"{stock[key] / ours[key]:.1f}x"
+    if metric in TIMED + BREAKDOWN:
+        kind, value = results.tail(label, metric)
+        return f"{np.percentile(v, 50):.1f} / {kind} {value:.1f} (n={len(v)})"
+    if metric.startswith("gaps"):
+        return f"{int(v.sum())} in {int((v > 0).sum())} of {len(v)} answers"
+    if metric.startswith("answers never"):
+        return f"{int(v.sum())}"
+    return f"{v.mean():.2f}" + (f" (n={len(v)})" if len(v) > 1 else "")
 
 
 def table(results: Results) -> str:
-    lines = ["| metric | " + " | ".join(SIDES.values()) + " | stock / ours |",
-             "|---|---|---|---|"]
+    labels = results.labels()
+    head = ["metric", *[SIDES[label.split(" ")[0]] + label[len(label.split(" ")[0]):]
+                        for label in labels]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for metric in results.metrics():
-        ours, stock = results.summary("ours", metric), results.summary("stock", metric)
-        label = metric + (" p50 / p99" if metric in TIMED else "")
-        lines.append(f"| {label} | {_fmt(ours, metric)} | {_fmt(stock, metric)} | "
-                     f"{_ratio(ours, stock, metric)} |")
+        name = metric + (" p50 / p99 or max" if metric in TIMED + BREAKDOWN else "")
+        lines.append(f"| {name} | " + " | ".join(_cell(results, label, metric)
+                                                 for label in labels) + " |")
     return "\n".join(lines)
 
 
-def plot(results: Results, path: Path) -> None:
-    groups = [("barge-in stop (ms)", TIMED[:2]), ("first audio (ms)", TIMED[2:]),
-              ("CPU (% of one core)", [m for m in results.metrics() if m.startswith("CPU")]),
-              ("underruns, loop stalled", [m for m in results.metrics()
-                                           if m.startswith("underruns")])]
-    fig, axes = plt.subplots(1, len(groups), figsize=(16, 4.8))
-    for ax, (title, metrics) in zip(axes, groups):
-        x = np.arange(len(metrics))
-        for offset, side in ((-0.2, "ours"), (0.2, "stock")):
-            stats = [results.summary(side, m) for m in metrics]
-            key = "p50" if metrics and metrics[0] in TIMED else "mean"
-            heights = [s[key] if s else 0 for s in stats]
-            bars = ax.bar(x + offset, heights, 0.4, label=SIDES[side])
-            if key == "p50":
-                p99 = [s["p99"] if s else 0 for s in stats]
-                ax.errorbar(x + offset, heights, yerr=[np.zeros(len(p99)),
-                            np.subtract(p99, heights)], fmt="none", ecolor="black", capsize=4)
-            ax.bar_label(bars, fmt="%.1f", fontsize=8)
-        ax.set_xticks(x, [m.replace(" (ms)", "").replace(" (% of a core)", "")
-                          .replace(", ", ",\n").replace(" (", "\n(") for m in metrics], fontsize=8)
-        ax.set_title(title + (" - bar p50, whisker p99" if "ms" in title else ""), fontsize=9)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Transports on PulseAudio (same devices, one run)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def comparisons(results: Results) -> list[str]:
+    """Ratios and the goals, in words."""
+    lines = []
+    for metric in TIMED:
+        for label in results.labels():
+            tail = results.tail(label, metric)
+            if tail and " +GIL" not in label:
+                kind, value = tail
+                met = "met" if kind == "p99" and value <= GOALS[metric] else (
+                    "not met" if value > GOALS[metric] else "met on the max (fewer than 100)")
+                lines.append(f"- {metric} {kind}, {label}: {value:.1f} ms (goal p99 <= "
+                             f"{GOALS[metric]:.0f} ms: {met})")
+        for side in SIDES:
+            base, loaded = results.values(side, metric), results.values(f"{side} +GIL", metric)
+            if len(base) and len(loaded):
+                lines.append(f"- {metric}, {side}: GIL holder adds "
+                             f"{np.percentile(loaded, 50) - np.percentile(base, 50):+.1f} ms "
+                             f"p50, {results.tail(side + ' +GIL', metric)[1] - results.tail(side, metric)[1]:+.1f} ms "
+                             f"at the tail")
+        ours, stock = results.values("ours", metric), results.values("stock", metric)
+        ap = results.values("audio-process", metric)
+        if len(ours) and len(stock) and np.percentile(ours, 50) > 0:
+            lines.append(f"- {metric} p50, stock / ours: "
+                         f"{np.percentile(stock, 50) / np.percentile(ours, 50):.2f}x; "
+                         + (f"audio-process / ours: {np.percentile(ap, 50) / np.percentile(ours, 50):.2f}x"
+                            if len(ap) else ""))
+    cpu = "listening CPU, both processes (% of a core)"
+    ours, ap = results.values("ours", cpu), results.values("audio-process", cpu)
+    stock = results.values("stock", cpu)
+    if len(ours) and len(ap):
+        lines.append(f"- listening CPU, pipeline + audio process vs one process: "
+                     f"{ap.mean():.2f} % vs {ours.mean():.2f} % ({ap.mean() / ours.mean():.2f}x);"
+                     + (f" stock: {stock.mean():.2f} %" if len(stock) else ""))
+    return lines
 
 
 def write_report(results: Results, folder: Path, command: str, stem: str = "transports") -> str:
-    """Write ``<stem>.md`` and ``<stem>.png`` under ``folder``; return the markdown."""
+    """Write ``<stem>.md`` under ``folder``; return the markdown."""
     folder.mkdir(parents=True, exist_ok=True)
-    period = "default periods (10 ms speaker, 40 ms mic)" if stem == "transports" else stem.split("_", 1)[1]
     text = "\n".join([
-        "# Transports: ours vs pipecat's stock LocalAudioTransport", "",
+        "# Transports: ours (in process, --audio-process) vs pipecat's LocalAudioTransport", "",
         f"Command: `{command}` ({platform.node()}, {platform.machine()}, Python "
-        f"{platform.python_version()}); PulseAudio pipe-sink speaker and null-sink mic at "
-        f"24 kHz mono; ours: {period}; stock: pipecat defaults (40 ms chunks, blocking "
-        "writes).", "",
+        f"{platform.python_version()}, 2 cores shared with other jobs: interleaved rounds, read "
+        "the ratios). PulseAudio pipe-sink speaker and null-sink mic at 24 kHz mono. Periods: "
+        "ours 10 ms speaker callback, 20 ms mic; stock 10 ms output writes "
+        "(`audio_out_10ms_chunks=1`) to a blocking stream, 20 ms mic (fixed in pipecat). The "
+        "default agent pipeline as shipped (service, session and technical logs) runs in a "
+        "client process per configuration; +GIL = a thread in it holds the GIL 30 ms of "
+        "every 40 ms.", "",
         table(results), "",
-        "Hand-off = the moment audio is handed to PortAudio (our callback's read; the stock "
-        "transport's blocking `write` start / return). At speaker = when the sample arrives in "
-        "the pipe-sink FIFO, so it includes PulseAudio's own buffering for both sides. Ratios "
-        "are stock / ours on p50 (times) or means.", ""])
+        *comparisons(results), "",
+        "Clocks start when the client's service parsed the server event and stop when the "
+        "sample arrives at the speaker FIFO (PulseAudio's buffering included). Gaps: runs of "
+        ">= 1 ms of silence inside what was heard of an answer. Listening CPU over the first "
+        "seconds of each unloaded run (mic streaming, nothing played), from /proc.", ""])
     (folder / f"{stem}.md").write_text(text)
-    plot(results, folder / f"{stem}.png")
     return text

@@ -128,6 +128,14 @@ class PulseRig:
         self._saved_env.clear()
         shutil.rmtree(self.root, ignore_errors=True)
 
+    @property
+    def daemon_pid(self) -> int:
+        """The PulseAudio daemon's pid (0 if it is not running)."""
+        try:
+            return int((self.root / "run" / "pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0
+
     def play_into_mic(self, wav: str | Path) -> subprocess.Popen:
         """Start ``paplay -d micsink wav`` (real-time paced); wait on the returned process."""
         return subprocess.Popen(["paplay", "-d", "micsink", "--latency-msec=20", str(wav)],

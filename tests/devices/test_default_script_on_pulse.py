@@ -1,7 +1,9 @@
 """The default script on real PyAudio devices (a private PulseAudio), no WAV flags: a recorded
 turn plays whole at the speaker, the barge-in silences it within one period plus PulseAudio's
 own latency, and no late audio of the interrupted answer follows; the same with
-``--audio-process`` (the streams in a lean child process, which is gone when the script ends)."""
+``--audio-process`` (the streams in a lean child process, which is gone when the script ends),
+also while a thread in the script's process holds the GIL 30 ms of every 40 ms and the first
+answer's audio arrives at once: it is heard whole, without a gap."""
 
 from __future__ import annotations
 
@@ -19,12 +21,41 @@ from tests.support.scenarios import barge_in_scenario
 
 PERIOD_MS = 10  # the output transport's default period
 HOST_LATENCY_MS = 80  # what PortAudio keeps queued in PulseAudio (about three periods) plus the pipe sink's block
+GIL_HOLD_MS = 30  # the GIL holder can delay the script's reaction to the barge-in by one hold
+
+# Started in the script's own process through Python's sitecustomize hook; the variable is
+# removed at once, so the audio process (which inherits the environment) does not hold the GIL.
+GIL_HOLDER = """
+import os
+if os.environ.pop("HOLD_GIL_FOR_TEST", None):
+    import threading, time
+    open(os.path.join(os.path.dirname(__file__), f"holding.{os.getpid()}"), "w").close()
+    def hold():
+        n = 100_000
+        while True:  # calibrate one builtin call (sum over a range never releases the GIL)
+            t = time.perf_counter(); sum(range(n)); took = time.perf_counter() - t
+            if took > 0.015:
+                n = int(n * 0.030 / took)
+                break
+            n *= 2
+        while True:
+            sum(range(n))  # ~30 ms holding the GIL
+            time.sleep(0.010)
+    threading.Thread(target=hold, name="gil-holder", daemon=True).start()
+"""
 
 
-@pytest.mark.parametrize("flags", [[], ["--audio-process"]], ids=["in-process", "audio-process"])
-async def test_default_script_on_pulseaudio_devices(pulse, speaker, script_env: dict[str, str], tmp_path: Path, flags: list[str]) -> None:
-    scenario = barge_in_scenario()
+@pytest.mark.parametrize("flags, gil", [([], False), (["--audio-process"], False), (["--audio-process"], True)],
+                         ids=["in-process", "audio-process", "audio-process-gil-holder"])
+async def test_default_script_on_pulseaudio_devices(pulse, speaker, script_env: dict[str, str], tmp_path: Path, flags: list[str], gil: bool) -> None:
+    scenario = barge_in_scenario(speed=1000.0 if gil else 2.0)  # with the GIL holder: the first answer arrives at once
     env = {**script_env, **pulse.env}
+    if gil:
+        hook = tmp_path / "hook"
+        hook.mkdir()
+        (hook / "sitecustomize.py").write_text(GIL_HOLDER)
+        env["PYTHONPATH"] = f"{hook}{os.pathsep}{env['PYTHONPATH']}"
+        env["HOLD_GIL_FOR_TEST"] = "1"
     async with ReplayServer(scenario) as server:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pipelines.agent", "--endpoint", server.url, "--api-key", "K-pulse-1234",
@@ -43,6 +74,8 @@ async def test_default_script_on_pulseaudio_devices(pulse, speaker, script_env: 
         await proc.stdin.drain()
         out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 0, err.decode()
+    if gil:  # the GIL holder ran in the script's process, and only there
+        assert [p.name for p in (tmp_path / "hook").glob("holding.*")] == [f"holding.{proc.pid}"]
     assert not audio_children(proc.pid) and not any(map(alive, children)), "an audio process was left behind"
     conn = server.connections[0]
     assert conn.close_code == 1000
@@ -58,7 +91,8 @@ async def test_default_script_on_pulseaudio_devices(pulse, speaker, script_env: 
     stopped_at = speaker.arrival_time(end2)
     stop_ms = (stopped_at - conn.marks["barge_in"]) * 1000
     print(f"speaker went silent {stop_ms:.1f} ms after speech_started was sent")
-    assert stop_ms <= PERIOD_MS + HOST_LATENCY_MS, f"the interrupted answer went on for {stop_ms:.1f} ms"
+    bound = PERIOD_MS + HOST_LATENCY_MS + (GIL_HOLD_MS if gil else 0)
+    assert stop_ms <= bound, f"the interrupted answer went on for {stop_ms:.1f} ms"
     assert not contains_any_chunk(heard, scenario.late_audio), "late audio of the interrupted answer was played"
     log = next((tmp_path / "logs").glob("session_*.log")).read_text(encoding="utf-8")
     assert f"Agent Audio Response: {scenario.turn3.agent_text}" in log
