@@ -12,9 +12,9 @@ Protocol (the parent writes our stdin, reads our stdout):
   ``R{json}\\n`` (the device, rate, period and latency) or ``E{json}\\n`` (a one-line error);
   ``i`` start the microphone; ``w`` audio was queued (start the speaker); ``f`` a flush was
   requested (apply it, abort the speaker); ``?`` list the loaded modules (answered by
-  ``M{json}\n``: what the tests check to keep the child lean); ``q`` quit. End of input means the parent is gone:
-  the child exits too (and on Linux the kernel kills it if the parent dies, via
-  ``PR_SET_PDEATHSIG``).
+  ``M{json}\n``: what the tests check to keep the child lean); ``q`` quit. End of input
+  means the parent is gone: the child exits too (and on Linux the kernel kills it if the
+  parent dies, via ``PR_SET_PDEATHSIG``).
 * out, single bytes: ``m`` microphone audio is in its ring, ``p`` the speaker started handing
   out queued audio, ``d`` it took everything queued, ``f`` a flush was applied.
 """
@@ -72,6 +72,7 @@ class SpeakerSource:
         self._dry = False
 
     def read(self, n_frames: int) -> bytes:
+        """Callback thread: apply pending flushes, then copy the next period out of the ring."""
         shared, h = self.shared, self.shared.h
         with self._lock:
             flushed = shared.apply_flushes()
@@ -95,6 +96,7 @@ class SpeakerSource:
         return data
 
     def flush(self) -> None:
+        """Control side: apply a flush now (the stream may be stopped)."""
         with self._lock:
             flushed = self.shared.apply_flushes()
             self._handing = False
@@ -103,11 +105,13 @@ class SpeakerSource:
 
     @property
     def is_idle(self) -> bool:
+        """Nothing is queued in the ring."""
         h = self.shared.h
         return h[OUT_W] <= h[OUT_R]
 
     @property
     def last_audio_at(self) -> float:
+        """``time.monotonic()`` of the latest read that handed out audio."""
         return self.shared.h[LAST_AUDIO_NS] / 1e9  # time.monotonic_ns() of the last audio
 
 
@@ -135,6 +139,7 @@ class AudioChild:
         self.mic: Device | None = None
 
     def open(self, request: dict[str, Any]) -> None:
+        """Open the requested device (stopped) and answer ``R`` or ``E``."""
         direction = request["dir"]
         try:
             device = Device(request.get("device"), direction, int(request["rate"]),
@@ -162,6 +167,7 @@ class AudioChild:
         return None, pyaudio.paContinue
 
     def command(self, code: int) -> None:
+        """Carry out a one-byte command from the parent."""
         if code == ord("w") and self.speaker:
             self.speaker.wake()
         elif code == ord("f"):
@@ -177,6 +183,7 @@ class AudioChild:
                 _reply("!", {"error": str(exc)})
 
     def close(self) -> None:
+        """Abort and close both streams."""
         if self.speaker:
             self.speaker.close(EXIT_WATCHDOG_S)
         if self.mic:
@@ -220,6 +227,7 @@ def serve(child: AudioChild) -> None:
 
 
 def main() -> None:
+    """Entry point: ``python -m transports.audio_child CONFIG_JSON``."""
     config = json.loads(sys.argv[1])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if config.get("parent"):

@@ -242,10 +242,12 @@ class AudioProcess:
         await asyncio.to_thread(self.release)
 
     def kill(self) -> None:
+        """SIGKILL the child and reap it."""
         self.process.kill()
         self.process.wait()
 
     def is_alive(self) -> bool:
+        """The child is still running."""
         return self.process.poll() is None
 
 

@@ -44,14 +44,13 @@ from pipecat.processors.frame_processor import FrameProcessorSetup
 from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_transport import TransportParams
 
-from transports.buffered_output import BufferedOutputTransport
-from transports.pipecat_internals import queue_input_audio
-from transports.pcm import PcmResampler
 from transports.audio_process import AudioProcess, OpenedDevice
+from transports.buffered_output import BufferedOutputTransport
+from transports.pcm import PcmResampler
+from transports.pipecat_internals import queue_input_audio
 from transports.shared_playback import SharedPlayback
 from transports.shm_ring import IN_OVERFLOWS, STARTS, UNDERFLOWS
 from transports.streams import Device, OutputDriver
-
 
 DEVICE_CALL_TIMEOUT_S = 3.0  # longest wait for PortAudio to stop or close a stream
 

@@ -98,6 +98,7 @@ class SharedPlayback(PlaybackBuffer):
         return dropped
 
     def mark_stream_end(self) -> None:
+        """The response sent its last audio: running dry is no underrun from now on."""
         self._h[STREAMING] = 0
 
     async def wait_flushed(self, since_count: int, timeout: float) -> bool:
@@ -117,6 +118,7 @@ class SharedPlayback(PlaybackBuffer):
             self._on_drained_from_device()
 
     def read(self, n_frames: int) -> bytes:
+        """Not available here: the audio process is the reader."""
         raise RuntimeError("the audio process reads this buffer")
 
     # ---------------------------------------------------------------- queries
@@ -149,29 +151,36 @@ class SharedPlayback(PlaybackBuffer):
         return self._played.get(item_id, 0) + live // self.frame_bytes
 
     def queued_frames(self) -> int:
+        """Frames written and not yet taken (nor skipped by a flush)."""
         h = self._h
         return max(0, h[OUT_W] - max(h[OUT_R], self._cut)) // self.frame_bytes
 
     @property
     def is_idle(self) -> bool:
+        """Nothing is queued."""
         return self.queued_frames() == 0
 
     def first_played_at(self, item_id: str | None) -> float | None:
+        """Not tracked across processes: None."""
         return None  # not tracked across processes
 
     def last_played_at(self, item_id: str | None) -> float | None:
+        """Not tracked across processes: None."""
         return None
 
     @property
     def last_audio_at(self) -> float:
+        """``time.monotonic()`` of the child's latest read that handed out audio."""
         return self._h[LAST_AUDIO_NS] / 1e9
 
     @property
     def streaming(self) -> bool:
+        """A response is mid-stream (written since the last end or flush)."""
         return bool(self._h[STREAMING])
 
     @property
     def stats(self) -> PlaybackStats:
+        """A snapshot of the counters (the device-side ones kept by the child)."""
         h = self._h
         return PlaybackStats(
             frames_played=h[FRAMES_PLAYED], frames_read=h[FRAMES_READ],

@@ -92,6 +92,7 @@ class SharedAudio:
     # ----------------------------------------------- speaker ring, writer side
 
     def out_free(self) -> int:
+        """Bytes the writer may still append to the speaker ring."""
         return self.out_capacity - (self.h[OUT_W] - self.h[OUT_R])
 
     def out_write(self, data: bytes) -> tuple[int, int]:

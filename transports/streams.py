@@ -144,13 +144,16 @@ class Device:
 class PcmSource(Protocol):
     """What a speaker plays from: ``read`` exactly n frames (silence when dry)."""
 
-    def read(self, n_frames: int) -> bytes: ...
+    def read(self, n_frames: int) -> bytes:
+        """Exactly ``n_frames`` frames: queued audio first, then silence."""
 
     @property
-    def is_idle(self) -> bool: ...
+    def is_idle(self) -> bool:
+        """Nothing is queued."""
 
     @property
-    def last_audio_at(self) -> float: ...
+    def last_audio_at(self) -> float:
+        """``time.monotonic()`` of the latest read that handed out queued audio."""
 
 
 class OutputDriver:

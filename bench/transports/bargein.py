@@ -129,10 +129,10 @@ def score(label: str, marks: list, capture: SpeakerCapture, out: Results) -> Non
     firsts = [at for kind, _, at in marks if kind == "response.audio.delta"]
     for stage in ("queued", "handed"):  # in-process breakdown of first audio
         stamps = [at for kind, _, at in marks if kind == stage]
-        for first_at, at in zip(firsts, stamps):
+        for first_at, at in zip(firsts, stamps, strict=False):
             out.add(label, f"first audio: delta parsed -> {stage} (ms)", (at - first_at) * 1000)
     barges = [at for kind, _, at in marks if kind == "input_audio_buffer.speech_started"]
-    for k, (first_at, barge_at) in enumerate(zip(firsts, barges)):
+    for k, (first_at, barge_at) in enumerate(zip(firsts, barges, strict=False)):
         until = firsts[k + 1] if k + 1 < len(firsts) else float("inf")
         window = np.flatnonzero((times >= first_at) & (times < until) & (samples != 0))
         if not len(window):
@@ -161,7 +161,7 @@ async def run_client(side: str, gil: bool, session: Session, rig: PulseRig, out:
             c0, t0 = [cpu_ticks(p) for p in pids], time.monotonic()
             await session.listened.wait()
             c1, t1 = [cpu_ticks(p) for p in pids], time.monotonic()
-            share = [100 * (b - a) / TICK / (t1 - t0) for a, b in zip(c0, c1)]
+            share = [100 * (b - a) / TICK / (t1 - t0) for a, b in zip(c0, c1, strict=True)]
             pipeline, pulse = share[0], share[-1]
             child = sum(share[1:-1])
             out.add(label, "listening CPU, pipeline process (% of a core)", pipeline)

@@ -43,7 +43,9 @@ class Results:
         v = self.values(label, metric)
         if not len(v):
             return None
-        return ("p99", float(np.percentile(v, 99))) if len(v) >= MIN_P99 else ("max", float(v.max()))
+        if len(v) >= MIN_P99:
+            return "p99", float(np.percentile(v, 99))
+        return "max", float(v.max())
 
 
 def _cell(results: Results, label: str, metric: str) -> str:
@@ -87,17 +89,18 @@ def comparisons(results: Results) -> list[str]:
         for side in SIDES:
             base, loaded = results.values(side, metric), results.values(f"{side} +GIL", metric)
             if len(base) and len(loaded):
-                lines.append(f"- {metric}, {side}: GIL holder adds "
-                             f"{np.percentile(loaded, 50) - np.percentile(base, 50):+.1f} ms "
-                             f"p50, {results.tail(side + ' +GIL', metric)[1] - results.tail(side, metric)[1]:+.1f} ms "
-                             f"at the tail")
+                p50 = np.percentile(loaded, 50) - np.percentile(base, 50)
+                tail = results.tail(side + " +GIL", metric)[1] - results.tail(side, metric)[1]
+                lines.append(f"- {metric}, {side}: GIL holder adds {p50:+.1f} ms p50, "
+                             f"{tail:+.1f} ms at the tail")
         ours, stock = results.values("ours", metric), results.values("stock", metric)
         ap = results.values("audio-process", metric)
         if len(ours) and len(stock) and np.percentile(ours, 50) > 0:
-            lines.append(f"- {metric} p50, stock / ours: "
-                         f"{np.percentile(stock, 50) / np.percentile(ours, 50):.2f}x; "
-                         + (f"audio-process / ours: {np.percentile(ap, 50) / np.percentile(ours, 50):.2f}x"
-                            if len(ap) else ""))
+            base = np.percentile(ours, 50)
+            ratio = (f"; audio-process / ours: {np.percentile(ap, 50) / base:.2f}x"
+                     if len(ap) else "")
+            lines.append(f"- {metric} p50, stock / ours: {np.percentile(stock, 50) / base:.2f}x"
+                         + ratio)
     cpu = "listening CPU, both processes (% of a core)"
     ours, ap = results.values("ours", cpu), results.values("audio-process", cpu)
     stock = results.values("stock", cpu)

@@ -17,7 +17,15 @@ import pytest
 
 from tests.devices.processes import alive, audio_children
 from tests.support.replay_server import ReplayServer, ServerConn
-from tests.support.scenarios import RATE, Turn, handshake, noise, response_start, transcript_deltas, user_speaks
+from tests.support.scenarios import (
+    RATE,
+    Turn,
+    handshake,
+    noise,
+    response_start,
+    transcript_deltas,
+    user_speaks,
+)
 from transports.audio_process import AudioProcess
 
 pytestmark = pytest.mark.devices
@@ -98,8 +106,9 @@ async def long_answer(conn: ServerConn) -> None:
     await conn.stream_audio(turn.response_id, turn.item_id, turn.audio[RATE * 2:], speed=1.0)
 
 
-@pytest.mark.parametrize("sig, accepted", [(signal.SIGINT, (0, 130)), (signal.SIGTERM, (0, 143))],
-                         ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("sig, accepted", [(signal.SIGINT, (0, 130)), (signal.SIGTERM, (0, 143)),
+                                           (signal.SIGKILL, (-signal.SIGKILL,))],
+                         ids=["ctrl-c", "sigterm", "sigkill"])
 async def test_a_signal_mid_answer_ends_the_script_and_its_audio_process(
         pulse, speaker, script_env: dict[str, str], tmp_path: Path, sig, accepted) -> None:
     async with ReplayServer(long_answer) as server:

@@ -45,10 +45,14 @@ if os.environ.pop("HOLD_GIL_FOR_TEST", None):
 """
 
 
-@pytest.mark.parametrize("flags, gil", [([], False), (["--audio-process"], False), (["--audio-process"], True)],
+@pytest.mark.parametrize("flags, gil", [([], False), (["--audio-process"], False),
+                                        (["--audio-process"], True)],
                          ids=["in-process", "audio-process", "audio-process-gil-holder"])
-async def test_default_script_on_pulseaudio_devices(pulse, speaker, script_env: dict[str, str], tmp_path: Path, flags: list[str], gil: bool) -> None:
-    scenario = barge_in_scenario(speed=1000.0 if gil else 2.0)  # with the GIL holder: the first answer arrives at once
+async def test_default_script_on_pulseaudio_devices(pulse, speaker, script_env: dict[str, str],
+                                                    tmp_path: Path, flags: list[str],
+                                                    gil: bool) -> None:
+    # with the GIL holder, the first answer's audio arrives at once
+    scenario = barge_in_scenario(speed=1000.0 if gil else 2.0)
     env = {**script_env, **pulse.env}
     if gil:
         hook = tmp_path / "hook"
@@ -75,8 +79,10 @@ async def test_default_script_on_pulseaudio_devices(pulse, speaker, script_env: 
         out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 0, err.decode()
     if gil:  # the GIL holder ran in the script's process, and only there
-        assert [p.name for p in (tmp_path / "hook").glob("holding.*")] == [f"holding.{proc.pid}"]
-    assert not audio_children(proc.pid) and not any(map(alive, children)), "an audio process was left behind"
+        holders = [p.name for p in (tmp_path / "hook").glob("holding.*")]
+        assert holders == [f"holding.{proc.pid}"]
+    assert not audio_children(proc.pid) and not any(map(alive, children)), \
+        "an audio process was left behind"
     conn = server.connections[0]
     assert conn.close_code == 1000
     heard = speaker.samples()
