@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHES = {
     "hotpath": [sys.executable, "-m", "bench.hotpath"],
     "transports": [sys.executable, "-m", "bench.transports.bargein"],
+    "stream_settings": [sys.executable, "-m", "bench.transports.stream_settings"],
     "localserver": [sys.executable, "bench/localserver/bench_localserver.py"],
     "reliability": [sys.executable, "-m", "bench.reliability"],
     "console": [sys.executable, "-m", "bench.console_cpu"],

@@ -5,6 +5,8 @@ Started by :class:`transports.audio_process.AudioProcess` as
 parent's to handle). It imports only the standard library, PyAudio and the pipecat-free
 transport modules (:mod:`transports.streams`, :mod:`transports.shm_ring`), so nothing the
 pipeline process does — a processor holding the GIL, a busy event loop — reaches its callbacks.
+Where permitted (root, ``CAP_SYS_NICE`` or ``RLIMIT_NICE``) it raises its own priority to nice
+-11, as PulseAudio does for itself, so other processes' load does not starve the callbacks.
 
 Protocol (the parent writes our stdin, reads our stdout):
 
@@ -48,6 +50,7 @@ from transports.streams import Device, OutputDriver
 
 PR_SET_PDEATHSIG = 1
 EXIT_WATCHDOG_S = 3.0  # longest the child takes to close its streams before it just exits
+AUDIO_NICE = -11  # what PulseAudio asks for itself: the callbacks keep up on a busy machine
 
 
 def _notify(code: bytes) -> None:
@@ -232,6 +235,10 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if config.get("parent"):
         _die_with_parent(int(config["parent"]))
+    try:  # before PortAudio starts its threads, which inherit it; needs CAP_SYS_NICE/RLIMIT_NICE
+        os.setpriority(os.PRIO_PROCESS, 0, AUDIO_NICE)
+    except OSError:
+        pass  # not permitted: stay at the parent's priority
     shared = SharedAudio(int(config["fd"]), int(config["out_capacity"]),
                          int(config["in_capacity"]))
     child = AudioChild(shared)

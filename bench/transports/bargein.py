@@ -157,7 +157,11 @@ async def run_client(side: str, gil: bool, session: Session, rig: PulseRig, out:
             env=env, stdin=asyncio.subprocess.PIPE)
         if session.listen_s:
             await asyncio.wait_for(session.listening.wait(), 60)
-            pids = [proc.pid, *audio_children(proc.pid), rig.daemon_pid]
+            children = audio_children(proc.pid)
+            for child in children:
+                stat = Path(f"/proc/{child}/stat").read_text().rsplit(") ", 1)[1].split()
+                out.add(label, "audio process nice value", int(stat[16]))
+            pids = [proc.pid, *children, rig.daemon_pid]
             c0, t0 = [cpu_ticks(p) for p in pids], time.monotonic()
             await session.listened.wait()
             c1, t1 = [cpu_ticks(p) for p in pids], time.monotonic()
