@@ -24,7 +24,6 @@ from typing import Literal, TextIO
 
 import pyaudio
 
-from processors.console import say
 from transports.errors import TransportError
 
 Direction = Literal["input", "output"]
@@ -135,6 +134,8 @@ def print_devices(file: TextIO | None = None) -> None:
                 defaults.append(default_device(pa, direction).index)
             except TransportError:
                 defaults.append(None)
+    from processors.console import say  # here, not at the top: the audio child imports this module
+
     say(format_devices(devices, *defaults), stream=file)
 
 
