@@ -98,17 +98,19 @@ class AgentPipeline:
                     if hasattr(other, "wait_ready"):
                         await other.shutdown()
                 return 1
-        runner = WorkerRunner(handle_sigint=False)
-        await runner.add_workers(self.worker)
-        done = getattr(self.input, "input_done", None)
-        watcher = None
-        if (end_after_input is None and done is not None) or end_after_input:
-            watcher = asyncio.create_task(self._end_when_idle(done, idle_grace_s))
-        try:
-            await runner.run()
-        finally:
-            if watcher is not None:
-                watcher.cancel()
+        # Every task the run creates inherits the session key: its lines reach its own log only.
+        with logger.contextualize(session=self.technical_log.session):
+            runner = WorkerRunner(handle_sigint=False)
+            await runner.add_workers(self.worker)
+            done = getattr(self.input, "input_done", None)
+            watcher = None
+            if (end_after_input is None and done is not None) or end_after_input:
+                watcher = asyncio.create_task(self._end_when_idle(done, idle_grace_s))
+            try:
+                await runner.run()
+            finally:
+                if watcher is not None:
+                    watcher.cancel()
         return 0 if self.failure is None else 1
 
     async def _end_when_idle(self, done: asyncio.Event | None, grace: float) -> None:
@@ -185,7 +187,12 @@ def build_agent_pipeline(
         session_config=session_update(config.session_config.to_wire()),
         timestamp=stamp,
     )
-    technical_log = TechnicalLogProcessor(Path(config.log_dir) / "voicelive.log")
+    technical_log = TechnicalLogProcessor(
+        Path(config.log_dir) / "voicelive.log",
+        level="DEBUG" if config.verbose or config.debug else "INFO",
+        frames=config.debug,
+        session=stamp.rpartition("_")[2] or None,
+    )
     model = config.target.model if isinstance(config.target, Model) else None
     report = SessionReportProcessor(agent=config.agent_label, model=model)
     taps = list(input_processors or [])

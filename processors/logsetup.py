@@ -7,14 +7,26 @@ reaches a file or the terminal whatever path it took. Warnings and errors are re
 diagnostic lines (see :mod:`processors.redaction`).
 Python ``logging`` records (websockets' protocol debug lines: the request line, the headers) are
 forwarded into loguru by :class:`InterceptHandler` and so pass the same point.
+
+The technical log (:func:`add_technical_log`) is one loguru sink per ``voicelive.log`` file in the
+process, whatever the number of sessions writing into it. Lines carry the session they belong to
+(``logger.contextualize(session=key)`` around a session's run, see ``AgentPipeline.run``), and a
+sink keeps only its own sessions' lines (plus lines of no session: process-wide ones), so several
+sessions in one process each get their own log. The file is appended to (the previous run's lines
+are kept) and rotated at ``TECH_LOG_MAX_BYTES`` (``voicelive.log.1`` ... ``.5``).
+websockets' per-frame debug lines are produced only while a session asked for them (``frames``,
+the script's ``--debug``): formatting them is most of what logging cost per frame.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from loguru import logger
 
@@ -22,11 +34,10 @@ from processors.console import say
 from processors.logfiles import LineWriter
 
 TECH_FORMAT = "{time:YYYY-MM-DD HH:mm:ss,SSS}:{extra[origin]}:{level}:{message}"
-
-
-def _origin(record: dict) -> bool:
-    record["extra"].setdefault("origin", record["name"])
-    return True
+TECH_LOG_MAX_BYTES = 20 * 1024 * 1024
+"""``voicelive.log`` is rotated before it grows beyond this (at INFO a session writes a few KB)."""
+TECH_LOG_BACKUPS = 5
+"""Rotated technical logs kept: ``voicelive.log.1`` (newest) ... ``voicelive.log.5``."""
 
 
 class RedactingSink:
@@ -78,25 +89,106 @@ def send_to_technical_log_only(*names: str) -> None:
         log.propagate = False
 
 
-def add_technical_log(path: Path, *, level: str = "DEBUG") -> tuple[int, LineWriter]:
-    """Write the technical log (quickstart format, incl. websockets' debug lines) to ``path``."""
-    writer = LineWriter(path, truncate=True)
-    sink_id = logger.add(RedactingSink(writer), level=level, format=TECH_FORMAT, filter=_origin, colorize=False, backtrace=False, diagnose=False)
+def new_session_key() -> str:
+    """A short id that tags one session's log lines (and names its files)."""
+    return uuid.uuid4().hex[:6]
+
+
+@dataclass
+class _TechnicalLogFile:
+    """One technical log file of this process and the sessions writing into it."""
+
+    writer: LineWriter
+    levels: dict[str | None, int] = field(default_factory=dict)  # session -> lowest level number
+    frames: set[str | None] = field(default_factory=set)  # sessions that want websockets' frames
+    sink_id: int | None = None
+
+
+@dataclass(frozen=True)
+class TechnicalLogHandle:
+    """What :func:`add_technical_log` returns: pass it to :func:`remove_technical_log`."""
+
+    path: Path
+    session: str | None
+    writer: LineWriter
+
+
+_FILES: dict[Path, _TechnicalLogFile] = {}
+_FILES_LOCK = threading.Lock()
+
+
+def add_technical_log(path: Path | str, *, level: str = "INFO", session: str | None = None, frames: bool = False) -> TechnicalLogHandle:
+    """Write the technical log (quickstart format) of ``session`` to ``path``, appending.
+
+    ``level``: ``INFO`` for connections, session events, errors and one line per response;
+    ``DEBUG`` adds a line per protocol event. ``frames`` adds websockets' debug lines (the
+    handshake and every frame). ``session`` (see :func:`new_session_key`) keeps other sessions'
+    lines out; None takes every line of the process. Raises ``OSError`` if the file cannot be
+    created.
+    """
+    key = Path(path).absolute()
+    with _FILES_LOCK:
+        log = _FILES.get(key)
+        if log is None:
+            log = _FILES[key] = _TechnicalLogFile(LineWriter(path, max_bytes=TECH_LOG_MAX_BYTES, backups=TECH_LOG_BACKUPS))
+        levelno = logger.level(level).no
+        log.levels[session] = min(levelno, log.levels.get(session, levelno))
+        if frames:
+            log.frames.add(session)
+        _attach(log)
+        _set_frame_logging()
+        return TechnicalLogHandle(Path(path), session, log.writer)
+
+
+def _attach(log: _TechnicalLogFile) -> None:
+    """(Re)add the file's sink for its current sessions; the new sink is in before the old goes."""
+    levels = dict(log.levels)
+    lowest = min(levels.values())
+    everything = levels.get(None)
+
+    def accept(record: dict[str, Any]) -> bool:
+        extra = record["extra"]
+        extra.setdefault("origin", record["name"])
+        session = extra.get("session")
+        needed = lowest if session is None else levels.get(session, everything)
+        return needed is not None and record["level"].no >= needed
+
+    old = log.sink_id
+    log.sink_id = logger.add(RedactingSink(log.writer), level=lowest, format=TECH_FORMAT, filter=accept, colorize=False, backtrace=False, diagnose=False)
+    if old is not None:
+        logger.remove(old)
+
+
+def _set_frame_logging() -> None:
+    """websockets' client logger at DEBUG only while a session wants its frame lines."""
     ws_logger = logging.getLogger("websockets.client")
-    ws_logger.setLevel(logging.DEBUG)
+    ws_logger.setLevel(logging.DEBUG if any(log.frames for log in _FILES.values()) else logging.INFO)
     if not any(isinstance(h, InterceptHandler) for h in ws_logger.handlers):
         ws_logger.addHandler(InterceptHandler())
     ws_logger.propagate = False
-    return sink_id, writer
 
 
-def remove_technical_log(sink_id: int, writer: LineWriter) -> None:
-    """Detach the sink and close its file."""
-    try:
-        logger.remove(sink_id)
-    except ValueError:
-        pass
-    writer.close()
+def remove_technical_log(handle: TechnicalLogHandle) -> None:
+    """Stop writing ``handle``'s session; the file is closed (its queue written) with its last one."""
+    key = handle.path.absolute()
+    with _FILES_LOCK:
+        log = _FILES.get(key)
+        if log is None or handle.session not in log.levels:
+            return
+        del log.levels[handle.session]
+        log.frames.discard(handle.session)
+        if log.levels:
+            _attach(log)
+        else:
+            del _FILES[key]
+            if log.sink_id is not None:
+                try:
+                    logger.remove(log.sink_id)
+                except ValueError:
+                    pass
+        _set_frame_logging()
+    if not log.levels:
+        log.writer.close()
 
 
 _console: dict[str, object] = {"sink": None, "verbose": False, "stream": None}

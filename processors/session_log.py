@@ -53,13 +53,16 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
 from processors.frames import AgentWords, AudioNotSentFrame, VoiceLiveEventFrame
 from processors.logfiles import LineWriter, TailLineWriter
+from processors.logsetup import new_session_key
 
 SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’»)\]]*\s*$")
 
 
 def session_timestamp() -> str:
-    """The quickstart's file-name timestamp, e.g. ``2025-07-29_09-43-32``."""
-    return datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    """A session's file-name stamp: the quickstart's timestamp plus milliseconds and a short id,
+    e.g. ``2025-07-29_09-43-32-123_3fa9c1``, so sessions started in the same second (in one
+    process or several) never share a file; the id also tags the session's technical log lines."""
+    return f"{datetime.now().strftime('%Y-%m-%d_%H-%M-%S-%f')[:-3]}_{new_session_key()}"
 
 
 class SessionLogProcessor(FrameProcessor):

@@ -1,13 +1,25 @@
 """``TechnicalLogProcessor``: the technical log ``voicelive.log``, as the quickstart kept it.
 
-While the pipeline runs it attaches a loguru sink that writes everything (this project's modules,
-pipecat, and websockets' protocol debug lines with the request URL and headers) in the
-quickstart's ``time:logger:LEVEL:message`` format, redacted, mode 0600. It also logs each protocol
-event and the pipeline frames that matter (barge-ins, transcripts, errors). Frames pass unchanged.
+While the pipeline runs it attaches a loguru sink (see :func:`processors.logsetup.add_technical_log`)
+that writes this session's lines (this project's modules, pipecat, websockets) in the
+quickstart's ``time:logger:LEVEL:message`` format, redacted, mode 0600, appended to the file and
+rotated. What it costs per frame is chosen by the level:
+
+* ``INFO`` (default): connections, session events, errors, and one summary line per response
+  (``Response resp_… completed: 25 audio frames (2.40 s), 12 transcript deltas, first audio
+  180 ms after response.created, 2.61 s in all``) — nothing per audio frame;
+* ``DEBUG`` (the script's ``--verbose``): a line per protocol event, barge-in and transcript;
+* ``frames=True`` (the script's ``--debug``): also websockets' handshake and per-frame lines.
+
+``session`` tags this session's lines: run the pipeline inside ``logger.contextualize(session=
+processor.session)`` (``AgentPipeline.run`` does) so that, with several sessions in one process,
+each ``voicelive.log`` gets only its own session's lines. Frames pass unchanged.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +27,12 @@ from loguru import logger
 from pipecat.frames.frames import (
     ErrorFrame,
     Frame,
+    CancelFrame,
+    EndFrame,
     InterruptionFrame,
     TranscriptionFrame,
+    TTSAudioRawFrame,
+    TTSStoppedFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
@@ -24,31 +40,56 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor, F
 
 from processors.frames import AgentWords, VoiceLiveEventFrame
 from processors.logfiles import LineWriter
-from processors.logsetup import add_technical_log, remove_technical_log
+from processors.logsetup import TechnicalLogHandle, add_technical_log, new_session_key, remove_technical_log
 
 _log = logger.bind(origin="voicelive.events")
+_TEXT_DELTAS = frozenset({"response.audio_transcript.delta", "response.text.delta"})
+
+
+@dataclass
+class _Response:
+    """What one response delivered, for its summary line."""
+
+    created_at: float
+    done: dict[str, Any] | None = None  # the response.done event, once it came
+    done_at: float = 0.0
+    audio_frames: int = 0
+    audio_s: float = 0.0
+    text_deltas: int = 0
+    first_audio_at: float | None = None
 
 
 class TechnicalLogProcessor(FrameProcessor):
-    """Keeps ``voicelive.log`` (or ``path``) for the lifetime of the pipeline."""
+    """Keeps ``voicelive.log`` (or ``path``) for the lifetime of the pipeline.
 
-    def __init__(self, path: Path | str, *, level: str = "DEBUG", **kwargs: Any) -> None:
+    Args:
+        path: the log file (appended to; rotated at ``TECH_LOG_MAX_BYTES``).
+        level: ``INFO`` or ``DEBUG`` (see the module docstring).
+        frames: also log websockets' handshake and frame lines.
+        session: the key tagging this session's lines (default: a new one).
+    """
+
+    def __init__(self, path: Path | str, *, level: str = "INFO", frames: bool = False, session: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.path = Path(path)
+        self.session = session or new_session_key()
         self._level = level
-        self._sink: tuple[int, LineWriter] | None = None
+        self._frames = frames
+        self._handle: TechnicalLogHandle | None = None
         self._writer: LineWriter | None = None  # kept after cleanup, for write_error
-
-    def attach(self) -> None:
-        """Start writing the log now (idempotent); ``setup`` calls it, callers may call it earlier."""
-        if self._sink is None:
-            self._sink = add_technical_log(self.path, level=self._level)
-            self._writer = self._sink[1]
+        self._responses: dict[str, _Response] = {}
+        self._current: _Response | None = None
 
     @property
     def write_error(self) -> str | None:
         """Why lines were lost from the log (reported once on stderr), or None; also after the end."""
         return self._writer.error if self._writer is not None else None
+
+    def attach(self) -> None:
+        """Start writing the log now (idempotent); ``setup`` calls it, callers may call it earlier."""
+        if self._handle is None:
+            self._handle = add_technical_log(self.path, level=self._level, session=self.session, frames=self._frames)
+            self._writer = self._handle.writer
 
     async def setup(self, setup: FrameProcessorSetup) -> None:
         await super().setup(setup)
@@ -56,18 +97,23 @@ class TechnicalLogProcessor(FrameProcessor):
 
     async def cleanup(self) -> None:
         await super().cleanup()
-        if self._sink is not None:
-            remove_technical_log(*self._sink)
-            self._sink = None
+        if self._handle is not None:
+            remove_technical_log(self._handle)
+            self._handle = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
-        if isinstance(frame, VoiceLiveEventFrame):
-            if frame.event_type == "error":
-                # Whole, and for this file only: the service puts one cut line on the console.
-                _log.bind(console=False).warning(f"{frame.direction} error event: {frame.event.get('error')}")
-            else:  # audio deltas and appends never reach here: the service does not push them
-                _log.debug(f"{'Received' if frame.direction == 'received' else 'Sent'} event: {frame.event_type}")
+        if isinstance(frame, TTSAudioRawFrame):
+            response = self._current
+            if response is not None:
+                response.audio_frames += 1
+                response.audio_s += len(frame.audio) / (2 * frame.num_channels * frame.sample_rate)
+                if response.first_audio_at is None:
+                    response.first_audio_at = time.monotonic()
+        elif isinstance(frame, VoiceLiveEventFrame):
+            self._event(frame)
+        elif isinstance(frame, (TTSStoppedFrame, EndFrame, CancelFrame)):
+            self._summaries()  # in order after the response's audio (response.done overtakes it)
         elif isinstance(frame, InterruptionFrame):
             _log.debug("Interruption: flushing playback")
         elif isinstance(frame, (UserStartedSpeakingFrame, UserStoppedSpeakingFrame)):
@@ -82,3 +128,56 @@ class TechnicalLogProcessor(FrameProcessor):
             final = frame.error is not None and failure == frame.error
             _log.bind(console=not final).error(f"Error frame: {frame.error}")
         await self.push_frame(frame, direction)
+
+    def _event(self, frame: VoiceLiveEventFrame) -> None:
+        kind = frame.event_type
+        if kind == "error":
+            # Whole, and for this file only: the service puts one cut line on the console.
+            _log.bind(console=False).warning(f"{frame.direction} error event: {frame.event.get('error')}")
+            return
+        # audio deltas and appends never reach here: the service does not push them
+        _log.debug(f"{'Received' if frame.direction == 'received' else 'Sent'} event: {kind}")
+        if frame.direction != "received":
+            return
+        if kind in _TEXT_DELTAS:
+            if self._current is not None:
+                self._current.text_deltas += 1
+        elif kind == "response.created":
+            self._summaries()
+            self._current = self._responses[_response_id(frame.event)] = _Response(time.monotonic())
+        elif kind == "response.done":
+            info = self._responses.get(_response_id(frame.event))
+            if info is None:
+                self._summary(_response_id(frame.event), frame.event, None)
+            else:
+                info.done, info.done_at = frame.event, time.monotonic()
+
+    def _summaries(self) -> None:
+        """Log the finished responses: their audio frames have passed by now."""
+        for response_id, info in list(self._responses.items()):
+            if info.done is not None:
+                del self._responses[response_id]
+                if info is self._current:
+                    self._current = None
+                self._summary(response_id, info.done, info)
+
+    def _summary(self, response_id: str, event: dict[str, Any], info: _Response | None) -> None:
+        """One INFO line per response: what it delivered and how long it took."""
+        body = event.get("response") if isinstance(event.get("response"), dict) else {}
+        status = body.get("status") or "done"
+        usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+        tokens = f", {usage['total_tokens']} tokens" if isinstance(usage.get("total_tokens"), int) else ""
+        if info is None:
+            _log.info(f"Response {response_id} {status}{tokens}")
+            return
+        first = f", first audio {(info.first_audio_at - info.created_at) * 1000:.0f} ms after response.created" if info.first_audio_at else ""
+        _log.info(
+            f"Response {response_id} {status}: {info.audio_frames} audio frames ({info.audio_s:.2f} s), "
+            f"{info.text_deltas} transcript deltas{first}, {info.done_at - info.created_at:.2f} s in all{tokens}"
+        )
+
+
+def _response_id(event: dict[str, Any]) -> str:
+    response = event.get("response")
+    rid = response.get("id") if isinstance(response, dict) else None
+    return rid if isinstance(rid, str) else "?"

@@ -41,7 +41,7 @@ class Outcome:
     server: FaultyServer
 
 
-def garbage_then_turn(messages: list[tuple[str, str | bytes]]) -> object:
+def garbage_then_turn(messages: list[tuple[str, str | bytes]], *extra: str) -> object:
     async def script(conn: ServerConn) -> None:
         await handshake(conn)
         await conn.wait_audio(RATE * 2 // 5)
@@ -51,13 +51,14 @@ def garbage_then_turn(messages: list[tuple[str, str | bytes]]) -> object:
 
     async def session(tmp: Path) -> Outcome:
         async with FaultyServer(script) as server:
-            run = await run_script(server.url, tmp, input_s=2.5, timeout=40)
+            run = await run_script(server.url, tmp, input_s=2.5, timeout=40, extra=extra)
         return Outcome(run, server)
 
     return session
 
 
-SESSIONS = {"garbage": garbage_then_turn(GARBAGE), "out-of-range": garbage_then_turn(OUT_OF_RANGE)}
+# --verbose: the technical log has per-event (DEBUG) lines, where unknown event types are noted.
+SESSIONS = {"garbage": garbage_then_turn(GARBAGE, "--verbose"), "out-of-range": garbage_then_turn(OUT_OF_RANGE)}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -89,7 +90,7 @@ def check_turn_went_on(out: Outcome) -> None:
 async def test_garbage_is_logged_and_skipped_and_the_session_goes_on(pool: SessionPool) -> None:
     """User sees: nothing on the console beyond warnings ("Skipped malformed server event: not
     JSON ..."); the next turn plays and is logged; exit 0. voicelive.log has a WARNING per
-    unparseable message and per event with unusable fields, unknown types at DEBUG."""
+    unparseable message and per event with unusable fields, unknown types at DEBUG (--verbose)."""
     out: Outcome = await pool.get("garbage")
     check_turn_went_on(out)
     run = out.run

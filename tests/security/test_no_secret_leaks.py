@@ -117,7 +117,7 @@ def test_a_traceback_holding_a_secret_is_redacted_in_the_technical_log(tmp_path:
     secret = "S-tb-5ecre7-77e1d2c3"
     add_secret(secret)
     path = tmp_path / "voicelive.log"
-    sink = add_technical_log(path)
+    sink = add_technical_log(path, level="DEBUG", frames=True)
     try:
         try:
             raise RuntimeError(f"upgrade failed for wss://x/voice-live/realtime?agent-access-token={secret} with api-key: {secret}")
@@ -125,7 +125,7 @@ def test_a_traceback_holding_a_secret_is_redacted_in_the_technical_log(tmp_path:
             logger.exception("connection failed")
             logging.getLogger("websockets.client").exception("> GET /?api-key=%s", secret)
     finally:
-        remove_technical_log(*sink)
+        remove_technical_log(sink)
     text = path.read_text(encoding="utf-8")
     assert "Traceback" in text and "RuntimeError" in text
     assert not leaked_runs(text, secret), text
