@@ -90,5 +90,5 @@ async def test_a_processor_in_its_own_process_changes_nothing_but_its_pid(tmp_pa
         == [x for x in inline[1] if x.startswith("interruption")][: len(interruptions)]
     )
     # Its log lines reached the technical log of the pipeline process.
-    assert "in_own_process(PidRecorder)" in own[0].tech_log()
+    assert f"PidRecorder started in pid {own_pid}" in own[0].tech_log()
     assert not psutil.pid_exists(own_pid), "the child outlived the session"

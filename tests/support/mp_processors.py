@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loguru import logger
+
 from pipecat.frames.frames import (
     DataFrame,
     Frame,
@@ -44,6 +46,7 @@ class PidRecorder(Passthrough):
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         if isinstance(frame, StartFrame):
             self.path.write_text(f"pid={os.getpid()}\n", encoding="utf-8")
+            logger.info(f"PidRecorder started in pid {os.getpid()}")  # an INFO line from the child
         if isinstance(frame, OutputAudioRawFrame):
             self.audio_frames += 1
         if isinstance(frame, InterruptionFrame):
