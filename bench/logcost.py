@@ -43,7 +43,15 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.audio import write_wav  # noqa: E402
 from tests.support.replay_server import ReplayServer, ServerConn  # noqa: E402
-from tests.support.scenarios import RATE, Turn, handshake, noise, response_end, response_start, transcript_deltas  # noqa: E402
+from tests.support.scenarios import (
+    RATE,
+    Turn,
+    handshake,
+    noise,
+    response_end,
+    response_start,
+    transcript_deltas,
+)  # noqa: E402
 from tests.support.script_run import script_env  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -53,7 +61,9 @@ DELTA_MS = 100
 
 def extract(rev: str, into: Path) -> Path:
     """The tree of ``rev`` (tracked files) under ``into``."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True
+    ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     return into
@@ -69,7 +79,11 @@ def streaming(n: int):  # type: ignore[no-untyped-def]
     async def script(conn: ServerConn) -> None:
         await handshake(conn)
         await conn.wait_audio(RATE * 2 * 2 // 5)
-        turn = Turn("count to a hundred", " ".join(str(i) for i in range(n)), noise(n * DELTA_MS / 1000, seed=5))
+        turn = Turn(
+            "count to a hundred",
+            " ".join(str(i) for i in range(n)),
+            noise(n * DELTA_MS / 1000, seed=5),
+        )
         await response_start(conn, turn)
         await transcript_deltas(conn, turn)
         await conn.stream_audio(turn.response_id, turn.item_id, turn.audio, speed=4.0)
@@ -86,10 +100,33 @@ async def cpu_of_session(tree: Path, tmp: Path, input_s: float, deltas: int) -> 
     env = script_env()
     env["PYTHONPATH"] = str(tree)
     async with ReplayServer(script) as server:  # type: ignore[arg-type]
-        argv = [sys.executable, "-m", "pipelines.agent", "--endpoint", server.url, "--api-key", "K-bench-logcost-1234",
-                "--model", "gpt-realtime", "--input-wav", str(wav), "--output-wav", str(tmp / "out.wav"),
-                "--log-dir", str(tmp / "logs"), "--idle-grace", "0.3"]
-        proc = subprocess.Popen(argv, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        argv = [
+            sys.executable,
+            "-m",
+            "pipelines.agent",
+            "--endpoint",
+            server.url,
+            "--api-key",
+            "K-bench-logcost-1234",
+            "--model",
+            "gpt-realtime",
+            "--input-wav",
+            str(wav),
+            "--output-wav",
+            str(tmp / "out.wav"),
+            "--log-dir",
+            str(tmp / "logs"),
+            "--idle-grace",
+            "0.3",
+        ]
+        proc = subprocess.Popen(
+            argv,
+            cwd=tmp,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         _, status, usage = await asyncio.to_thread(os.wait4, proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         err = proc.stderr.read().decode() if proc.stderr else ""
@@ -105,7 +142,9 @@ class Figures:
     log_bytes: list[int]
 
 
-async def measure(trees: dict[str, Path], reps: int, short: float, long: float, deltas: int, work: Path) -> dict[str, Figures]:
+async def measure(
+    trees: dict[str, Path], reps: int, short: float, long: float, deltas: int, work: Path
+) -> dict[str, Figures]:
     figures = {name: Figures([], [], []) for name in trees}
     mic_frames = (long - short) * 1000 / MIC_MS
     for rep in range(reps):
@@ -118,8 +157,11 @@ async def measure(trees: dict[str, Path], reps: int, short: float, long: float, 
             f.mic_us.append((long_cpu - short_cpu) / mic_frames * 1e6)
             f.delta_us.append((speaking_cpu - short_cpu) / deltas * 1e6)
             f.log_bytes.append((base / "long" / "logs" / "voicelive.log").stat().st_size)
-            print(f"rep {rep + 1} {name:9s}: short {short_cpu:.2f} s, long {long_cpu:.2f} s, speaking {speaking_cpu:.2f} s CPU"
-                  f" -> {f.mic_us[-1]:.0f} us/mic frame, {f.delta_us[-1]:.0f} us/delta", flush=True)
+            print(
+                f"rep {rep + 1} {name:9s}: short {short_cpu:.2f} s, long {long_cpu:.2f} s, speaking {speaking_cpu:.2f} s CPU"
+                f" -> {f.mic_us[-1]:.0f} us/mic frame, {f.delta_us[-1]:.0f} us/delta",
+                flush=True,
+            )
     return figures
 
 
@@ -130,9 +172,24 @@ def report(figures: dict[str, Figures], args: argparse.Namespace, load: tuple[fl
         return statistics.median(values)
 
     rows = [
-        ("CPU per 40 ms mic frame -> WebSocket (listening)", med(before.mic_us), med(after.mic_us), "us"),
-        ("CPU per 100 ms audio delta -> frame (and played)", med(before.delta_us), med(after.delta_us), "us"),
-        (f"voicelive.log after a {args.long:.0f} s listening session", med(before.log_bytes), med(after.log_bytes), "bytes"),
+        (
+            "CPU per 40 ms mic frame -> WebSocket (listening)",
+            med(before.mic_us),
+            med(after.mic_us),
+            "us",
+        ),
+        (
+            "CPU per 100 ms audio delta -> frame (and played)",
+            med(before.delta_us),
+            med(after.delta_us),
+            "us",
+        ),
+        (
+            f"voicelive.log after a {args.long:.0f} s listening session",
+            med(before.log_bytes),
+            med(after.log_bytes),
+            "bytes",
+        ),
     ]
     lines = [
         "# Logging cost per frame, as shipped",
@@ -151,7 +208,9 @@ def report(figures: dict[str, Figures], args: argparse.Namespace, load: tuple[fl
         "|---|---|---|---|",
     ]
     for label, b, a, unit in rows:
-        lines.append(f"| {label} | {b:,.0f} {unit} | {a:,.0f} {unit} | {b / a if a else float('inf'):.2f}x |")
+        lines.append(
+            f"| {label} | {b:,.0f} {unit} | {a:,.0f} {unit} | {b / a if a else float('inf'):.2f}x |"
+        )
     lines += ["", "Every trial (us per mic frame / per delta):", ""]
     for name, f in figures.items():
         trials = ", ".join(f"{m:.0f}/{d:.0f}" for m, d in zip(f.mic_us, f.delta_us))
@@ -161,17 +220,29 @@ def report(figures: dict[str, Figures], args: argparse.Namespace, load: tuple[fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline", default="64cdaa9", help="revision to compare with (default: main before the log changes)")
+    parser.add_argument(
+        "--baseline",
+        default="64cdaa9",
+        help="revision to compare with (default: main before the log changes)",
+    )
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--short", type=float, default=3.0, help="seconds of microphone input, short session")
-    parser.add_argument("--long", type=float, default=11.0, help="seconds of microphone input, long session")
-    parser.add_argument("--deltas", type=int, default=60, help="100 ms audio deltas in the speaking session")
+    parser.add_argument(
+        "--short", type=float, default=3.0, help="seconds of microphone input, short session"
+    )
+    parser.add_argument(
+        "--long", type=float, default=11.0, help="seconds of microphone input, long session"
+    )
+    parser.add_argument(
+        "--deltas", type=int, default=60, help="100 ms audio deltas in the speaking session"
+    )
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="logcost-") as tmp:
         work = Path(tmp)
         trees = {"baseline": extract(args.baseline, work / "baseline-tree"), "this tree": ROOT}
-        figures = asyncio.run(measure(trees, args.reps, args.short, args.long, args.deltas, work / "runs"))
+        figures = asyncio.run(
+            measure(trees, args.reps, args.short, args.long, args.deltas, work / "runs")
+        )
     text = report(figures, args, (load_before, os.getloadavg()[0]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "logcost.md").write_text(text, encoding="utf-8")

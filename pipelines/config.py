@@ -356,10 +356,10 @@ def _tools(spec: str | None, target: Target, session: SessionConfig) -> ToolSet 
 
     tools = load_tools(spec)
     if not isinstance(target, Model):
-        print(
+        say(
             f"note: --tools is for model mode: an agent runs its own tools on the service side, "
             f"so {', '.join(tools.names)} are not declared",
-            file=sys.stderr,
+            err=True,
         )
         return None
     session.tools = [*(session.tools or []), *tools.to_wire()]

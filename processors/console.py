@@ -21,7 +21,9 @@ from typing import Any, TextIO
 from processors.redaction import redact
 
 
-def say(text: str, *, err: bool = False, stream: TextIO | None = None, diagnostic: bool | None = None) -> None:
+def say(
+    text: str, *, err: bool = False, stream: TextIO | None = None, diagnostic: bool | None = None
+) -> None:
     """Write ``text`` redacted as one line (a newline is added) to ``stream`` (default stdout,
     or stderr with ``err``) and flush. ``diagnostic`` (default: ``err``) masks short secrets as
     whole words too. A closed or broken stream is ignored: printing never raises."""
@@ -46,7 +48,9 @@ def warning(text: str) -> None:
     say(f"warning: {text}", err=True)
 
 
-def _print_exception(kind: type[BaseException], value: BaseException | None, tb: TracebackType | None) -> None:
+def _print_exception(
+    kind: type[BaseException], value: BaseException | None, tb: TracebackType | None
+) -> None:
     say("".join(traceback.format_exception(kind, value, tb)).rstrip("\n"), err=True)
 
 

@@ -67,7 +67,9 @@ class _WriterThread:
         if self._thread is None or not self._thread.is_alive():
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+                    self._thread = threading.Thread(
+                        target=self._run, name="log-writer", daemon=True
+                    )
                     self._thread.start()
         self._queue.put((writer, item, diagnostic))
 
@@ -105,7 +107,14 @@ class LineWriter:
     are reported once on stderr and kept in :attr:`error`.
     """
 
-    def __init__(self, path: Path | str, *, truncate: bool = False, max_bytes: int | None = None, backups: int = 5) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        truncate: bool = False,
+        max_bytes: int | None = None,
+        backups: int = 5,
+    ) -> None:
         self.path = Path(path)
         make_private_dir(self.path.parent)
         self._file = open_private(self.path, "w" if truncate else "a")
@@ -139,7 +148,8 @@ class LineWriter:
             return False  # keep draining so writers never block; the loss was reported once
         text = redact(str(item), diagnostic=diagnostic) + "\n"
         try:
-            if self._max_bytes is not None and self._size and self._size + len(text) > self._max_bytes:
+            limit = self._max_bytes
+            if limit is not None and self._size and self._size + len(text) > limit:
                 self._rotate()
             self._file.write(text)  # type: ignore[attr-defined]
             self._size += len(text)
@@ -167,7 +177,8 @@ class LineWriter:
 
     def _fail(self, exc: OSError) -> None:
         if self.error is None:  # disk full, file too large: say so once, on one line
-            self.error = f"log file '{self.path}' cannot be written ({exc.strerror or exc}): its later lines are lost"
+            why = exc.strerror or exc
+            self.error = f"log file '{self.path}' cannot be written ({why}): its later lines are lost"
             error(self.error)
 
     def _finish(self) -> None:

@@ -117,7 +117,9 @@ _FILES: dict[Path, _TechnicalLogFile] = {}
 _FILES_LOCK = threading.Lock()
 
 
-def add_technical_log(path: Path | str, *, level: str = "INFO", session: str | None = None, frames: bool = False) -> TechnicalLogHandle:
+def add_technical_log(
+    path: Path | str, *, level: str = "INFO", session: str | None = None, frames: bool = False
+) -> TechnicalLogHandle:
     """Write the technical log (quickstart format) of ``session`` to ``path``, appending.
 
     ``level``: ``INFO`` for connections, session events, errors and one line per response;
@@ -130,7 +132,8 @@ def add_technical_log(path: Path | str, *, level: str = "INFO", session: str | N
     with _FILES_LOCK:
         log = _FILES.get(key)
         if log is None:
-            log = _FILES[key] = _TechnicalLogFile(LineWriter(path, max_bytes=TECH_LOG_MAX_BYTES, backups=TECH_LOG_BACKUPS))
+            writer = LineWriter(path, max_bytes=TECH_LOG_MAX_BYTES, backups=TECH_LOG_BACKUPS)
+            log = _FILES[key] = _TechnicalLogFile(writer)
         levelno = logger.level(level).no
         log.levels[session] = min(levelno, log.levels.get(session, levelno))
         if frames:
@@ -154,7 +157,15 @@ def _attach(log: _TechnicalLogFile) -> None:
         return needed is not None and record["level"].no >= needed
 
     old = log.sink_id
-    log.sink_id = logger.add(RedactingSink(log.writer), level=lowest, format=TECH_FORMAT, filter=accept, colorize=False, backtrace=False, diagnose=False)
+    log.sink_id = logger.add(
+        RedactingSink(log.writer),
+        level=lowest,
+        format=TECH_FORMAT,
+        filter=accept,
+        colorize=False,
+        backtrace=False,
+        diagnose=False,
+    )
     if old is not None:
         logger.remove(old)
 
@@ -162,14 +173,15 @@ def _attach(log: _TechnicalLogFile) -> None:
 def _set_frame_logging() -> None:
     """websockets' client logger at DEBUG only while a session wants its frame lines."""
     ws_logger = logging.getLogger("websockets.client")
-    ws_logger.setLevel(logging.DEBUG if any(log.frames for log in _FILES.values()) else logging.INFO)
+    frames = any(log.frames for log in _FILES.values())
+    ws_logger.setLevel(logging.DEBUG if frames else logging.INFO)
     if not any(isinstance(h, InterceptHandler) for h in ws_logger.handlers):
         ws_logger.addHandler(InterceptHandler())
     ws_logger.propagate = False
 
 
 def remove_technical_log(handle: TechnicalLogHandle) -> None:
-    """Stop writing ``handle``'s session; the file is closed (its queue written) with its last one."""
+    """Stop writing ``handle``'s session; the file is closed (queue written) with its last one."""
     key = handle.path.absolute()
     with _FILES_LOCK:
         log = _FILES.get(key)

@@ -42,7 +42,9 @@ _CHUNK = RUN // 2  # a RUN-long shared run always contains an aligned chunk of t
 
 _SHAPES: tuple[re.Pattern[str], ...] = (
     # Query parameters that carry credentials (raw or percent-encoded "Bearer%20...").
-    re.compile(r"(?i)([?&](?:agent-access-token|api-key|authorization|access_token|token)=)[^&\s'\"#\\]+"),
+    re.compile(
+        r"(?i)([?&](?:agent-access-token|api-key|authorization|access_token|token)=)[^&\s'\"#\\]+"
+    ),
     # Header lines as websockets logs them ("> api-key: K") and as dict reprs ("'api-key': 'K'").
     re.compile(r"(?i)(\bapi-key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}\\&]+"),
     re.compile(r"(?i)(\bauthorization['\"]?\s*[:=]\s*['\"]?bearer\s+)[^\s'\",}\\]+"),
@@ -50,7 +52,9 @@ _SHAPES: tuple[re.Pattern[str], ...] = (
 )
 # Every shape and every credential word of rule 3 contains one of these (lower case).
 _KEYWORDS = ("key", "token", "bearer", "authoriz", "secret", "passw", "credential")
-_CREDENTIAL_WORD = r"\b(?:api[-_ ]?key|key|token|secret|password|passwd|credentials?|bearer|authorization)\b"
+_CREDENTIAL_WORD = (
+    r"\b(?:api[-_ ]?key|key|token|secret|password|passwd|credentials?|bearer|authorization)\b"
+)
 _WORD_CHARS = r"\w\-.~+/"  # a short secret inside a longer word of these is not masked
 
 
@@ -77,13 +81,19 @@ class Redactor:
             if len(value) >= RUN:
                 self._long.append(value)
                 runs = {s[i : i + RUN] for s in self._long for i in range(len(s) - RUN + 1)}
-                chunks = {tuple(s[i : i + _CHUNK]) for s in self._long for i in range(len(s) - _CHUNK + 1)}
+                chunks = {
+                    tuple(s[i : i + _CHUNK]) for s in self._long for i in range(len(s) - _CHUNK + 1)
+                }
                 self._chunks, self._runs = frozenset(chunks), frozenset(runs)
             else:
                 self._short.append(value)
-                alternatives = "|".join(re.escape(s) for s in sorted(self._short, key=len, reverse=True))
+                alternatives = "|".join(
+                    re.escape(s) for s in sorted(self._short, key=len, reverse=True)
+                )
                 whole = rf"(?<![{_WORD_CHARS}])(?-i:{alternatives})(?![{_WORD_CHARS}=])"
-                self._short_cred = re.compile(rf"(?i)({_CREDENTIAL_WORD}[\s'\":=]*(?:(?:is|was)\s+)?['\"]?){whole}")
+                self._short_cred = re.compile(
+                    rf"(?i)({_CREDENTIAL_WORD}[\s'\":=]*(?:(?:is|was)\s+)?['\"]?){whole}"
+                )
                 self._short_word = re.compile(whole)
 
     def clear(self) -> None:

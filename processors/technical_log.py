@@ -1,6 +1,6 @@
 """``TechnicalLogProcessor``: the technical log ``voicelive.log``, as the quickstart kept it.
 
-While the pipeline runs it attaches a loguru sink (see :func:`processors.logsetup.add_technical_log`)
+While the pipeline runs it attaches a loguru sink (see ``processors.logsetup.add_technical_log``)
 that writes this session's lines (this project's modules, pipecat, websockets) in the
 quickstart's ``time:logger:LEVEL:message`` format, redacted, mode 0600, appended to the file and
 rotated. What it costs per frame is chosen by the level:
@@ -40,7 +40,12 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor, F
 
 from processors.frames import AgentWords, VoiceLiveEventFrame
 from processors.logfiles import LineWriter
-from processors.logsetup import TechnicalLogHandle, add_technical_log, new_session_key, remove_technical_log
+from processors.logsetup import (
+    TechnicalLogHandle,
+    add_technical_log,
+    new_session_key,
+    remove_technical_log,
+)
 
 _log = logger.bind(origin="voicelive.events")
 _TEXT_DELTAS = frozenset({"response.audio_transcript.delta", "response.text.delta"})
@@ -69,7 +74,15 @@ class TechnicalLogProcessor(FrameProcessor):
         session: the key tagging this session's lines (default: a new one).
     """
 
-    def __init__(self, path: Path | str, *, level: str = "INFO", frames: bool = False, session: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        level: str = "INFO",
+        frames: bool = False,
+        session: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.path = Path(path)
         self.session = session or new_session_key()
@@ -82,13 +95,16 @@ class TechnicalLogProcessor(FrameProcessor):
 
     @property
     def write_error(self) -> str | None:
-        """Why lines were lost from the log (reported once on stderr), or None; also after the end."""
+        """Why lines were lost from the log (reported once on stderr), or None; also after the
+        end."""
         return self._writer.error if self._writer is not None else None
 
     def attach(self) -> None:
         """Start writing the log now (idempotent); ``setup`` calls it, callers may call it earlier."""
         if self._handle is None:
-            self._handle = add_technical_log(self.path, level=self._level, session=self.session, frames=self._frames)
+            self._handle = add_technical_log(
+                self.path, level=self._level, session=self.session, frames=self._frames
+            )
             self._writer = self._handle.writer
 
     async def setup(self, setup: FrameProcessorSetup) -> None:
@@ -133,7 +149,8 @@ class TechnicalLogProcessor(FrameProcessor):
         kind = frame.event_type
         if kind == "error":
             # Whole, and for this file only: the service puts one cut line on the console.
-            _log.bind(console=False).warning(f"{frame.direction} error event: {frame.event.get('error')}")
+            text = f"{frame.direction} error event: {frame.event.get('error')}"
+            _log.bind(console=False).warning(text)
             return
         # audio deltas and appends never reach here: the service does not push them
         _log.debug(f"{'Received' if frame.direction == 'received' else 'Sent'} event: {kind}")
@@ -166,14 +183,20 @@ class TechnicalLogProcessor(FrameProcessor):
         body = event.get("response") if isinstance(event.get("response"), dict) else {}
         status = body.get("status") or "done"
         usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
-        tokens = f", {usage['total_tokens']} tokens" if isinstance(usage.get("total_tokens"), int) else ""
+        total = usage.get("total_tokens")
+        tokens = f", {total} tokens" if isinstance(total, int) else ""
         if info is None:
             _log.info(f"Response {response_id} {status}{tokens}")
             return
-        first = f", first audio {(info.first_audio_at - info.created_at) * 1000:.0f} ms after response.created" if info.first_audio_at else ""
+        first = ""
+        if info.first_audio_at is not None:
+            delay_ms = (info.first_audio_at - info.created_at) * 1000
+            first = f", first audio {delay_ms:.0f} ms after response.created"
+        took = info.done_at - info.created_at
         _log.info(
-            f"Response {response_id} {status}: {info.audio_frames} audio frames ({info.audio_s:.2f} s), "
-            f"{info.text_deltas} transcript deltas{first}, {info.done_at - info.created_at:.2f} s in all{tokens}"
+            f"Response {response_id} {status}: {info.audio_frames} audio frames "
+            f"({info.audio_s:.2f} s), {info.text_deltas} transcript deltas{first}, "
+            f"{took:.2f} s in all{tokens}"
         )
 
 

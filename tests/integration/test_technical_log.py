@@ -24,7 +24,14 @@ from tests.support.replay_server import ServerConn
 from tests.support.scenarios import RATE, handshake
 from tests.support.audio import write_wav
 from tests.support.scenarios import noise
-from tests.support.script_run import ROOT, ScriptRun, check_logs_private, check_no_crash, run_script, script_env
+from tests.support.script_run import (
+    ROOT,
+    ScriptRun,
+    check_logs_private,
+    check_no_crash,
+    run_script,
+    script_env,
+)
 
 
 def conversation(session_id: str):  # type: ignore[no-untyped-def]
@@ -39,7 +46,9 @@ def conversation(session_id: str):  # type: ignore[no-untyped-def]
 
 
 FRAME_LINE = re.compile(r":websockets\.client:DEBUG:[<>] (TEXT|BINARY|PING|PONG)")
-SUMMARY = re.compile(r":INFO:Response \S+ completed: (\d+) audio frames \(([\d.]+) s\), (\d+) transcript deltas, first audio \d+ ms")
+SUMMARY = re.compile(
+    r":INFO:Response \S+ completed: (\d+) audio frames \(([\d.]+) s\), (\d+) transcript deltas, first audio \d+ ms"
+)
 
 
 async def scripted_run(tmp: Path, session_id: str, *extra: str) -> ScriptRun:
@@ -61,14 +70,20 @@ async def test_by_default_the_technical_log_has_no_line_per_frame(tmp_path: Path
         check_no_crash(run)
         check_logs_private(run)
     log = plain.tech_log()
-    assert not FRAME_LINE.search(log), next(line for line in log.splitlines() if FRAME_LINE.search(line))
+    assert not FRAME_LINE.search(log), next(
+        line for line in log.splitlines() if FRAME_LINE.search(line)
+    )
     assert ":DEBUG:" not in log, next(line for line in log.splitlines() if ":DEBUG:" in line)
     assert "Connecting to ws://127.0.0.1" in log and "Session created: sess_Plain" in log
     summaries = SUMMARY.findall(log)
     assert len(summaries) == 1, log
     frames, seconds, deltas = summaries[0]
     turn = default_turns()[0]
-    assert int(frames) > 0 and abs(float(seconds) - len(turn.audio) / 2 / RATE) < 0.05 and int(deltas) > 0
+    assert (
+        int(frames) > 0
+        and abs(float(seconds) - len(turn.audio) / 2 / RATE) < 0.05
+        and int(deltas) > 0
+    )
     assert "Received event: response.audio_transcript.delta" in verbose.tech_log()
     assert not FRAME_LINE.search(verbose.tech_log())
     assert FRAME_LINE.search(debug.tech_log()), "--debug did not log websockets' frames"
@@ -88,13 +103,17 @@ async def test_the_previous_run_is_kept_and_file_names_never_collide(tmp_path: P
     shared = tmp_path / "shared"
     log = (shared / "voicelive.log").read_text(encoding="utf-8")
     for session_id in ("sess_First1", "sess_First2", "sess_Third"):
-        assert f"Session created: {session_id}" in log, f"{session_id} is missing from voicelive.log"
+        assert f"Session created: {session_id}" in log, (
+            f"{session_id} is missing from voicelive.log"
+        )
     session_logs = sorted(shared.glob("session_*.log"))
     events = sorted(shared.glob("events_*.jsonl"))
     assert len(session_logs) == 3 and len(events) == 3, sorted(p.name for p in shared.iterdir())
     ids = set()
     for path in session_logs:
-        assert re.fullmatch(r"session_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-\d{3}_[0-9a-f]{6}\.log", path.name), path.name
+        assert re.fullmatch(
+            r"session_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-\d{3}_[0-9a-f]{6}\.log", path.name
+        ), path.name
         lines = path.read_text(encoding="utf-8").splitlines()
         assert lines[0] == "Agent Session Log:" and lines.count("Agent Session Log:") == 1, lines
         (session_line,) = [line for line in lines if line.startswith("SessionID: ")]
@@ -102,7 +121,11 @@ async def test_the_previous_run_is_kept_and_file_names_never_collide(tmp_path: P
     assert len(ids) == 3
     for path in events:
         records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-        created = {r["event"]["session"]["id"] for r in records if r["event"].get("type") == "session.created"}
+        created = {
+            r["event"]["session"]["id"]
+            for r in records
+            if r["event"].get("type") == "session.created"
+        }
         assert len(created) == 1, f"{path.name} mixes sessions {created}"
 
 
@@ -142,23 +165,43 @@ async def test_two_sessions_in_one_process_each_log_only_their_own_lines(tmp_pat
     none of the other's."""
     write_wav(tmp_path / "in.wav", noise(2.0, seed=3, amplitude=300))
     (tmp_path / "two.py").write_text(TWO_SESSIONS, encoding="utf-8")
-    async with FaultyServer(conversation("sess_Alpha")) as alpha, FaultyServer(conversation("sess_Beta")) as beta:
+    async with (
+        FaultyServer(conversation("sess_Alpha")) as alpha,
+        FaultyServer(conversation("sess_Beta")) as beta,
+    ):
         ports = {"a": alpha.port, "b": beta.port}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "two.py", alpha.url, beta.url, str(tmp_path / "in.wav"), cwd=tmp_path, env=script_env(),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "two.py",
+            alpha.url,
+            beta.url,
+            str(tmp_path / "in.wav"),
+            cwd=tmp_path,
+            env=script_env(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, (out.decode()[-2000:], err.decode()[-2000:])
-    logs = {name: (tmp_path / f"logs_{name}" / "voicelive.log").read_text(encoding="utf-8") for name in ("a", "b")}
+    logs = {
+        name: (tmp_path / f"logs_{name}" / "voicelive.log").read_text(encoding="utf-8")
+        for name in ("a", "b")
+    }
     mine = {"a": ("sess_Alpha", ports["a"]), "b": ("sess_Beta", ports["b"])}
     for name, log in logs.items():
         other = "b" if name == "a" else "a"
         own_id, own_port = mine[name]
         other_id, other_port = mine[other]
         assert f"Session created: {own_id}" in log and f"127.0.0.1:{own_port}" in log, log[-2000:]
-        leaked = [line for line in log.splitlines() if other_id in line or f"127.0.0.1:{other_port}" in line]
-        assert not leaked, f"logs_{name}/voicelive.log holds the other session's lines: {leaked[:3]}"
+        leaked = [
+            line
+            for line in log.splitlines()
+            if other_id in line or f"127.0.0.1:{other_port}" in line
+        ]
+        assert not leaked, (
+            f"logs_{name}/voicelive.log holds the other session's lines: {leaked[:3]}"
+        )
         assert len(SUMMARY.findall(log)) == 1, f"logs_{name}: one response, one summary line"
 
 
@@ -171,12 +214,16 @@ def test_the_technical_log_is_rotated_and_rotated_files_stay_private(tmp_path: P
         writer.write(f"line {n:04d} " + "x" * 40)
     writer.close()
     files = sorted(p.name for p in path.parent.iterdir())
-    assert files == ["voicelive.log", "voicelive.log.1", "voicelive.log.2", "voicelive.log.3"], files
+    assert files == ["voicelive.log", "voicelive.log.1", "voicelive.log.2", "voicelive.log.3"], (
+        files
+    )
     kept = []
     for name in ("voicelive.log.3", "voicelive.log.2", "voicelive.log.1", "voicelive.log"):
         p = path.parent / name
         assert p.stat().st_mode & 0o777 == 0o600 and p.stat().st_size <= 1000
         kept += p.read_text(encoding="utf-8").splitlines()
     numbers = [int(line.split()[1]) for line in kept]
-    assert numbers == list(range(200 - len(numbers), 200)), "lines were lost or reordered across rotations"
+    assert numbers == list(range(200 - len(numbers), 200)), (
+        "lines were lost or reordered across rotations"
+    )
     assert all(line.endswith("x" * 40) for line in kept)

@@ -21,7 +21,13 @@ import pytest
 from processors.logfiles import make_private_dir
 from tests.support.fault_scenarios import one_turn
 from tests.support.faulty_server import FaultyServer
-from tests.support.script_run import ROOT, check_logs_private, check_no_crash, run_script, script_env
+from tests.support.script_run import (
+    ROOT,
+    check_logs_private,
+    check_no_crash,
+    run_script,
+    script_env,
+)
 from tests.support.secrets import check_no_secret_runs
 
 
@@ -32,8 +38,23 @@ MODEL = ("--model", "gpt-realtime")
 def config_error(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the script with a configuration that must fail before connecting."""
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.agent", "--endpoint", "ws://127.0.0.1:9/", *MODEL, "--log-dir", str(tmp / "logs"), *args],
-        cwd=tmp, env=script_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "pipelines.agent",
+            "--endpoint",
+            "ws://127.0.0.1:9/",
+            *MODEL,
+            "--log-dir",
+            str(tmp / "logs"),
+            *args,
+        ],
+        cwd=tmp,
+        env=script_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -43,7 +64,15 @@ async def test_the_key_from_a_file_is_used_and_never_shown(tmp_path: Path) -> No
     key_file = tmp_path / "key.txt"
     key_file.write_text(f"\n  {KEY}  \n\n", encoding="utf-8")
     async with FaultyServer(one_turn) as server:
-        run = await run_script(server.url, tmp_path / "run", "--api-key-file", str(key_file), *MODEL, input_s=2.0, timeout=40)
+        run = await run_script(
+            server.url,
+            tmp_path / "run",
+            "--api-key-file",
+            str(key_file),
+            *MODEL,
+            input_s=2.0,
+            timeout=40,
+        )
     assert run.code == 0, run.describe()
     check_no_crash(run)
     assert server.conns[0].record.headers.get("api-key") == KEY
@@ -54,9 +83,16 @@ async def test_the_key_from_a_file_is_used_and_never_shown(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(
     "content, needle",
-    [(None, "not found"), ("", "is empty"), ("  \n\n", "is empty"), (f"{KEY}\nsecond-line-value\n", "holds 2 lines")],
+    [
+        (None, "not found"),
+        ("", "is empty"),
+        ("  \n\n", "is empty"),
+        (f"{KEY}\nsecond-line-value\n", "holds 2 lines"),
+    ],
 )
-def test_an_unusable_key_file_is_one_line_and_exit_2(tmp_path: Path, content: str | None, needle: str) -> None:
+def test_an_unusable_key_file_is_one_line_and_exit_2(
+    tmp_path: Path, content: str | None, needle: str
+) -> None:
     """A missing, empty or two-line key file: one line naming the file, exit 2, and neither
     line of a two-line file is shown."""
     key_file = tmp_path / "key.txt"
@@ -65,18 +101,26 @@ def test_an_unusable_key_file_is_one_line_and_exit_2(tmp_path: Path, content: st
     result = config_error(tmp_path, "--api-key-file", str(key_file))
     assert result.returncode == 2, result
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: --api-key-file") and needle in lines[0], result.stderr
+    assert (
+        len(lines) == 1 and lines[0].startswith("error: --api-key-file") and needle in lines[0]
+    ), result.stderr
     assert "key.txt" in lines[0]
-    check_no_secret_runs({"stdout": result.stdout, "stderr": result.stderr}, [KEY, "second-line-value"])
+    check_no_secret_runs(
+        {"stdout": result.stdout, "stderr": result.stderr}, [KEY, "second-line-value"]
+    )
     assert not (tmp_path / "logs").exists(), "bad configuration must fail before creating anything"
 
 
 def test_a_key_flag_and_a_key_file_together_are_refused(tmp_path: Path) -> None:
     key_file = tmp_path / "key.txt"
     key_file.write_text(KEY, encoding="utf-8")
-    result = config_error(tmp_path, "--api-key", "K-other-value-123456", "--api-key-file", str(key_file))
+    result = config_error(
+        tmp_path, "--api-key", "K-other-value-123456", "--api-key-file", str(key_file)
+    )
     assert result.returncode == 2 and "give only one" in result.stderr, result
-    check_no_secret_runs({"stdout": result.stdout, "stderr": result.stderr}, [KEY, "K-other-value-123456"])
+    check_no_secret_runs(
+        {"stdout": result.stdout, "stderr": result.stderr}, [KEY, "K-other-value-123456"]
+    )
 
 
 def test_a_misspelt_key_flag_does_not_echo_the_key(tmp_path: Path) -> None:
@@ -88,16 +132,36 @@ def test_a_misspelt_key_flag_does_not_echo_the_key(tmp_path: Path) -> None:
 
 
 def test_help_says_the_key_flag_is_visible_to_other_users(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "pipelines.agent", "--help"], cwd=ROOT, env=script_env(), capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.agent", "--help"],
+        cwd=ROOT,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     text = " ".join(result.stdout.split())
     assert result.returncode == 0
-    assert "visible to other users in the process list" in text and "--api-key-file" in text and "AZURE_VOICE_LIVE_API_KEY" in text, text
+    assert (
+        "visible to other users in the process list" in text
+        and "--api-key-file" in text
+        and "AZURE_VOICE_LIVE_API_KEY" in text
+    ), text
 
 
 async def test_the_key_piped_to_stdin_with_api_key_dash(tmp_path: Path) -> None:
     """``printf '%s\\n' "$KEY" | voicelive-agent --api-key - ...``: the first line of stdin is the key."""
     async with FaultyServer(one_turn) as server:
-        run = await run_script(server.url, tmp_path / "run", "--api-key", "-", *MODEL, input_s=2.0, timeout=40, stdin=f"{KEY}\n".encode())
+        run = await run_script(
+            server.url,
+            tmp_path / "run",
+            "--api-key",
+            "-",
+            *MODEL,
+            input_s=2.0,
+            timeout=40,
+            stdin=f"{KEY}\n".encode(),
+        )
     assert run.code == 0, run.describe()
     assert server.conns[0].record.headers.get("api-key") == KEY
     check_no_secret_runs(run.outputs(), [KEY])
@@ -132,11 +196,29 @@ async def test_the_key_typed_at_a_hidden_prompt_on_a_terminal(tmp_path: Path) ->
 
     async with FaultyServer(one_turn) as server:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pipelines.agent", "--endpoint", server.url, "--api-key", "-", *MODEL,
-            "--input-wav", str(in_wav), "--output-wav", str(tmp_path / "out.wav"), "--log-dir", str(tmp_path / "logs"),
-            "--idle-grace", "0.5", cwd=tmp_path, env=script_env(), stdin=slave,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True, preexec_fn=controlling_tty,
+            sys.executable,
+            "-m",
+            "pipelines.agent",
+            "--endpoint",
+            server.url,
+            "--api-key",
+            "-",
+            *MODEL,
+            "--input-wav",
+            str(in_wav),
+            "--output-wav",
+            str(tmp_path / "out.wav"),
+            "--log-dir",
+            str(tmp_path / "logs"),
+            "--idle-grace",
+            "0.5",
+            cwd=tmp_path,
+            env=script_env(),
+            stdin=slave,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=controlling_tty,
         )
         os.close(slave)
         loop.add_reader(master, on_output)
@@ -150,13 +232,19 @@ async def test_the_key_typed_at_a_hidden_prompt_on_a_terminal(tmp_path: Path) ->
                 await proc.wait()
             loop.remove_reader(master)
             os.close(master)
-    outputs = {"terminal": screen.decode("utf-8", "replace"), "stdout": out.decode(), "stderr": err.decode()}
+    outputs = {
+        "terminal": screen.decode("utf-8", "replace"),
+        "stdout": out.decode(),
+        "stderr": err.decode(),
+    }
     assert proc.returncode == 0, outputs
     assert server.conns[0].record.headers.get("api-key") == KEY
     check_no_secret_runs(outputs, [KEY])
 
 
-def test_the_log_folders_we_create_are_private_and_existing_ones_keep_their_mode(tmp_path: Path) -> None:
+def test_the_log_folders_we_create_are_private_and_existing_ones_keep_their_mode(
+    tmp_path: Path,
+) -> None:
     """Every folder the script creates for the logs is 0700 whatever the umask; a folder that
     already exists is the user's and keeps its mode."""
     existing = tmp_path / "shared"

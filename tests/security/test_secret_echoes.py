@@ -23,7 +23,13 @@ from tests.support.faulty_server import FaultyServer, close_with
 from tests.support.pool import SessionPool, uses
 from tests.support.replay_server import ServerConn
 from tests.support.scenarios import RATE, Turn, handshake, noise
-from tests.support.script_run import ScriptRun, check_logs_private, check_no_crash, run_script, script_env
+from tests.support.script_run import (
+    ScriptRun,
+    check_logs_private,
+    check_no_crash,
+    run_script,
+    script_env,
+)
 from tests.support.secrets import check_no_secret_runs
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -31,13 +37,32 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 KEY = "K-echo-9c41d7e2b05a-PROBEKEY-7f3a"
 TOKEN = "T-echo-4e8b2a61f0c9-TOKENPART-5d7e"
 SECRETS = (KEY, TOKEN)
-CLASSIC = ("--api-key", KEY, "--agent-id", "asst_A", "--project-name", "proj", "--agent-access-token", TOKEN)
+CLASSIC = (
+    "--api-key",
+    KEY,
+    "--agent-id",
+    "asst_A",
+    "--project-name",
+    "proj",
+    "--agent-access-token",
+    TOKEN,
+)
 
 
 async def echo_in_error_event(conn: ServerConn) -> None:
     """A fatal error whose message repeats both credentials."""
     await handshake(conn)
-    await conn.send({"type": "error", "event_id": "event_E1", "error": {"type": "invalid_request_error", "code": "invalid_api_key", "message": f"The key {KEY} was revoked; access token {TOKEN} expired"}})
+    await conn.send(
+        {
+            "type": "error",
+            "event_id": "event_E1",
+            "error": {
+                "type": "invalid_request_error",
+                "code": "invalid_api_key",
+                "message": f"The key {KEY} was revoked; access token {TOKEN} expired",
+            },
+        }
+    )
 
 
 async def echo_in_close_reason(conn: ServerConn) -> None:
@@ -60,7 +85,9 @@ async def echo_in_long_frames(conn: ServerConn) -> None:
     await handshake(conn)
     await conn.send_raw(cut_frame())
     await conn.wait_audio(RATE * 2 // 5)
-    turn = Turn("What is my key?", f"Your key is {KEY} and your token is {TOKEN}.", noise(0.6, seed=21))
+    turn = Turn(
+        "What is my key?", f"Your key is {KEY} and your token is {TOKEN}.", noise(0.6, seed=21)
+    )
     await answer(conn, turn)
 
 
@@ -75,7 +102,9 @@ async def short_key_session(conn: ServerConn) -> None:
 def session(script, *mode: str, extra: tuple[str, ...] = ("--verbose", "--debug")):  # type: ignore[no-untyped-def]
     async def run(tmp: Path) -> tuple[ScriptRun, FaultyServer]:
         async with FaultyServer(script) as server:
-            result = await run_script(server.url, tmp, *mode, input_s=2.0, env=script_env(), timeout=40, extra=extra)
+            result = await run_script(
+                server.url, tmp, *mode, input_s=2.0, env=script_env(), timeout=40, extra=extra
+            )
         return result, server
 
     return run
@@ -85,7 +114,9 @@ SESSIONS = {
     "error event": session(echo_in_error_event, *CLASSIC),
     "1008 close": session(echo_in_close_reason, *CLASSIC),
     "long frames": session(echo_in_long_frames, *CLASSIC),
-    "short key": session(short_key_session, "--api-key", "test", "--model", "gpt-realtime", extra=("--debug",)),
+    "short key": session(
+        short_key_session, "--api-key", "test", "--model", "gpt-realtime", extra=("--debug",)
+    ),
 }
 
 
@@ -117,7 +148,9 @@ async def test_an_error_event_echoing_the_credentials_prints_them_masked(pool: S
 
 
 @uses("1008 close")
-async def test_a_policy_close_whose_reason_holds_the_key_prints_it_masked(pool: SessionPool) -> None:
+async def test_a_policy_close_whose_reason_holds_the_key_prints_it_masked(
+    pool: SessionPool,
+) -> None:
     """User sees ``error: Voice Live closed the connection (1008: key *** is not allowed)``
     and exit 1, with no retry (policy closes are final)."""
     run, server = await pool.get("1008 close")
@@ -138,7 +171,11 @@ async def test_frames_cut_by_the_debug_log_leak_no_piece_of_a_secret(pool: Sessi
     run, _ = await pool.get("long frames")
     assert run.code == 0, run.describe()
     check_no_crash(run)
-    cut = [line for line in run.tech_log().splitlines() if re.search(r"< TEXT '\{\"type\":\"error\".*\.\.\.", line)]
+    cut = [
+        line
+        for line in run.tech_log().splitlines()
+        if re.search(r"< TEXT '\{\"type\":\"error\".*\.\.\.", line)
+    ]
     assert cut, "websockets' shortened debug line of the echoing frame is not in voicelive.log"
     check_no_secret_runs(run.outputs(), SECRETS)
     check_logs_private(run)

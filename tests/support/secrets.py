@@ -19,7 +19,9 @@ def leaked_runs(text: str, secret: str, run: int = RUN) -> list[str]:
     return sorted(w for w in windows if w in text)
 
 
-def check_no_secret_runs(outputs: Mapping[str, str], secrets: Iterable[str], run: int = RUN) -> None:
+def check_no_secret_runs(
+    outputs: Mapping[str, str], secrets: Iterable[str], run: int = RUN
+) -> None:
     """Fail naming the output, the leaked piece and its line if any output holds ``run``
     consecutive characters of any of ``secrets``."""
     secrets = [s for s in secrets if len(s) >= run]
@@ -29,4 +31,6 @@ def check_no_secret_runs(outputs: Mapping[str, str], secrets: Iterable[str], run
             found = leaked_runs(text, secret, run)
             if found:
                 line = next(line for line in text.splitlines() if found[0] in line)
-                raise AssertionError(f"{len(found)} piece(s) of a secret leaked into {name}, e.g. {found[0]!r} in: {line[:300]}")
+                raise AssertionError(
+                    f"{len(found)} piece(s) of a secret leaked into {name}, e.g. {found[0]!r} in: {line[:300]}"
+                )

@@ -13,10 +13,10 @@ from tests.support.secrets import leaked_runs
 KEY = "K-echo-9c41d7e2b05a-PROBEKEY-7f3a"
 TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2FpLmF6dXJlLmNvbSJ9.c2lnbmF0dXJl"
 ORDINARY = [
-    "Session Config: {\"voice\": {\"name\": \"en-US-Aria:DragonHDLatestNeural\", \"type\": \"azure-standard\"}}",
+    'Session Config: {"voice": {"name": "en-US-Aria:DragonHDLatestNeural", "type": "azure-standard"}}',
     "User Input: This is a test of the latest voice",
     "Agent Audio Response: The test went well, and the keys are on the table.",
-    "2026-12-01 10:00:00,123:websockets.client:DEBUG:< TEXT '{\"type\": \"response.audio_transcript.delta\", \"delta\": \" Paris\"}' [80 bytes]",
+    '2026-12-01 10:00:00,123:websockets.client:DEBUG:< TEXT \'{"type": "response.audio_transcript.delta", "delta": " Paris"}\' [80 bytes]',
     "debug=on&model=gpt-realtime",
 ]
 
@@ -42,7 +42,10 @@ def test_registered_values_and_credential_shapes_are_masked() -> None:
 def test_redact_obj_walks_json() -> None:
     r = Redactor()
     r.add_secret("abcd1234")
-    assert r.redact_obj({"a": ["x abcd1234", {"b": "abcd1234"}], "n": 3}) == {"a": [f"x {MASK}", {"b": MASK}], "n": 3}
+    assert r.redact_obj({"a": ["x abcd1234", {"b": "abcd1234"}], "n": 3}) == {
+        "a": [f"x {MASK}", {"b": MASK}],
+        "n": 3,
+    }
 
 
 def test_pieces_of_a_secret_cut_by_a_logger_are_masked() -> None:
@@ -54,10 +57,14 @@ def test_pieces_of_a_secret_cut_by_a_logger_are_masked() -> None:
     frame = '{"type":"error","error":{"message":"' + KEY + " " + "x" * 120 + " " + TOKEN + '"}}'
     shown = repr(frame)
     cut = f"< TEXT {shown[:48]}...{shown[-24:]} [{len(frame)} bytes]"
-    assert KEY not in cut and leaked_runs(cut, KEY), "the test line must hold a piece of the key only"
+    assert KEY not in cut and leaked_runs(cut, KEY), (
+        "the test line must hold a piece of the key only"
+    )
     out = r.redact(cut)
     assert not leaked_runs(out, KEY) and not leaked_runs(out, TOKEN), out
-    assert out.startswith("< TEXT '{\"type\":\"error\",\"error\":{\"message\":\"") and out.endswith(f"[{len(frame)} bytes]"), out
+    assert out.startswith('< TEXT \'{"type":"error","error":{"message":"') and out.endswith(
+        f"[{len(frame)} bytes]"
+    ), out
     issue_line = "ke...-PROBEKEY-7f3a..."  # the shape reported in issue 8
     assert r.redact(issue_line) == f"ke...{MASK}...", r.redact(issue_line)
 
@@ -70,7 +77,19 @@ def test_every_run_of_eight_characters_is_masked_and_nothing_else() -> None:
     r = Redactor()
     r.add_secret(KEY)
     r.add_secret(TOKEN)
-    words = ["the", "response.audio.delta", "x", "Paris", "event_32", "[203 bytes]", "'", '"', "...", "9c41", "PROBE"]
+    words = [
+        "the",
+        "response.audio.delta",
+        "x",
+        "Paris",
+        "event_32",
+        "[203 bytes]",
+        "'",
+        '"',
+        "...",
+        "9c41",
+        "PROBE",
+    ]
     for _ in range(3000):
         parts = []
         for _ in range(rng.randint(1, 8)):
@@ -106,15 +125,23 @@ def test_a_short_secret_is_masked_where_it_stands_as_a_credential() -> None:
     assert r.redact("invalid api key 'test'") == f"invalid api key '{MASK}'"
     assert r.redact("Authorization: Bearer test") == f"Authorization: Bearer {MASK}"
     # Error and warning lines: as any whole word (a close reason, an echoed message) ...
-    assert r.redact("error: Voice Live closed the connection (1008: test)", diagnostic=True).endswith(f"(1008: {MASK})")
+    assert r.redact(
+        "error: Voice Live closed the connection (1008: test)", diagnostic=True
+    ).endswith(f"(1008: {MASK})")
     # ... but never inside another word, even there.
-    assert r.redact("error: voice en-US-Aria:DragonHDLatestNeural, attestation", diagnostic=True) == "error: voice en-US-Aria:DragonHDLatestNeural, attestation"
+    assert (
+        r.redact("error: voice en-US-Aria:DragonHDLatestNeural, attestation", diagnostic=True)
+        == "error: voice en-US-Aria:DragonHDLatestNeural, attestation"
+    )
 
 
 def test_masking_keeps_json_lines_valid() -> None:
     r = Redactor()
     r.add_secret(KEY)
-    event = {"type": "error", "error": {"message": f"key {KEY} bad", "url": f"wss://h/?api-key=abc\"{KEY}\"&x=1"}}
+    event = {
+        "type": "error",
+        "error": {"message": f"key {KEY} bad", "url": f'wss://h/?api-key=abc"{KEY}"&x=1'},
+    }
     out = r.redact(json.dumps(event))
     parsed = json.loads(out)
     assert not leaked_runs(out, KEY)
