@@ -4,8 +4,8 @@
 (tests/audio_rig), then runs the default script ``--local`` on its microphone and speaker in a
 real terminal (tmux, so stdout is a TTY) alternately with ``--plain`` and with the live view.
 Once the session listens, it measures the script process's CPU time (all its threads: pipeline,
-PortAudio callbacks, the embedded server, the view's timer) over ``--seconds`` of silence, then
-quits with ``q``. Writes ``bench/results/console_cpu.md``.
+PortAudio callbacks, the view's timer; the embedded server runs in its own process) over
+``--seconds`` of silence, then quits with ``q``. Writes ``bench/results/console_cpu.md``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ RESULTS = ROOT / "bench" / "results" / "console_cpu.md"
 
 
 def _script_process(term: Terminal) -> psutil.Process:
-    shell = psutil.Process(int(term._tmux("display-message", "-p", "-t", "t", "#{pane_pid}").strip()))
+    shell = psutil.Process(
+        int(term._tmux("display-message", "-p", "-t", "t", "#{pane_pid}").strip())
+    )
     for child in shell.children(recursive=True):
         if "pipelines.agent" in " ".join(child.cmdline()):
             return child
@@ -36,7 +38,9 @@ def _script_process(term: Terminal) -> psutil.Process:
 
 async def listening_cpu(rig: PulseRig, plain: bool, seconds: float, tmp: Path) -> float:
     """% of one core the script uses while it listens to silence."""
-    argv = [sys.executable, "-m", "pipelines.agent", "--local", "--log-dir", str(tmp / "logs")] + (["--plain"] if plain else [])
+    argv = [sys.executable, "-m", "pipelines.agent", "--local", "--log-dir", str(tmp / "logs")] + (
+        ["--plain"] if plain else []
+    )
     term = Terminal(argv, cwd=ROOT, env={**script_env(), **rig.env})
     try:
         await term.wait_for(r"Session updated" if plain else r"● listening", 60)
@@ -66,16 +70,21 @@ async def main(seconds: float, rounds: int) -> None:
     lines = [
         "# Listening CPU: live view vs plain lines",
         "",
-        f"`python -m bench.console_cpu --seconds {seconds:g} --rounds {rounds}`: the default script `--local` on the",
-        "PulseAudio rig's microphone (silence) and speaker, in tmux; CPU of the script process (all threads,",
-        "the embedded server included) while listening; the two modes alternate in one run.",
+        f"`python -m bench.console_cpu --seconds {seconds:g} --rounds {rounds}`: the default",
+        "script `--local` on the PulseAudio rig's microphone (silence) and speaker, in tmux; CPU",
+        "of the script process (all threads; the embedded server runs in its own process)",
+        "while listening; the two modes alternate in one run.",
         "",
         "| mode | CPU per round (% of one core) | median |",
         "|---|---|---|",
-        *(f"| {name} | {', '.join(f'{v:.2f}' for v in values)} | {statistics.median(values):.2f} |"
-          for name, values in results.items()),
+        *(
+            f"| {name} | {', '.join(f'{v:.2f}' for v in values)} "
+            f"| {statistics.median(values):.2f} |"
+            for name, values in results.items()
+        ),
         "",
-        f"Live view costs {live - plain:+.2f} points of a core ({live / plain:.2f}x the plain run).",
+        f"Live view costs {live - plain:+.2f} points of a core "
+        f"({live / plain:.2f}x the plain run).",
         "",
     ]
     RESULTS.write_text("\n".join(lines), encoding="utf-8")
@@ -83,7 +92,9 @@ async def main(seconds: float, rounds: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m bench.console_cpu", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.console_cpu", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()

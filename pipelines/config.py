@@ -223,13 +223,24 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_console_flags(p: argparse.ArgumentParser) -> None:
     """The operator's console: live view, greeting, recording, device check."""
     con = p.add_argument_group("console")
-    con.add_argument("--greeting", nargs="?", const="", metavar="TEXT", help="the agent speaks first; "
-                     "in model mode TEXT instructs that first response, in agent mode it is said as is")
-    con.add_argument("--record", type=_path, metavar="FILE.wav", help="record the conversation: "
-                     "stereo 24 kHz, left the microphone as sent, right the agent as played")
-    con.add_argument("--plain", action="store_true", help="plain log lines instead of the live view")
-    con.add_argument("--check-devices", action="store_true", help="record 3 s from the microphone, "
-                     "play it back on the speaker, say whether the microphone heard anything")
+    con.add_argument(
+        "--greeting", nargs="?", const="", metavar="TEXT",
+        help="the agent speaks first; in model mode TEXT instructs that first response, "
+        "in agent mode it is said as is",
+    )
+    con.add_argument(
+        "--record", type=_path, metavar="FILE.wav",
+        help="record the conversation: stereo 24 kHz, left the microphone as sent, "
+        "right the agent as played",
+    )
+    con.add_argument(
+        "--plain", action="store_true", help="plain log lines instead of the live view"
+    )
+    con.add_argument(
+        "--check-devices", action="store_true",
+        help="record 3 s from the microphone, play it back on the speaker, "
+        "say whether the microphone heard anything",
+    )
 
 
 SECRETS = ("api_key", "agent_access_token")

@@ -46,8 +46,12 @@ REFRESH_HZ = 10.0
 METER_CELLS = 6
 METER_FLOOR_DB = -60.0
 STATE_STYLES = {
-    "connecting": "yellow", "listening": "green", "user speaking": "bold cyan", "thinking": "magenta",
-    "agent speaking": "bold blue", "reconnecting": "bold red",
+    "connecting": "yellow",
+    "listening": "green",
+    "user speaking": "bold cyan",
+    "thinking": "magenta",
+    "agent speaking": "bold blue",
+    "reconnecting": "bold red",
 }
 
 
@@ -57,14 +61,23 @@ def wants_live_view(plain: bool) -> bool:
 
 
 def clock(seconds: float) -> str:
+    """``mm:ss`` (``h:mm:ss`` past an hour)."""
     seconds = max(0, int(seconds))
     hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+    return (
+        f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+        if hours
+        else f"{rest // 60:02d}:{rest % 60:02d}"
+    )
 
 
 def meter(db: float) -> Text:
     """``▮▮▮▯▯▯▯▯ -32dB``: cells from -60 to 0 dBFS."""
-    filled = 0 if db <= METER_FLOOR_DB else math.ceil(METER_CELLS * (db - METER_FLOOR_DB) / -METER_FLOOR_DB)
+    filled = (
+        0
+        if db <= METER_FLOOR_DB
+        else math.ceil(METER_CELLS * (db - METER_FLOOR_DB) / -METER_FLOOR_DB)
+    )
     style = "red" if db > -6 else "yellow" if db > -20 else "green"
     label = " -∞dB" if db <= SILENCE_DB else f"{db:3.0f}dB"
     return Text.assemble(("▮" * filled, style), ("▯" * (METER_CELLS - filled), "dim"), f" {label}")
@@ -74,16 +87,26 @@ def line_text(line: Line) -> Text:
     """A finished conversation line as the view prints it (redacted, as every console line)."""
     clean = redact(line.text)
     if clean != line.text:
-        line = dataclasses.replace(line, text=clean, cut_at=None if line.cut_at is None else min(line.cut_at, len(clean)))
+        line = dataclasses.replace(
+            line, text=clean, cut_at=None if line.cut_at is None else min(line.cut_at, len(clean))
+        )
     if line.who == "note":
         return Text(f"· {line.text}", style="dim italic")
     if line.who == "user":
-        return Text.assemble(("You" + (" (typed)" if line.typed else ""), "bold cyan"), ": ", line.text)
+        return Text.assemble(
+            ("You" + (" (typed)" if line.typed else ""), "bold cyan"), ": ", line.text
+        )
     if line.cut_at is None:
         return Text.assemble(("Agent", "bold green"), ": ", line.text)
     heard = f" (heard {line.heard_ms / 1000:.1f} s)" if line.heard_ms is not None else ""
-    return Text.assemble(("Agent", "bold green"), ": ", line.text[: line.cut_at].rstrip(), (" ✂ ", "bold red"),
-                         (line.text[line.cut_at :].strip(), "dim strike"), (heard, "dim"))
+    return Text.assemble(
+        ("Agent", "bold green"),
+        ": ",
+        line.text[: line.cut_at].rstrip(),
+        (" ✂ ", "bold red"),
+        (line.text[line.cut_at :].strip(), "dim strike"),
+        (heard, "dim"),
+    )
 
 
 class LiveView:
@@ -130,10 +153,21 @@ class LiveView:
     def start(self) -> None:
         """Draw the view and refresh it from a timer thread; log warnings go above it."""
         pause_console()
-        self._sink = logger.add(RedactingSink(_LiveStream(self.console)), level="WARNING", format="{message}",
-                                filter=lambda r: r["extra"].get("console") is not False, colorize=False)
-        self._live = Live(console=self.console, get_renderable=self._render, auto_refresh=False,
-                          redirect_stdout=True, redirect_stderr=True, vertical_overflow="crop")
+        self._sink = logger.add(
+            RedactingSink(_LiveStream(self.console)),
+            level="WARNING",
+            format="{message}",
+            filter=lambda r: r["extra"].get("console") is not False,
+            colorize=False,
+        )
+        self._live = Live(
+            console=self.console,
+            get_renderable=self._render,
+            auto_refresh=False,
+            redirect_stdout=True,
+            redirect_stderr=True,
+            vertical_overflow="crop",
+        )
         self._erase_rewrapped_rows(self._live)
         self._capture_stderr_fd()
         self._live.start()
@@ -170,7 +204,9 @@ class LiveView:
             os.close(write_end)
         except (OSError, ValueError):
             return
-        threading.Thread(target=self._forward_stderr, args=(read_end,), name="stderr-fd", daemon=True).start()
+        threading.Thread(
+            target=self._forward_stderr, args=(read_end,), name="stderr-fd", daemon=True
+        ).start()
 
     @staticmethod
     def _forward_stderr(fd: int) -> None:
@@ -202,9 +238,18 @@ class LiveView:
         s, now = self.state, time.monotonic()
         latency = self.report.last_latency_ms() if self.report is not None else None
         left = s.seconds_left()
-        return (s.state, round(self._levels[0]), round(self._levels[1]), latency, int(now - s.started_at),
-                None if left is None else int(left), self.typing, s.partial_user, s.partial_agent,
-                self.console.size.width)
+        return (
+            s.state,
+            round(self._levels[0]),
+            round(self._levels[1]),
+            latency,
+            int(now - s.started_at),
+            None if left is None else int(left),
+            self.typing,
+            s.partial_user,
+            s.partial_agent,
+            self.console.size.width,
+        )
 
     def _erase_rewrapped_rows(self, live: Live) -> None:
         """Before rich moves the cursor back over the live lines (on a refresh and on every line
@@ -221,7 +266,9 @@ class LiveView:
             if width < rendered_at and shape is not None:
                 rows = sum(max(1, math.ceil(n / width)) for n in lengths)
                 render._shape = (shape[0], max(shape[1], rows))
-            drawn[0] = self._latest_shape  # what rich draws next (rendered before this call, if new)
+            drawn[0] = (
+                self._latest_shape
+            )  # what rich draws next (rendered before this call, if new)
             return move_back()
 
         render.position_cursor = position_cursor  # type: ignore[method-assign]
@@ -246,15 +293,22 @@ class LiveView:
         lines: list[Text] = []
         s = self.state
         if s.partial_user:
-            lines.append(_tail(Text("You: ", style="bold cyan"), redact(s.partial_user.strip()), width))
+            lines.append(
+                _tail(Text("You: ", style="bold cyan"), redact(s.partial_user.strip()), width)
+            )
         if s.partial_agent:
-            lines.append(_tail(Text("Agent: ", style="bold green"), redact(s.partial_agent.strip()), width))
+            lines.append(
+                _tail(Text("Agent: ", style="bold green"), redact(s.partial_agent.strip()), width)
+            )
         if self._closing:
             status = self._status(width)
             self._latest_shape = (width + 1, [len(status.plain)])
             return Group(status)
-        prompt = Text.assemble(("› ", "bold"), self.typing, ("▏", "blink")) if self.typing else Text(
-            "› type a message and press Enter · q to quit", style="dim")
+        prompt = (
+            Text.assemble(("› ", "bold"), self.typing, ("▏", "blink"))
+            if self.typing
+            else Text("› type a message and press Enter · q to quit", style="dim")
+        )
         lines.append(_tail(Text(), prompt, width))
         lines.append(self._status(width))
         self._latest_shape = (width + 1, [len(t.plain) for t in lines])
@@ -267,12 +321,16 @@ class LiveView:
         latency = self.report.last_latency_ms() if self.report is not None else None
         left = s.seconds_left()
         parts = [  # in order of importance: what does not fit is left out
-            Text.assemble(("● ", STATE_STYLES.get(state, "")), (f"{state:<14}", STATE_STYLES.get(state, ""))),
+            Text.assemble(
+                ("● ", STATE_STYLES.get(state, "")), (f"{state:<14}", STATE_STYLES.get(state, ""))
+            ),
             Text.assemble(("mic ", "bold"), meter(mic)),
             Text(f"latency {latency:.0f} ms" if latency is not None else "latency —"),
             Text(clock(time.monotonic() - s.started_at)),
             Text.assemble(("spk ", "bold"), meter(spk)),
-            Text(f"expires in {clock(left)}" if left is not None else "no expiry known", style="dim"),
+            Text(
+                f"expires in {clock(left)}" if left is not None else "no expiry known", style="dim"
+            ),
         ]
         line = Text()
         for part in parts:
@@ -286,8 +344,12 @@ class LiveView:
 
     # -- keyboard -------------------------------------------------------------------------------
 
-    def watch_keyboard(self, loop: asyncio.AbstractEventLoop, quit_cb: Callable[[], None],
-                       text_cb: Callable[[str], None]) -> bool:
+    def watch_keyboard(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        quit_cb: Callable[[], None],
+        text_cb: Callable[[str], None],
+    ) -> bool:
         """Read keys without echo and show the line being typed; False if stdin is no terminal."""
         try:
             fd = sys.stdin.fileno()
@@ -299,13 +361,19 @@ class LiveView:
             tty.setcbreak(fd, termios.TCSANOW)
         except (OSError, ValueError, AttributeError, termios.error):
             return False
-        self._keyboard = threading.Thread(target=self._read_keys, args=(fd, loop, quit_cb, text_cb),
-                                          name="keyboard", daemon=True)
+        self._keyboard = threading.Thread(
+            target=self._read_keys, args=(fd, loop, quit_cb, text_cb), name="keyboard", daemon=True
+        )
         self._keyboard.start()
         return True
 
-    def _read_keys(self, fd: int, loop: asyncio.AbstractEventLoop, quit_cb: Callable[[], None],
-                   text_cb: Callable[[str], None]) -> None:
+    def _read_keys(
+        self,
+        fd: int,
+        loop: asyncio.AbstractEventLoop,
+        quit_cb: Callable[[], None],
+        text_cb: Callable[[str], None],
+    ) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         escape = False
         while not self._stop.is_set():  # wakes up to notice stop(): no thread outlives the view

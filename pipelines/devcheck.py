@@ -31,6 +31,7 @@ PLAYBACK_MARGIN_S = 1.0
 
 
 def peak_dbfs(samples: np.ndarray) -> float:
+    """Peak level of int16 samples in dBFS (``SILENCE_DB`` for silence)."""
     peak = int(np.max(np.abs(samples.astype(np.int32)))) if samples.size else 0
     return max(SILENCE_DB, 20 * math.log10(peak / 32768.0)) if peak else SILENCE_DB
 
@@ -44,7 +45,11 @@ def _record(mic: Device, seconds: float, console: Console | None) -> np.ndarray:
 
     mic.open(callback, start=True)
     try:
-        live = Live(console=console, auto_refresh=False, transient=True) if console is not None else None
+        live = (
+            Live(console=console, auto_refresh=False, transient=True)
+            if console is not None
+            else None
+        )
         if live is not None:
             live.start()
         try:
@@ -55,9 +60,15 @@ def _record(mic: Device, seconds: float, console: Console | None) -> np.ndarray:
                     fresh, seen = blocks[seen:], len(blocks)
                     level = dbfs(fresh)
                     cells = 0 if level <= -60 else math.ceil(20 * (level + 60) / 60)
-                    live.update(Text.assemble(f"Recording from {mic.info.name}: ", ("▮" * cells, "green"),
-                                              ("▯" * (20 - cells), "dim"), f" {level:5.0f} dBFS  {left:3.1f} s"),
-                                refresh=True)
+                    live.update(
+                        Text.assemble(
+                            f"Recording from {mic.info.name}: ",
+                            ("▮" * cells, "green"),
+                            ("▯" * (20 - cells), "dim"),
+                            f" {level:5.0f} dBFS  {left:3.1f} s",
+                        ),
+                        refresh=True,
+                    )
         finally:
             if live is not None:
                 live.stop()
@@ -107,8 +118,14 @@ def check_devices(input_device: str | None, output_device: str | None) -> int:
     peak = peak_dbfs(samples)
     shown = "-∞" if peak <= SILENCE_DB else f"{peak:.1f}"
     if peak > HEARD_DB:
-        say(f"Microphone OK: it heard something (peak {shown} dBFS), and that was played back on the speaker.")
+        say(
+            f"Microphone OK: it heard something (peak {shown} dBFS), "
+            "and that was played back on the speaker."
+        )
         return 0
-    say(f"The microphone heard nothing (peak {shown} dBFS): check that '{mic.info.name}' is not muted, "
-          "or choose another with --input-device (see --list-devices).")
+    say(
+        f"The microphone heard nothing (peak {shown} dBFS): "
+        f"check that '{mic.info.name}' is not muted, "
+        "or choose another with --input-device (see --list-devices)."
+    )
     return 1

@@ -95,11 +95,13 @@ class ConsoleState:
 
     @property
     def state(self) -> str:
+        """What the session is doing now (``thinking`` gives up after ``THINKING_GIVE_UP_S``)."""
         if self.phase == "thinking" and time.monotonic() - self.phase_since > THINKING_GIVE_UP_S:
             return "listening"
         return self.phase
 
     def set_phase(self, phase: str) -> None:
+        """Enter ``phase`` (and note since when)."""
         if phase != self.phase:
             self.phase, self.phase_since = phase, time.monotonic()
 
@@ -110,15 +112,18 @@ class ConsoleState:
         return dbfs(mic), dbfs(spk)
 
     def seconds_left(self) -> float | None:
+        """Seconds before the session expires, if the server said when."""
         return None if self.expires_at is None else self.expires_at - time.time()
 
     # -- called by ConsoleFeed ------------------------------------------------------------------
 
     def emit(self, line: Line) -> None:
+        """Hand a finished line of the conversation to the view."""
         if self.on_line is not None:
             self.on_line(line)
 
     def agent_words(self, words: AgentWords) -> None:
+        """The agent's words for one item are complete (cut short, if interrupted)."""
         self.partial_agent = ""
         if not words.interrupted:
             self.emit(Line("agent", words.text))
@@ -155,6 +160,7 @@ class ConsoleState:
         return space if space > 0 else index
 
     def event(self, frame: VoiceLiveEventFrame) -> None:
+        """Follow a protocol event: session, expiry, word timings, truncation, reconnects."""
         event, kind = frame.event, frame.event_type
         if frame.direction == "local":
             if kind == "client.reconnecting":
@@ -183,6 +189,7 @@ class ConsoleState:
                 self.set_phase("listening")
 
     def audio(self, frame: TTSAudioRawFrame) -> None:
+        """Count an answer's audio (to place the cut when there are no word timings)."""
         item = frame.context_id or ""
         self._item_rate = frame.sample_rate
         self._item_audio[item] = self._item_audio.get(item, 0) + len(frame.audio) // 2
@@ -196,6 +203,7 @@ class MicLevelTap(FrameProcessor):
         self._state = state
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Keep a microphone block; pass the frame on."""
         await super().process_frame(frame, direction)
         if isinstance(frame, InputAudioRawFrame) and frame.num_channels == 1:
             self._state.mic_blocks.append(frame.audio)
@@ -210,6 +218,7 @@ class ConsoleFeed(FrameProcessor):
         self._state = state
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:  # noqa: C901
+        """Update the state from one frame; pass the frame on."""
         await super().process_frame(frame, direction)
         s = self._state
         if isinstance(frame, VoiceLiveEventFrame):

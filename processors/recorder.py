@@ -9,7 +9,8 @@ listener stopped hearing it and nothing is recorded while the speaker is stopped
 Both taps only append ``(time, bytes)`` to a queue; a writer thread converts to 24 kHz mono,
 places each block on one timeline by its monotonic timestamp (blocks that follow on within
 ``JOIN_TOLERANCE_S`` are joined seamlessly, so timestamp jitter and a busy loop never click or
-stretch a side; a real gap becomes silence), interleaves the two channels ``WRITE_LAG_S`` behind real time and appends them to the
+stretch a side; a real gap becomes silence), interleaves the two channels ``WRITE_LAG_S``
+behind real time and appends them to the
 file. The header is patched about once a second and on close, so Ctrl-C, SIGTERM, a kill or a
 full disk leave a valid WAV (after a failed write the header is fitted to what reached the disk
 and the session goes on without recording, saying so once).
@@ -100,10 +101,14 @@ class StereoRecording:
         self._wav.writeframes(b"")
         self._file.flush()
         self._t0 = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name=f"record:{self.path.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"record:{self.path.name}", daemon=True
+        )
         self._thread.start()
 
-    def add(self, channel: int, started_at: float, pcm: bytes, rate: int = RATE, channels: int = 1) -> None:
+    def add(
+        self, channel: int, started_at: float, pcm: bytes, rate: int = RATE, channels: int = 1
+    ) -> None:
         """Queue a block that began at ``started_at`` (monotonic); any thread, never blocks."""
         if self._wav is not None and self.error is None:
             self._queue.append((channel, started_at, pcm, rate, channels))
@@ -152,9 +157,13 @@ class StereoRecording:
             samples = side.to_mono_24k(pcm, rate, nch)
             end = self._written + side.length
             ideal = int((started_at - self._t0) * RATE)
-            tolerance = JOIN_TOLERANCE_S[channel] * RATE if side.started else 0  # the first block sets its place
+            tolerance = (
+                JOIN_TOLERANCE_S[channel] * RATE if side.started else 0
+            )  # the first block sets its place
             side.started = True
-            if ideal > end + tolerance:  # the side's start, or a real gap (speaker stopped, mic paused)
+            if (
+                ideal > end + tolerance
+            ):  # the side's start, or a real gap (speaker stopped, mic paused)
                 side.parts.append(np.zeros(ideal - end, np.int16))
                 side.length += ideal - end
             side.parts.append(samples)
@@ -180,7 +189,8 @@ class StereoRecording:
             except OSError:
                 pass
         secs = fit_header(self.path, 4, RATE)
-        self.error = f"recording '{self.path}' stopped ({exc.strerror or exc}): the first {secs:.1f} s are kept"
+        reason = exc.strerror or exc
+        self.error = f"recording '{self.path}' stopped ({reason}): the first {secs:.1f} s are kept"
         logger.bind(console=False).error(self.error)  # the script prints it once, at the end
 
 
@@ -198,14 +208,19 @@ class ConversationRecorder(FrameProcessor):
         self._opened = False
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Queue microphone audio for the left channel; open the file on ``StartFrame``."""
         await super().process_frame(frame, direction)
         if isinstance(frame, InputAudioRawFrame):
             now = time.monotonic()
             duration = len(frame.audio) / (2 * frame.num_channels * frame.sample_rate)
-            self.recording.add(LEFT, now - duration, frame.audio, frame.sample_rate, frame.num_channels)
+            self.recording.add(
+                LEFT, now - duration, frame.audio, frame.sample_rate, frame.num_channels
+            )
         elif isinstance(frame, StartFrame):
             await self._open()
-        await self.push_frame(frame, direction)  # closed in cleanup(): the output plays its tail first
+        await self.push_frame(
+            frame, direction
+        )  # closed in cleanup(): the output plays its tail first
 
     async def _open(self) -> None:
         if self._opened:
@@ -214,7 +229,9 @@ class ConversationRecorder(FrameProcessor):
         try:
             await asyncio.to_thread(self.recording.open)
         except OSError as exc:
-            self.recording.error = f"recording '{self.recording.path}' cannot be created ({exc.strerror or exc})"
+            self.recording.error = (
+                f"recording '{self.recording.path}' cannot be created ({exc.strerror or exc})"
+            )
             logger.bind(console=False).error(self.recording.error)
             return
         add_tap = getattr(self._playback, "add_tap", None)
@@ -230,5 +247,6 @@ class ConversationRecorder(FrameProcessor):
         await asyncio.to_thread(self.recording.close)
 
     async def cleanup(self) -> None:
+        """Finish the file once the pipeline is done (the output has played its tail)."""
         await super().cleanup()
         await self.close()

@@ -73,7 +73,9 @@ class SessionReportProcessor(FrameProcessor):
         model: the model (model mode), or None.
     """
 
-    def __init__(self, *, agent: str | None = None, model: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, agent: str | None = None, model: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.agent = agent
         self.model = model
@@ -92,6 +94,7 @@ class SessionReportProcessor(FrameProcessor):
     # -- frames -------------------------------------------------------------------------------
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Note what ``frame`` tells about the session; pass it on."""
         await super().process_frame(frame, direction)
         now = time.monotonic()
         if isinstance(frame, StartFrame):
@@ -115,7 +118,9 @@ class SessionReportProcessor(FrameProcessor):
             turn = self._new_turn("typed")
             turn.user_text, turn.asked_at = frame.text.strip(), now
         elif isinstance(frame, AgentWords):
-            turn = self._by_response.get(frame.response_id) or self._by_agent_item.get(frame.item_id)
+            turn = self._by_response.get(frame.response_id) or self._by_agent_item.get(
+                frame.item_id
+            )
             if turn is not None:
                 turn.agent_text.append(frame.text)
                 turn.interrupted = turn.interrupted or frame.interrupted
@@ -140,7 +145,9 @@ class SessionReportProcessor(FrameProcessor):
         elif kind == "input_audio_buffer.speech_started":
             turn = self._new_turn("spoken")
             turn.speech_started_s = self._rel(now)
-            turn.user_item_id = event.get("item_id") if isinstance(event.get("item_id"), str) else None
+            turn.user_item_id = (
+                event.get("item_id") if isinstance(event.get("item_id"), str) else None
+            )
             if turn.user_item_id:
                 self._by_user_item[turn.user_item_id] = turn
         elif kind == "input_audio_buffer.speech_stopped":
@@ -158,7 +165,9 @@ class SessionReportProcessor(FrameProcessor):
             self._response_done(event)
         elif kind == "error":
             err = event.get("error") if isinstance(event.get("error"), dict) else {}
-            self.errors.append({"at_s": self._rel(now), "code": err.get("code"), "message": err.get("message")})
+            self.errors.append(
+                {"at_s": self._rel(now), "code": err.get("code"), "message": err.get("message")}
+            )
 
     def _response_created(self, event: dict[str, Any], now: float) -> None:
         response_id = (event.get("response") or {}).get("id")
@@ -197,10 +206,14 @@ class SessionReportProcessor(FrameProcessor):
     def report(self, *, failure: str | None = None) -> dict[str, Any]:
         """The report so far, as a JSON-ready dict."""
         turns = [self._turn_dict(i, t) for i, t in enumerate(self.turns, 1)]
-        latencies = [t["first_audio_latency_ms"] for t in turns if t["first_audio_latency_ms"] is not None]
+        latencies = [
+            t["first_audio_latency_ms"] for t in turns if t["first_audio_latency_ms"] is not None
+        ]
         return {
             "version": REPORT_VERSION,
-            "started_at": datetime.fromtimestamp(self._started_wall).astimezone().isoformat(timespec="milliseconds"),
+            "started_at": datetime.fromtimestamp(self._started_wall)
+            .astimezone()
+            .isoformat(timespec="milliseconds"),
             "duration_s": self._rel(time.monotonic()),
             "session_ids": list(self.session_ids),
             "agent": self.agent,
@@ -282,10 +295,15 @@ def summary_line(report: dict[str, Any]) -> str:
     if s["latency_p50_ms"] is not None:
         latency = f"first audio p50 {s['latency_p50_ms']:.0f} ms, p95 {s['latency_p95_ms']:.0f} ms"
     kinds = f"{s['spoken']} spoken, {s['typed']} typed"
+
     def count(n: int, what: str) -> str:
         return f"{n} {what}" + ("" if n == 1 else "s")
 
-    return f"{count(s['turns'], 'turn')} ({kinds}) · {latency} · {count(s['barge_ins'], 'barge-in')} · "            f"{count(s['reconnects'], 'reconnect')}"
+    return (
+        f"{count(s['turns'], 'turn')} ({kinds}) · {latency} · "
+        f"{count(s['barge_ins'], 'barge-in')} · "
+        f"{count(s['reconnects'], 'reconnect')}"
+    )
 
 
 def write_report(path: Path | str, report: dict[str, Any]) -> None:
@@ -305,7 +323,9 @@ def report_path(session_log: Path) -> Path:
     return session_log.with_name(f"report_{session_log.stem.removeprefix('session_')}.json")
 
 
-async def save_report(processor: SessionReportProcessor | None, path: Path, failure: str | None = None) -> str:
+async def save_report(
+    processor: SessionReportProcessor | None, path: Path, failure: str | None = None
+) -> str:
     """Write the report (in a thread) and return the line to print: the summary, or why not."""
     if processor is None:
         return "No session report."
@@ -313,5 +333,6 @@ async def save_report(processor: SessionReportProcessor | None, path: Path, fail
     try:
         await asyncio.to_thread(write_report, path, report)
     except OSError as exc:
-        return f"Session: {summary_line(report)} (the report could not be written: {exc.strerror or exc})"
+        why = exc.strerror or exc
+        return f"Session: {summary_line(report)} (the report could not be written: {why})"
     return f"Session: {summary_line(report)} -> {path}"

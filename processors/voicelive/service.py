@@ -156,7 +156,9 @@ class VoiceLiveAgentService(FrameProcessor):
         self.reconnects = 0
         if greeting is not None:  # deferred by the session until session.updated
             model = isinstance(settings.target, Model)
-            self.session.greet(instructions=greeting if model else None, text=None if model else greeting)
+            self.session.greet(
+                instructions=greeting if model else None, text=None if model else greeting
+            )
         self._register_event_handler("on_session_ready")
         self._register_event_handler("on_fatal_error")
 

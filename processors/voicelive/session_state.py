@@ -209,7 +209,8 @@ class VoiceLiveSession:
             params["instructions"] = instructions
         if text:
             content = [{"type": "text", "text": text}]
-            params["pre_generated_assistant_message"] = {"type": "message", "role": "assistant", "content": content}
+            message = {"type": "message", "role": "assistant", "content": content}
+            params["pre_generated_assistant_message"] = message
         return self.request_response(**params)
 
     def function_result(self, call_id: str, output: str) -> list[Action]:

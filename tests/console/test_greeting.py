@@ -14,7 +14,11 @@ GREETING = "Hello! How can I help you?"  # the local agent's words on an empty c
 async def test_greeting_makes_the_agent_speak_first(tmp_path: Path) -> None:
     async with local_session(tmp_path, ["--greeting"]) as s:
         await s.watch.wait_for(lambda fs: any(isinstance(f, AgentWords) for f in fs))
-    said = [x for x in s.session_log.splitlines() if x.startswith(("User Input:", "Agent Audio Response:"))]
+    said = [
+        x
+        for x in s.session_log.splitlines()
+        if x.startswith(("User Input:", "Agent Audio Response:"))
+    ]
     assert said == [f"Agent Audio Response: {GREETING}"]
     records = [json.loads(x) for x in s.events_path.read_text(encoding="utf-8").splitlines()]
     sent = [r["event"]["type"] for r in records if r["direction"] == "sent"]
@@ -28,7 +32,9 @@ async def test_agent_mode_greeting_text_is_said_as_is(tmp_path: Path) -> None:
 
 
 async def test_model_mode_greeting_text_instructs_the_first_response(tmp_path: Path) -> None:
-    async with local_session(tmp_path, ["--model", "gpt-realtime", "--greeting", "Greet the user warmly."]) as s:
+    async with local_session(
+        tmp_path, ["--model", "gpt-realtime", "--greeting", "Greet the user warmly."]
+    ) as s:
         await s.watch.wait_for(lambda fs: any(isinstance(f, AgentWords) for f in fs))
     records = [json.loads(x) for x in s.events_path.read_text(encoding="utf-8").splitlines()]
     creates = [r["event"] for r in records if r["event"]["type"] == "response.create"]

@@ -15,7 +15,9 @@ async def test_report_counts_the_reconnect_and_keeps_every_turn(tmp_path: Path) 
     report = json.loads(next(out.run.log_dir.glob("report_*.json")).read_text(encoding="utf-8"))
     log = next(out.run.log_dir.glob("session_*.log")).read_text(encoding="utf-8").splitlines()
 
-    assert report["session_ids"] == [x.removeprefix("SessionID: ") for x in log if x.startswith("SessionID: ")]
+    assert report["session_ids"] == [
+        x.removeprefix("SessionID: ") for x in log if x.startswith("SessionID: ")
+    ]
     assert len(report["session_ids"]) == 2
     assert report["summary"]["reconnects"] == 1 and report["reconnects"][0]["reason"]
     assert report["model"] and report["agent"] is None

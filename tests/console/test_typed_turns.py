@@ -30,18 +30,35 @@ async def test_input_text_frame_is_answered_and_logged_as_typed(tmp_path: Path) 
     records = [json.loads(x) for x in s.events_path.read_text(encoding="utf-8").splitlines()]
     inputs = [r["event"] for r in records if r["event"]["type"] == "client.user_input"]
     assert inputs == [{"type": "client.user_input", "text": QUESTION, "typed": True}]
-    sent = [r["event"] for r in records if r["direction"] == "sent" and r["event"]["type"] == "conversation.item.create"]
+    sent = [
+        r["event"]
+        for r in records
+        if r["direction"] == "sent" and r["event"]["type"] == "conversation.item.create"
+    ]
     assert sent[0]["item"]["content"][0] == {"type": "input_text", "text": QUESTION}
 
 
-async def test_lines_typed_into_the_script_are_user_turns(tmp_path: Path, script_env: dict[str, str]) -> None:
+async def test_lines_typed_into_the_script_are_user_turns(
+    tmp_path: Path, script_env: dict[str, str]
+) -> None:
     """The script reads its standard input: a line that is not q is said to the agent. Its
     stdout is a pipe: plain lines, no live view, without --plain."""
     silence = write_wav(tmp_path / "silence.wav", bytes(2 * 24000 * 60))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pipelines.agent", "--local", "--input-wav", str(silence), "--output-wav",
-        str(tmp_path / "out.wav"), "--log-dir", str(tmp_path / "logs"),
-        cwd=tmp_path, env=script_env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "pipelines.agent",
+        "--local",
+        "--input-wav",
+        str(silence),
+        "--output-wav",
+        str(tmp_path / "out.wav"),
+        "--log-dir",
+        str(tmp_path / "logs"),
+        cwd=tmp_path,
+        env=script_env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdin is not None and proc.stdout is not None
@@ -64,4 +81,8 @@ async def test_lines_typed_into_the_script_are_user_turns(tmp_path: Path, script
     log = next((tmp_path / "logs").glob("session_*.log")).read_text(encoding="utf-8")
     assert f"User Input: {QUESTION}\nAgent Audio Response: {ANSWER}\n" in log
     printed = out.decode()
-    assert "Session: 1 turn (0 spoken, 1 typed)" in printed and "●" not in printed and "│ mic" not in printed
+    assert (
+        "Session: 1 turn (0 spoken, 1 typed)" in printed
+        and "●" not in printed
+        and "│ mic" not in printed
+    )

@@ -14,8 +14,16 @@ from localserver.speak import speak_to_wav
 
 async def run_check(env: dict[str, str], cwd: Path, feed=None) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pipelines.agent", "--check-devices", cwd=cwd, env=env,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "pipelines.agent",
+        "--check-devices",
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     assert proc.stdout is not None
     first = await asyncio.wait_for(proc.stdout.readline(), 20)  # recording has started
     player = feed() if feed is not None else None
@@ -25,19 +33,27 @@ async def run_check(env: dict[str, str], cwd: Path, feed=None) -> tuple[int, str
     return proc.returncode or 0, first.decode() + out.decode(), err.decode()
 
 
-async def test_check_devices_hears_speech_and_plays_it_back(pulse, speaker, script_env: dict[str, str], tmp_path: Path) -> None:
+async def test_check_devices_hears_speech_and_plays_it_back(
+    pulse, speaker, script_env: dict[str, str], tmp_path: Path
+) -> None:
     speak_to_wav("What is the capital of France?", tmp_path / "q.wav", pad_ms=0)
-    code, out, err = await run_check({**script_env, **pulse.env}, tmp_path, lambda: pulse.play_into_mic(tmp_path / "q.wav"))
+    code, out, err = await run_check(
+        {**script_env, **pulse.env}, tmp_path, lambda: pulse.play_into_mic(tmp_path / "q.wav")
+    )
     assert code == 0, out + err
     assert out.splitlines()[0].startswith("Recording 3 s from '")
     verdict = out.splitlines()[-1]
     assert verdict.startswith("Microphone OK: it heard something (peak -"), verdict
     assert float(verdict.split("peak ")[1].split(" dBFS")[0]) > -30
     heard = speaker.samples()
-    assert np.count_nonzero(np.abs(heard.astype(np.int32)) > 1000) > 24000 // 2, "nothing was played back"
+    assert np.count_nonzero(np.abs(heard.astype(np.int32)) > 1000) > 24000 // 2, (
+        "nothing was played back"
+    )
 
 
-async def test_check_devices_says_when_the_microphone_hears_nothing(pulse, speaker, script_env: dict[str, str], tmp_path: Path) -> None:
+async def test_check_devices_says_when_the_microphone_hears_nothing(
+    pulse, speaker, script_env: dict[str, str], tmp_path: Path
+) -> None:
     code, out, err = await run_check({**script_env, **pulse.env}, tmp_path)
     assert code == 1, out + err
     verdict = out.splitlines()[-1]

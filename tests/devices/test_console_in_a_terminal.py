@@ -29,7 +29,9 @@ async def test_live_view_spoken_and_typed_turns_greeting_record_and_report(
     pulse, speaker, script_env: dict[str, str], tmp_path: Path
 ) -> None:
     speak_to_wav(QUESTION, tmp_path / "question.wav", pad_ms=300)
-    term = Terminal(script("--greeting", "--record", "conv.wav"), cwd=tmp_path, env={**script_env, **pulse.env})
+    term = Terminal(
+        script("--greeting", "--record", "conv.wav"), cwd=tmp_path, env={**script_env, **pulse.env}
+    )
     try:
         # --greeting: the agent speaks first, before anyone said anything.
         await term.wait_for(rf"Agent: {re.escape(GREETING)}", 60)
@@ -62,7 +64,9 @@ async def test_live_view_spoken_and_typed_turns_greeting_record_and_report(
         await term.wait_for(r"● listening", 20)
         term.type("q")
         assert await term.exit_code() == 0
-        summary = (await term.wait_for(r"Session: 3 turns \(1 spoken, 1 typed\).*", 5, history=True)).group(0)
+        summary = (
+            await term.wait_for(r"Session: 3 turns \(1 spoken, 1 typed\).*", 5, history=True)
+        ).group(0)
         assert "0 reconnects" in summary
     finally:
         term.close()
@@ -70,15 +74,26 @@ async def test_live_view_spoken_and_typed_turns_greeting_record_and_report(
     logs = tmp_path / "logs"
     log = next(logs.glob("session_*.log")).read_text(encoding="utf-8").splitlines()
     said = [x for x in log if x.startswith(("User Input:", "Agent Audio Response:"))]
-    assert said == [f"Agent Audio Response: {GREETING}", f"User Input: {QUESTION}", f"Agent Audio Response: {ANSWER}",
-                    f"User Input: {TYPED}", f"Agent Audio Response: {TYPED_ANSWER}"]
-    events = [json.loads(x)["event"] for x in next(logs.glob("events_*.jsonl")).read_text(encoding="utf-8").splitlines()]
+    assert said == [
+        f"Agent Audio Response: {GREETING}",
+        f"User Input: {QUESTION}",
+        f"Agent Audio Response: {ANSWER}",
+        f"User Input: {TYPED}",
+        f"Agent Audio Response: {TYPED_ANSWER}",
+    ]
+    events = [
+        json.loads(x)["event"]
+        for x in next(logs.glob("events_*.jsonl")).read_text(encoding="utf-8").splitlines()
+    ]
     assert [e["typed"] for e in events if e["type"] == "client.user_input"] == [False, True]
 
     report = json.loads(next(logs.glob("report_*.json")).read_text(encoding="utf-8"))
     turns = report["turns"]
     assert [(t["input"], t["user_text"], t["agent_text"]) for t in turns] == [
-        ("none", None, GREETING), ("spoken", QUESTION, ANSWER), ("typed", TYPED, TYPED_ANSWER)]
+        ("none", None, GREETING),
+        ("spoken", QUESTION, ANSWER),
+        ("typed", TYPED, TYPED_ANSWER),
+    ]
     assert all(0 < t["first_audio_latency_ms"] < 5000 for t in turns[1:])
 
     # The recording: left the question, right the greeting, then the answer after the question.
@@ -89,9 +104,13 @@ async def test_live_view_spoken_and_typed_turns_greeting_record_and_report(
     assert left.size and right.size
     q_start, q_end = left[0], left[-1]
     with wave.open(str(tmp_path / "question.wav"), "rb") as w:
-        said = np.flatnonzero(np.abs(np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int32)) > 300)
+        said = np.flatnonzero(
+            np.abs(np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int32)) > 300
+        )
     # whole, give or take what a loaded PulseAudio stretches (the feed can underrun)
-    assert abs((q_end - q_start) - (said[-1] - said[0]) / RATE) < 0.15, "the question is not whole on the left"
+    assert abs((q_end - q_start) - (said[-1] - said[0]) / RATE) < 0.15, (
+        "the question is not whole on the left"
+    )
     greeting = right[right < q_start]
     assert greeting.size, "the greeting is not on the right channel before the question"
     answers = right[right > q_end]
@@ -102,7 +121,9 @@ async def test_live_view_spoken_and_typed_turns_greeting_record_and_report(
     assert speech_ended is not None
 
 
-async def test_plain_flag_and_a_pipe_give_plain_lines(pulse, script_env: dict[str, str], tmp_path: Path) -> None:
+async def test_plain_flag_and_a_pipe_give_plain_lines(
+    pulse, script_env: dict[str, str], tmp_path: Path
+) -> None:
     term = Terminal(script("--plain"), cwd=tmp_path, env={**script_env, **pulse.env})
     try:
         await term.wait_for(r"Session updated: sess_", 60)
@@ -117,7 +138,9 @@ async def test_plain_flag_and_a_pipe_give_plain_lines(pulse, script_env: dict[st
     assert not METER.search(screen) and "●" not in screen
 
 
-async def test_a_narrow_and_resized_terminal_keeps_one_status_line(pulse, script_env: dict[str, str], tmp_path: Path) -> None:
+async def test_a_narrow_and_resized_terminal_keeps_one_status_line(
+    pulse, script_env: dict[str, str], tmp_path: Path
+) -> None:
     term = Terminal(script(), cwd=tmp_path, env={**script_env, **pulse.env}, width=100, height=20)
     try:
         await term.wait_for(r"● listening", 60)
@@ -130,9 +153,15 @@ async def test_a_narrow_and_resized_terminal_keeps_one_status_line(pulse, script
             visible = term.screen()
             status = [line for line in visible.splitlines() if "● " in line or "│ mic" in line]
             assert len(status) == 1, f"status lines left behind at {width} columns:\n{visible}"
-            assert visible.splitlines()[-1].startswith("● listening") and len(visible.splitlines()[-1]) <= width
+            assert (
+                visible.splitlines()[-1].startswith("● listening")
+                and len(visible.splitlines()[-1]) <= width
+            )
             assert visible.count(TYPED_ANSWER) >= 1
-        assert term.screen(history=True).count(f"Agent: {TYPED_ANSWER}") == 4 and "ALSA lib" not in visible
+        assert (
+            term.screen(history=True).count(f"Agent: {TYPED_ANSWER}") == 4
+            and "ALSA lib" not in visible
+        )
         term.type("q")
         assert await term.exit_code() == 0
     finally:

@@ -42,7 +42,9 @@ class FrameWatch(FrameProcessor):
     def of_type(self, *types: type) -> list[Frame]:
         return [f for f in self.frames if isinstance(f, types)]
 
-    async def wait_for(self, predicate: Callable[[list[Frame]], bool], timeout: float = 30.0) -> None:
+    async def wait_for(
+        self, predicate: Callable[[list[Frame]], bool], timeout: float = 30.0
+    ) -> None:
         """Wait until ``predicate(frames)`` holds; TimeoutError otherwise."""
 
         async def wait() -> None:
@@ -70,7 +72,10 @@ class LocalSession:
 
 @asynccontextmanager
 async def local_session(
-    tmp: Path, argv: list[str] | None = None, *, input_wav: Path | None = None,
+    tmp: Path,
+    argv: list[str] | None = None,
+    *,
+    input_wav: Path | None = None,
     processors: list[FrameProcessor] | None = None,
 ) -> AsyncIterator[LocalSession]:
     """Run the default pipeline (``--local`` plus ``argv``) until the block ends, then end it."""
@@ -81,8 +86,11 @@ async def local_session(
         config, _ = parse_config(["--local", "--log-dir", str(tmp / "logs"), *(argv or [])], env={})
         watch = FrameWatch()
         app = build_agent_pipeline(
-            config, input=WavInputTransport(input_wav), output=WavOutputTransport(tmp / "out.wav"),
-            processors=[*(processors or []), watch], endpoint=Endpoint.parse(server.url),
+            config,
+            input=WavInputTransport(input_wav),
+            output=WavOutputTransport(tmp / "out.wav"),
+            processors=[*(processors or []), watch],
+            endpoint=Endpoint.parse(server.url),
         )
         run = asyncio.create_task(app.run(end_after_input=False))
         try:

@@ -22,17 +22,38 @@ POLL_S = 0.05
 class Terminal:
     """One tmux window of ``width`` x ``height`` running ``argv`` in ``cwd`` with ``env``."""
 
-    def __init__(self, argv: list[str], *, cwd: Path, env: dict[str, str], width: int = 120, height: int = 40) -> None:
+    def __init__(
+        self, argv: list[str], *, cwd: Path, env: dict[str, str], width: int = 120, height: int = 40
+    ) -> None:
         if shutil.which("tmux") is None:
             raise RuntimeError("tmux is not installed: run `make setup` or apt-get install tmux")
         self.socket = f"vl-test-{uuid.uuid4().hex[:8]}"
         command = f"cd {shlex.quote(str(cwd))} && {shlex.join(argv)}; echo EXIT=$?; sleep 600"
         # The private server starts here, with ``env`` as the window's environment.
-        self._tmux("-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", str(width), "-y", str(height), command, env=env)
+        self._tmux(
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            str(width),
+            "-y",
+            str(height),
+            command,
+            env=env,
+        )
 
     def _tmux(self, *args: str, env: dict[str, str] | None = None) -> str:
-        result = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10,
-                                stdin=subprocess.DEVNULL, env=env)
+        result = subprocess.run(
+            ["tmux", "-L", self.socket, *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"tmux {args[0]} failed: {result.stderr.strip()}")
         return result.stdout
@@ -50,8 +71,10 @@ class Terminal:
     def resize(self, width: int, height: int) -> None:
         self._tmux("resize-window", "-t", "t", "-x", str(width), "-y", str(height))
 
-    async def wait_for(self, pattern: str, timeout: float = 30.0, history: bool = False) -> re.Match[str]:
-        """Wait until ``pattern`` (a regex) is on the screen; TimeoutError with the screen otherwise."""
+    async def wait_for(
+        self, pattern: str, timeout: float = 30.0, history: bool = False
+    ) -> re.Match[str]:
+        """Wait until ``pattern`` (a regex) is on the screen; else TimeoutError with the screen."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             text = self.screen(history)
@@ -66,5 +89,9 @@ class Terminal:
         return int((await self.wait_for(r"EXIT=(\d+)", timeout, history=True)).group(1))
 
     def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10,
-                       stdin=subprocess.DEVNULL)
+        subprocess.run(
+            ["tmux", "-L", self.socket, "kill-server"],
+            capture_output=True,
+            timeout=10,
+            stdin=subprocess.DEVNULL,
+        )

@@ -1,4 +1,5 @@
-"""The greeting rule of the sans-I/O session: ``response.create`` right after ``session.updated``."""
+"""The greeting rule of the sans-I/O session: ``response.create`` right after
+``session.updated``."""
 
 from __future__ import annotations
 
@@ -30,7 +31,14 @@ def test_greeting_on_a_ready_session_is_sent_at_once_and_only_once() -> None:
     message = create["response"]["pre_generated_assistant_message"]
     assert message["content"] == [{"type": "text", "text": "Hi, I am your assistant."}]
     s.receive({"type": "response.created", "response": {"id": "resp_1"}}, 0.1)
-    assert sends(s.receive({"type": "response.done", "response": {"id": "resp_1", "status": "completed"}}, 0.2)) == []
+    assert (
+        sends(
+            s.receive(
+                {"type": "response.done", "response": {"id": "resp_1", "status": "completed"}}, 0.2
+            )
+        )
+        == []
+    )
 
 
 def test_plain_greeting_is_a_bare_response_create_and_typed_text_after_it_waits() -> None:
@@ -41,5 +49,9 @@ def test_plain_greeting_is_a_bare_response_create_and_typed_text_after_it_waits(
     assert "response" not in create
     s.receive({"type": "response.created", "response": {"id": "resp_1"}}, 0.1)
     assert [e["type"] for e in sends(s.user_text("hello"))] == ["conversation.item.create"]
-    (later,) = sends(s.receive({"type": "response.done", "response": {"id": "resp_1", "status": "completed"}}, 0.2))
+    (later,) = sends(
+        s.receive(
+            {"type": "response.done", "response": {"id": "resp_1", "status": "completed"}}, 0.2
+        )
+    )
     assert later["type"] == "response.create" and "response" not in later

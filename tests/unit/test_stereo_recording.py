@@ -18,7 +18,7 @@ def runs(channel: np.ndarray) -> list[tuple[int, int, int]]:
     """(start, end, value) of each run of equal non-zero samples."""
     edges = np.flatnonzero(np.diff(channel.astype(np.int32))) + 1
     bounds = [0, *edges.tolist(), len(channel)]
-    return [(a, b, int(channel[a])) for a, b in zip(bounds, bounds[1:]) if channel[a]]
+    return [(a, b, int(channel[a])) for a, b in zip(bounds, bounds[1:], strict=False) if channel[a]]
 
 
 def test_blocks_land_at_their_time_jitter_is_joined_and_gaps_are_silent(tmp_path: Path) -> None:
@@ -38,4 +38,7 @@ def test_blocks_land_at_their_time_jitter_is_joined_and_gaps_are_silent(tmp_path
     assert runs(data[:, 0]) == [(2400, 26400, 1000), (26400, 38400, 1001)]
     assert runs(data[:, 1])[:2] == [(12000, 16800, 2000), (16800, 19200, 2001)]
     heard = np.flatnonzero(np.abs(data[19200:, 1].astype(np.int32)) > 100) + 19200  # from 48 kHz
-    assert abs(heard[0] - 48000) <= 48 and abs((heard[-1] - heard[0]) - 2400) <= 48, (heard[0], heard[-1])
+    assert abs(heard[0] - 48000) <= 48 and abs((heard[-1] - heard[0]) - 2400) <= 48, (
+        heard[0],
+        heard[-1],
+    )
