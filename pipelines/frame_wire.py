@@ -79,14 +79,26 @@ def encode_frame(frame: Frame) -> tuple[int, bytes]:
             code, frame.sample_rate, frame.num_channels, frame.id, pts, len(name), len(ctx)
         )
         return KIND_AUDIO, b"".join((head, name, ctx, frame.audio))
-    if isinstance(frame, ErrorFrame) and frame.processor is not None:
-        frame = ErrorFrame(
-            frame.error, fatal=frame.fatal, exception=frame.exception, category=frame.category
-        )
+    if isinstance(frame, ErrorFrame):
+        return KIND_FRAME, _encode_error(frame)
     try:
         return KIND_FRAME, pickle.dumps(frame, protocol=5)
     except Exception as exc:  # noqa: BLE001 - pickling raises whatever the objects raise
         raise FrameEncodeError(frame, exc) from None
+
+
+def _encode_error(frame: ErrorFrame) -> bytes:
+    """An error crosses without its processor (the receiver puts the original or its own back)
+    and, if its exception cannot be pickled, without the exception: it is never lost for that."""
+    copy = ErrorFrame(
+        frame.error, fatal=frame.fatal, exception=frame.exception, category=frame.category
+    )
+    copy.id, copy.name, copy.metadata = frame.id, frame.name, frame.metadata
+    try:
+        return pickle.dumps(copy, protocol=5)
+    except Exception:  # noqa: BLE001 - an exception object that does not pickle
+        copy.exception = None
+        return pickle.dumps(copy, protocol=5)
 
 
 def _plain(frame: Any) -> bool:

@@ -124,6 +124,8 @@ class OwnProcessProcessor(FrameProcessor):
         self._last_heard = time.monotonic()
         self._tasks: list[asyncio.Task] = []
         self._stopped = False
+        self._opened = False
+        self._error_origins: dict[int, FrameProcessor] = {}
         self._stop_task: asyncio.Future[None] | None = None
 
     @property
@@ -154,6 +156,8 @@ class OwnProcessProcessor(FrameProcessor):
             await self._send(frame, direction)
 
     async def _send(self, frame: Frame, direction: FrameDirection) -> None:
+        if isinstance(frame, ErrorFrame) and frame.processor is not None:
+            self._error_origins[frame.id] = frame.processor  # put back when it comes out
         try:
             self._link.send_frame(frame, direction)
         except FrameEncodeError as exc:
@@ -173,7 +177,8 @@ class OwnProcessProcessor(FrameProcessor):
         frames: an input transport starts producing as soon as the pipeline starts."""
         if self._link.closed:
             return False
-        if not self._tasks:
+        if not self._opened:
+            self._opened = True
             await self._link.open()
             self._tasks = [
                 asyncio.ensure_future(
@@ -254,8 +259,8 @@ class OwnProcessProcessor(FrameProcessor):
 
     async def _deliver(self, frame: Frame, direction: FrameDirection) -> None:
         self._last_heard = time.monotonic()
-        if isinstance(frame, ErrorFrame):
-            frame.processor = self
+        if isinstance(frame, ErrorFrame):  # its own, or one that passed through the child
+            frame.processor = self._error_origins.pop(frame.id, self)
         await self.push_frame(frame, direction)
 
     async def _control(self, message: tuple[Any, ...]) -> None:

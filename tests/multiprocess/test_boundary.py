@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from pipecat.frames.frames import (
     EndFrame,
+    ErrorFrame,
     Frame,
     InputAudioRawFrame,
     InterruptionFrame,
@@ -156,3 +157,27 @@ async def test_a_frame_that_cannot_be_pickled_is_one_error_naming_it_at_the_boun
     )
     assert [type(f).__name__ for f in up][:1] == ["ErrorFrame"] and up[0].error == child.failure
     assert up[0].processor is child
+
+
+async def test_an_error_passing_through_the_child_keeps_its_processor() -> None:
+    """The output's ErrorFrame on its way up through the child still names the output (the
+    default script ends the session on a transport's failure by looking at that processor)."""
+    origin = Passthrough()
+    origin.failure = "the output WAV cannot be written"
+
+    async def script(worker: PipelineWorker, up: Recorder, down: Recorder) -> None:
+        error = ErrorFrame(origin.failure, exception=_Unpicklable("no"))
+        error.processor = origin
+        await worker.queue_frame(error, FrameDirection.UPSTREAM)
+        await wait_for(up, lambda f: len(f) >= 1)
+
+    child = in_own_process(Passthrough)
+    up, _ = await drive(child, script)
+    (error,) = [f for f in up if isinstance(f, ErrorFrame)]
+    assert error.processor is origin and error.error == origin.failure
+    assert child.failure is None
+
+
+class _Unpicklable(Exception):
+    def __reduce__(self) -> None:
+        raise TypeError("not this one")
