@@ -104,15 +104,16 @@ async def test_a_crashing_child_is_one_line(tmp_path: Path, how: str, cause: str
 
 async def test_a_killed_child_is_one_line(tmp_path: Path) -> None:
     async def kill_the_processor(proc: asyncio.subprocess.Process) -> None:
+        """Once the user's first words are in the session log (the conversation is on)."""
         parent = psutil.Process(proc.pid)
-        for _ in range(600):
+        for _ in range(1200):
             kids = [c for c in parent.children() if "spawn_main" in " ".join(c.cmdline())]
-            if (
-                kids
-                and (tmp_path / "logs").exists()
-                and any((tmp_path / "logs").glob("session_*.log"))
-            ):
-                await asyncio.sleep(2.0)  # into the conversation
+            logs = (
+                list((tmp_path / "logs").glob("session_*.log"))
+                if (tmp_path / "logs").exists()
+                else []
+            )
+            if kids and logs and "User Input:" in logs[0].read_text(encoding="utf-8"):
                 kids[0].send_signal(signal.SIGKILL)
                 return
             await asyncio.sleep(0.05)
