@@ -39,6 +39,8 @@ STRATEGIES = [  # (label, mode, frames per buffer, PULSE_LATENCY_MSEC)
     ("running, 5 ms periods, PULSE_LATENCY_MSEC=5", "running", 120, "5"),
     ("abort+restart, 10 ms periods", "abort", 240, None),
     ("stopped when idle (ours), 10 ms periods", "idle", 240, None),
+    ("stopped when idle, 20 ms periods", "idle", 480, None),
+    ("stopped when idle, 40 ms periods", "idle", 960, None),
 ]
 
 
