@@ -40,7 +40,12 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from processors.frames import AgentWords, VoiceLiveEventFrame
+from processors.frames import (
+    AgentWords,
+    ConnectionLostFrame,
+    ReconnectedFrame,
+    VoiceLiveEventFrame,
+)
 from processors.heard import HeardAudio
 
 SILENCE_DB = -90.0
@@ -159,16 +164,16 @@ class ConsoleState:
         space = words.text.rfind(" ", 0, index + 1)
         return space if space > 0 else index
 
+    def connection_lost(self, frame: ConnectionLostFrame) -> None:
+        self.set_phase("reconnecting")
+        self.emit(Line("note", f"connection lost ({frame.reason}): reconnecting"))
+
+    def reconnected(self) -> None:
+        self.emit(Line("note", "reconnected"))
+
     def event(self, frame: VoiceLiveEventFrame) -> None:
         """Follow a protocol event: session, expiry, word timings, truncation, reconnects."""
         event, kind = frame.event, frame.event_type
-        if frame.direction == "local":
-            if kind == "client.reconnecting":
-                self.set_phase("reconnecting")
-                self.emit(Line("note", f"connection lost ({event.get('reason')}): reconnecting"))
-            elif kind == "client.reconnected":
-                self.emit(Line("note", "reconnected"))
-            return
         if frame.direction == "sent":
             if kind == "conversation.item.truncate" and isinstance(event.get("audio_end_ms"), int):
                 self._heard[str(event.get("item_id"))] = event["audio_end_ms"]
@@ -223,6 +228,10 @@ class ConsoleFeed(FrameProcessor):
         s = self._state
         if isinstance(frame, VoiceLiveEventFrame):
             s.event(frame)
+        elif isinstance(frame, ConnectionLostFrame):
+            s.connection_lost(frame)
+        elif isinstance(frame, ReconnectedFrame):
+            s.reconnected()
         elif isinstance(frame, TTSAudioRawFrame):
             s.audio(frame)
         elif isinstance(frame, TTSTextFrame):

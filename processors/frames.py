@@ -9,6 +9,9 @@ short when the pipeline is cancelled (Ctrl-C, SIGTERM): a system frame, so it is
 ``CancelFrame`` that follows it stops the processors' queues. Match both with ``AgentWords``.
 ``AudioNotSentFrame`` says how much microphone audio never reached the server (no session yet,
 a connection being replaced, a backed-up socket), so the session log can tell the user.
+``SessionStartedFrame``, ``ConnectionLostFrame`` and ``ReconnectedFrame`` are the facts about the
+connection that the logs and views show (``SessionID:``, ``Reconnected:``), typed so that no
+processor has to re-parse server events or invent ``client.*`` events to learn them.
 """
 
 from __future__ import annotations
@@ -67,3 +70,26 @@ class AudioNotSentFrame(SystemFrame):
 
     seconds: float = 0.0
     reason: str = ""
+
+
+@dataclass
+class SessionStartedFrame(SystemFrame):
+    """Voice Live created a session: the first one, or a new one after a reconnect."""
+
+    session_id: str = ""
+
+
+@dataclass
+class ConnectionLostFrame(SystemFrame):
+    """The connection to Voice Live broke (``reason``, one line); the service is reconnecting."""
+
+    reason: str = ""
+
+
+@dataclass
+class ReconnectedFrame(SystemFrame):
+    """The session is back after :class:`ConnectionLostFrame`: ``reason`` it was lost, and the
+    new ``session_id``."""
+
+    reason: str = ""
+    session_id: str = ""

@@ -51,7 +51,14 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from processors.frames import AgentWords, AudioNotSentFrame, VoiceLiveEventFrame
+from processors.frames import (
+    AgentWords,
+    AudioNotSentFrame,
+    ConnectionLostFrame,
+    ReconnectedFrame,
+    SessionStartedFrame,
+    VoiceLiveEventFrame,
+)
 from processors.logfiles import LineWriter, TailLineWriter
 from processors.logsetup import new_session_key
 
@@ -142,6 +149,15 @@ class SessionLogProcessor(FrameProcessor):
             self._open()
         elif isinstance(frame, VoiceLiveEventFrame):
             self._event(frame)
+        elif isinstance(frame, SessionStartedFrame) and frame.session_id not in self._session_ids:
+            self._session_ids.add(frame.session_id)
+            self._line(f"SessionID: {frame.session_id}")
+        elif isinstance(frame, ConnectionLostFrame):
+            self._local_record({"type": "client.reconnecting", "reason": frame.reason})
+        elif isinstance(frame, ReconnectedFrame):
+            self._line(f"Reconnected: {frame.reason}")
+            self._local_record({"type": "client.reconnected", "reason": frame.reason,
+                                "session_id": frame.session_id})
         elif isinstance(frame, TranscriptionFrame) and frame.text.strip():
             self._user_input(frame.text, typed=False)
         elif isinstance(frame, InputTextRawFrame) and frame.text.strip():
@@ -164,8 +180,7 @@ class SessionLogProcessor(FrameProcessor):
     def _user_input(self, text: str, *, typed: bool) -> None:
         """A user turn, spoken (transcribed) or typed: one session log line, one JSONL record."""
         self._line(f"User Input: {text}", echo=True)
-        event = {"type": "client.user_input", "text": text, "typed": typed}
-        self._event(VoiceLiveEventFrame(event=event, direction="local", at=time.time()))
+        self._local_record({"type": "client.user_input", "text": text, "typed": typed})
 
     def _agent_words(self, delta: str, kind: str) -> None:
         """A piece of the answer: at each sentence end, the provisional line shows it so far."""
@@ -188,16 +203,12 @@ class SessionLogProcessor(FrameProcessor):
         if self._echo:
             logger.info(f"\n\t{line}\n")
 
+    def _local_record(self, event: dict[str, Any]) -> None:
+        """A JSONL record of this client's own (not a protocol event)."""
+        self._event(VoiceLiveEventFrame(event=event, direction="local", at=time.time()))
+
     def _event(self, frame: VoiceLiveEventFrame) -> None:
         event = frame.event
-        if frame.direction == "received" and event.get("type") == "session.created":
-            session = event.get("session")
-            session_id = session.get("id") if isinstance(session, dict) else None
-            if isinstance(session_id, str) and session_id not in self._session_ids:
-                self._session_ids.add(session_id)
-                self._line(f"SessionID: {session_id}")
-        if frame.direction == "local" and event.get("type") == "client.reconnected":
-            self._line(f"Reconnected: {event.get('reason')}")
         self._open()
         assert self._events is not None
         record = {"at": datetime.fromtimestamp(frame.at).astimezone().isoformat(timespec="milliseconds"), "direction": frame.direction, "event": event}

@@ -3,7 +3,7 @@
 Put it anywhere after ``VoiceLiveAgentService`` (before the output, so that it also sees the
 output's ``BotStartedSpeakingFrame`` coming back upstream). It passes every frame on and keeps:
 
-* the session ids (``session.created``), reconnects (``client.reconnected``), errors (``error``
+* the session ids (``session.created``), reconnects (``ReconnectedFrame``), errors (``error``
   events) and the usage totals of every ``response.done``;
 * one entry per turn: a spoken turn starts at ``input_audio_buffer.speech_started`` (its words
   come from the transcription of the same item), a typed turn at an ``InputTextRawFrame``, and a
@@ -39,7 +39,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from processors.frames import AgentWords, VoiceLiveEventFrame
+from processors.frames import AgentWords, ReconnectedFrame, VoiceLiveEventFrame
 from processors.redaction import REDACTOR
 
 REPORT_VERSION = 1
@@ -101,6 +101,8 @@ class SessionReportProcessor(FrameProcessor):
             self._t0, self._started_wall = now, time.time()
         elif isinstance(frame, VoiceLiveEventFrame):
             self._event(frame, now)
+        elif isinstance(frame, ReconnectedFrame):
+            self.reconnects.append({"at_s": self._rel(now), "reason": frame.reason})
         elif isinstance(frame, TTSAudioRawFrame):
             turn = self._current
             if turn is not None and turn.response_ids:
@@ -135,8 +137,6 @@ class SessionReportProcessor(FrameProcessor):
                     turn.interrupted, turn.heard_ms = True, event["audio_end_ms"]
             return
         if frame.direction == "local":
-            if kind == "client.reconnected":
-                self.reconnects.append({"at_s": self._rel(now), "reason": event.get("reason")})
             return
         if kind == "session.created":
             session_id = (event.get("session") or {}).get("id")

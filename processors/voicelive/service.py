@@ -46,7 +46,15 @@ from pipecat.frames.frames import (
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.text.base_text_aggregator import TextType
 
-from processors.frames import AgentTranscriptFrame, AgentTranscriptUrgentFrame, AudioNotSentFrame, VoiceLiveEventFrame
+from processors.frames import (
+    AgentTranscriptFrame,
+    AgentTranscriptUrgentFrame,
+    AudioNotSentFrame,
+    ConnectionLostFrame,
+    ReconnectedFrame,
+    SessionStartedFrame,
+    VoiceLiveEventFrame,
+)
 from processors.heard import HeardAudio
 from processors.voicelive import actions as act
 from processors.voicelive.connection import ConnectionSettings, VoiceLiveConnection
@@ -377,8 +385,7 @@ class VoiceLiveAgentService(FrameProcessor):
         # Before any await: from here on microphone audio is held, not sent into the old socket.
         cut_short = self._lose_connection()
         old, self._connection = self._connection, None
-        lost = {"type": "client.reconnecting", "reason": reason}
-        await self.push_frame(VoiceLiveEventFrame(event=lost, direction="local", at=time.time()))
+        await self.push_frame(ConnectionLostFrame(reason=reason))
         if old is not None:
             await old.abort()
         await self._run(cut_short)
@@ -505,6 +512,8 @@ class VoiceLiveAgentService(FrameProcessor):
             logger.info(f"Session created: {a.session_id}")
             self._created_on_conn = True
             self._session_news.set()
+            if a.session_id:
+                await self.push_frame(SessionStartedFrame(session_id=a.session_id))
         elif isinstance(a, act.SessionReady):
             logger.info(f"Session updated: {a.session_id}")
             self._session_news.set()
@@ -513,7 +522,7 @@ class VoiceLiveAgentService(FrameProcessor):
             if self._reconnect_reason is not None:
                 reason, self._reconnect_reason = self._reconnect_reason, None
                 logger.info(f"Reconnected ({reason})")
-                await self.push_frame(VoiceLiveEventFrame(event={"type": "client.reconnected", "reason": reason, "session_id": a.session_id}, direction="local", at=time.time()))
+                await self.push_frame(ReconnectedFrame(reason=reason, session_id=a.session_id))
             await self._call_event_handler("on_session_ready", a.session)
         elif isinstance(a, act.FunctionCall):
             await self._call_function(a)
