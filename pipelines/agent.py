@@ -2,8 +2,9 @@
 
 ::
 
-    input transport -> VoiceLiveAgentService -> SessionLogProcessor -> TechnicalLogProcessor
-                    -> [your processors] -> output transport
+    input transport -> [recorder, input processors] -> VoiceLiveAgentService
+        -> SessionLogProcessor -> TechnicalLogProcessor -> SessionReportProcessor
+        -> [your processors] -> output transport
 
 ``python -m pipelines.agent`` (console script ``voicelive-agent``) runs it from the microphone to
 the speaker, or from ``--input-wav`` to ``--output-wav``. It quits on ``q`` + Enter, Ctrl-C and
