@@ -89,9 +89,16 @@ class Terminal:
         return int((await self.wait_for(r"EXIT=(\d+)", timeout, history=True)).group(1))
 
     def close(self) -> None:
+        """Stop the private tmux server and remove its socket file."""
+        try:
+            path = self._tmux("display-message", "-p", "#{socket_path}").strip()
+        except (RuntimeError, subprocess.TimeoutExpired):  # the server is already gone
+            path = ""
         subprocess.run(
             ["tmux", "-L", self.socket, "kill-server"],
             capture_output=True,
             timeout=10,
             stdin=subprocess.DEVNULL,
         )
+        if path:
+            Path(path).unlink(missing_ok=True)
