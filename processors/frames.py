@@ -32,6 +32,7 @@ class VoiceLiveEventFrame(SystemFrame):
 
     @property
     def event_type(self) -> str:
+        """The event's ``type``, or ``?`` when it has none."""
         kind = self.event.get("type")
         return kind if isinstance(kind, str) else "?"
 

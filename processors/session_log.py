@@ -144,6 +144,7 @@ class SessionLogProcessor(FrameProcessor):
             logger.info(f"\n\t{line}\n")
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Write the session log and JSONL lines a frame carries; pass every frame on."""
         await super().process_frame(frame, direction)
         if isinstance(frame, StartFrame):
             self._open()
@@ -215,6 +216,7 @@ class SessionLogProcessor(FrameProcessor):
         self._events.write(json.dumps(record, ensure_ascii=False, default=str))
 
     async def cleanup(self) -> None:
+        """Close both files (also when the pipeline never ended cleanly)."""
         await super().cleanup()
         self._close()
 

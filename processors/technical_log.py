@@ -108,16 +108,20 @@ class TechnicalLogProcessor(FrameProcessor):
             self._writer = self._handle.writer
 
     async def setup(self, setup: FrameProcessorSetup) -> None:
+        """Attach the log sink before the first frame."""
         await super().setup(setup)
         self.attach()
 
     async def cleanup(self) -> None:
+        """Detach the log sink and close the file."""
         await super().cleanup()
         if self._handle is not None:
             remove_technical_log(self._handle)
             self._handle = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Log the frames that matter (events, barge-ins, transcripts, errors); pass every frame
+        on."""
         await super().process_frame(frame, direction)
         if isinstance(frame, TTSAudioRawFrame):
             response = self._current

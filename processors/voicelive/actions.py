@@ -17,6 +17,8 @@ class Send:
 
 @dataclass(frozen=True)
 class SessionCreated:
+    """``session.created`` arrived: the session id and the server's defaults."""
+
     session_id: str
     session: dict[str, Any]
 
@@ -49,6 +51,8 @@ class Interruption:
 
 @dataclass(frozen=True)
 class SpeechStarted:
+    """The server heard the user start speaking; ``interruption`` says what to cut."""
+
     audio_start_ms: int | None
     item_id: str
     interruption: Interruption
@@ -56,12 +60,16 @@ class SpeechStarted:
 
 @dataclass(frozen=True)
 class SpeechStopped:
+    """The server heard the user stop speaking."""
+
     audio_end_ms: int | None
     item_id: str
 
 
 @dataclass(frozen=True)
 class UserTranscript:
+    """The user's transcribed words for one item (partial with ``final`` False)."""
+
     text: str
     item_id: str
     final: bool
@@ -91,11 +99,15 @@ class AgentTranscript:
 
 @dataclass(frozen=True)
 class ResponseStarted:
+    """A response began (``response.created``)."""
+
     response_id: str
 
 
 @dataclass(frozen=True)
 class ResponseFinished:
+    """A response ended (``response.done``): its status, reason and usage."""
+
     response_id: str
     status: str
     reason: str | None
@@ -105,6 +117,8 @@ class ResponseFinished:
 
 @dataclass(frozen=True)
 class WordTiming:
+    """Where one word falls in the agent's audio (Azure voices' word timestamps)."""
+
     item_id: str
     text: str
     offset_ms: int
@@ -113,6 +127,8 @@ class WordTiming:
 
 @dataclass(frozen=True)
 class FunctionCall:
+    """A tool call was asked for: run ``name`` with ``arguments``, answer for ``call_id``."""
+
     name: str
     call_id: str
     arguments: str

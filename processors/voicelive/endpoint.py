@@ -32,6 +32,7 @@ class ClassicAgent:
     access_token: str | None = None
 
     def query(self, access_token: str | None) -> list[tuple[str, str]]:
+        """The mode's query parameters; ``access_token`` when none was configured."""
         token = self.access_token or access_token
         if not token:
             raise ConfigError("classic agent mode needs an agent access token (--agent-access-token or Entra ID)")
@@ -39,6 +40,7 @@ class ClassicAgent:
 
     @property
     def label(self) -> str:
+        """How the session log names the agent (its id)."""
         return self.agent_id
 
 
@@ -52,6 +54,7 @@ class Agent:
     conversation_id: str | None = None
 
     def query(self, access_token: str | None = None) -> list[tuple[str, str]]:
+        """The mode's query parameters (no token: the agent is reached by name)."""
         q = [("agent-name", self.agent_name), ("agent-project-name", self.project_name)]
         if self.agent_version:
             q.append(("agent-version", self.agent_version))
@@ -61,6 +64,7 @@ class Agent:
 
     @property
     def label(self) -> str:
+        """How the session log names the agent (name, and version when given)."""
         return self.agent_name if not self.agent_version else f"{self.agent_name}:{self.agent_version}"
 
 
@@ -71,10 +75,12 @@ class Model:
     model: str
 
     def query(self, access_token: str | None = None) -> list[tuple[str, str]]:
+        """The mode's query parameter: the model."""
         return [("model", self.model)]
 
     @property
     def label(self) -> str:
+        """The model's name."""
         return self.model
 
 
@@ -100,6 +106,7 @@ class Endpoint:
 
     @property
     def host(self) -> str:
+        """The host name, without port."""
         return urlsplit(self.base).hostname or ""
 
     @classmethod

@@ -94,6 +94,7 @@ class EndOfUtteranceDetection:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, path: str = "turn_detection.end_of_utterance_detection") -> None:
+        """Raise :class:`ConfigError` naming the first invalid field."""
         if self.model not in EOU_MODELS:
             _fail(f"{path}.model", f"must be one of {', '.join(EOU_MODELS)}, got {self.model!r}")
         if self.threshold_level is not None and self.threshold_level not in EOU_LEVELS:
@@ -104,6 +105,7 @@ class EndOfUtteranceDetection:
             _fail(f"{path}.timeout", f"must be seconds in (0, 60], got {self.timeout!r}")
 
     def to_wire(self) -> dict[str, Any]:
+        """The wire form, unset fields left out."""
         wire = _compact(
             {
                 "model": self.model,
@@ -135,6 +137,7 @@ class TurnDetection:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, path: str = "turn_detection") -> None:
+        """Raise :class:`ConfigError` naming the first invalid field."""
         if self.type not in TURN_DETECTION_TYPES:
             _fail(f"{path}.type", f"must be one of {', '.join(TURN_DETECTION_TYPES)}, got {self.type!r}")
         _check_unit(f"{path}.threshold", self.threshold)
@@ -166,6 +169,7 @@ class TurnDetection:
             _fail(f"{path}.auto_truncate", "needs interrupt_response true")
 
     def to_wire(self) -> dict[str, Any]:
+        """The wire form, unset fields left out, ``extra`` merged in."""
         eou = self.end_of_utterance_detection.to_wire() if self.end_of_utterance_detection else None
         wire = _compact(
             {
@@ -204,9 +208,11 @@ class Voice:
 
     @property
     def is_azure(self) -> bool:
+        """Whether this is an Azure voice (the ones with word timestamps)."""
         return self.type in AZURE_VOICE_TYPES
 
     def validate(self, path: str = "voice") -> None:
+        """Raise :class:`ConfigError` naming the first invalid field."""
         if self.type not in VOICE_TYPES:
             _fail(f"{path}.type", f"must be one of {', '.join(VOICE_TYPES)}, got {self.type!r}")
         if not self.name or not isinstance(self.name, str):
@@ -221,6 +227,7 @@ class Voice:
             _fail(f"{path}.temperature", f"must be from 0.0 to 2.0, got {self.temperature!r}")
 
     def to_wire(self) -> dict[str, Any]:
+        """The wire form, unset fields left out, ``extra`` merged in."""
         wire = _compact(
             {
                 "name": self.name,
@@ -249,6 +256,7 @@ class InputTranscription:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, path: str = "input_audio_transcription") -> None:
+        """Raise :class:`ConfigError` naming the first invalid field."""
         if self.model not in TRANSCRIPTION_MODELS:
             _fail(f"{path}.model", f"must be one of {', '.join(TRANSCRIPTION_MODELS)}, got {self.model!r}")
         if self.phrase_list is not None and self.model != "azure-speech":
@@ -257,6 +265,7 @@ class InputTranscription:
             _fail(f"{path}.prompt", "does not apply to azure-speech (use phrase_list)")
 
     def to_wire(self) -> dict[str, Any]:
+        """The wire form, unset fields left out, ``extra`` merged in."""
         wire = _compact({"model": self.model, "language": self.language, "phrase_list": self.phrase_list, "prompt": self.prompt})
         return {**wire, **self.extra}
 
@@ -269,6 +278,7 @@ class EchoCancellation:
     channels: int | None = None
 
     def validate(self, path: str = "input_audio_echo_cancellation") -> None:
+        """Raise :class:`ConfigError` naming the first invalid field."""
         if self.reference_source not in (None, "server", "client"):
             _fail(f"{path}.reference_source", f"must be server or client, got {self.reference_source!r}")
         if self.channels not in (None, 1, 2):
@@ -279,6 +289,7 @@ class EchoCancellation:
             _fail(f"{path}.channels", "client echo reference (stereo input) is not supported by this client yet")
 
     def to_wire(self) -> dict[str, Any]:
+        """The wire form, unset fields left out."""
         return _compact({"type": "server_echo_cancellation", "reference_source": self.reference_source, "channels": self.channels})
 
 

@@ -32,10 +32,13 @@ class ServerEvent:
         return self.type == "response.audio.delta"
 
     def str(self, key: str, default: str = "") -> str:
+        """The string at ``key``, or ``default`` when missing or not a string."""
         value = self.data.get(key)
         return value if isinstance(value, str) else default
 
     def int(self, key: str, default: int | None = None) -> int | None:
+        """The number at ``key`` as an int, or ``default`` when missing, not a number or not
+        finite."""
         value = self.data.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return default
@@ -45,6 +48,7 @@ class ServerEvent:
             return default
 
     def obj(self, key: str) -> dict[str, Any]:
+        """The object at ``key``, or an empty dict when missing or not an object."""
         value = self.data.get(key)
         return value if isinstance(value, dict) else {}
 
@@ -97,31 +101,38 @@ def client_event(kind: str, **fields: Any) -> dict[str, Any]:
 
 
 def session_update(session: dict[str, Any]) -> dict[str, Any]:
+    """``session.update`` with this ``session`` object."""
     return client_event("session.update", session=session)
 
 
 def audio_append(pcm: bytes) -> dict[str, Any]:
+    """``input_audio_buffer.append`` carrying ``pcm`` as base64."""
     return client_event("input_audio_buffer.append", audio=base64.b64encode(pcm).decode("ascii"))
 
 
 def truncate(item_id: str, audio_end_ms: int, content_index: int = 0) -> dict[str, Any]:
+    """``conversation.item.truncate``: the item was heard up to ``audio_end_ms``."""
     return client_event("conversation.item.truncate", item_id=item_id, content_index=content_index, audio_end_ms=audio_end_ms)
 
 
 def response_create(**response: Any) -> dict[str, Any]:
+    """``response.create``, with ``response`` fields when given."""
     return client_event("response.create", response=response) if response else client_event("response.create")
 
 
 def response_cancel(response_id: str | None = None) -> dict[str, Any]:
+    """``response.cancel`` (of ``response_id`` when given)."""
     return client_event("response.cancel", response_id=response_id) if response_id else client_event("response.cancel")
 
 
 def user_text_item(text: str) -> dict[str, Any]:
+    """``conversation.item.create`` of a user text message."""
     item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
     return client_event("conversation.item.create", item=item)
 
 
 def assistant_text_item(text: str) -> dict[str, Any]:
+    """``conversation.item.create`` of an assistant text message."""
     item = {"type": "message", "role": "assistant", "content": [{"type": "text", "text": text}]}
     return client_event("conversation.item.create", item=item)
 
@@ -133,6 +144,7 @@ def system_text_item(text: str) -> dict[str, Any]:
 
 
 def function_output_item(call_id: str, output: str) -> dict[str, Any]:
+    """``conversation.item.create`` of a tool's output for ``call_id``."""
     item = {"type": "function_call_output", "call_id": call_id, "output": output}
     return client_event("conversation.item.create", item=item)
 
