@@ -6,7 +6,7 @@ import numpy as np
 from pipecat.frames.frames import TTSAudioRawFrame
 
 from processors.console_state import SILENCE_DB, ConsoleState, Line, dbfs
-from processors.frames import AgentTranscriptFrame, VoiceLiveEventFrame
+from processors.frames import AgentTranscriptFrame, ConnectionLostFrame, VoiceLiveEventFrame
 
 TEXT = "Once upon a time, a small robot lived in a lighthouse."
 
@@ -31,12 +31,9 @@ def test_states_follow_the_conversation() -> None:
     s.set_phase("thinking")
     s.event(received("response.done", response={"id": "r1", "status": "completed"}))
     assert s.state == "listening"
-    lost = VoiceLiveEventFrame(
-        event={"type": "client.reconnecting", "reason": "dropped"}, direction="local"
-    )
     lines: list[Line] = []
     s.on_line = lines.append
-    s.event(lost)
+    s.connection_lost(ConnectionLostFrame(reason="dropped"))
     assert s.state == "reconnecting" and lines[-1].who == "note"
     s.event(received("session.updated", session={"id": "sess_2"}))
     assert s.state == "listening"
