@@ -41,6 +41,7 @@ from pipelines.console import LiveView, wants_live_view  # noqa: E402
 from processors.console import error, install_last_resort, say  # noqa: E402
 from processors.technical_log import TechnicalLogProcessor  # noqa: E402
 from processors.logsetup import configure_console  # noqa: E402
+from processors.echo_reference import EchoReference  # noqa: E402
 from processors.recorder import ConversationRecorder  # noqa: E402
 from processors.session_report import SessionReportProcessor, report_path, save_report  # noqa: E402
 from processors.session_log import SessionLogProcessor, session_timestamp  # noqa: E402
@@ -172,6 +173,7 @@ def build_agent_pipeline(
         api_version=config.api_version,
         credentials=Credentials(api_key=config.api_key),
         debug=config.debug,
+        client_echo_reference=config.session_config.client_echo_reference,
     )
     playback = getattr(output, "playback", None)
     service = VoiceLiveAgentService(
@@ -199,6 +201,8 @@ def build_agent_pipeline(
     taps = list(input_processors or [])
     recorder = ConversationRecorder(config.record, playback) if config.record is not None else None
     taps = [recorder, *taps] if recorder is not None else taps
+    if config.session_config.client_echo_reference:  # stereo: the microphone + what was played
+        taps.append(EchoReference(playback))
     pipeline = Pipeline([input, *taps, service, session_log, technical_log, report,
                          *(processors or []), output])
     worker = PipelineWorker(

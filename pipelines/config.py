@@ -39,6 +39,7 @@ from transports.errors import TransportError
 from transports.wavfile import check_wav
 from processors.voicelive.session_config import (
     TURN_DETECTION_TYPES,
+    EchoCancellation,
     InputTranscription,
     SessionConfig,
     TurnDetection,
@@ -196,7 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     sess.add_argument("--instructions", help="system instructions (model mode only)")
     sess.add_argument("--transcription-model", help="input transcription model, e.g. azure-speech or whisper-1")
     sess.add_argument("--no-noise-suppression", action="store_true", help="turn off Azure deep noise suppression")
-    sess.add_argument("--no-echo-cancellation", action="store_true", help="turn off server echo cancellation")
+    sess.add_argument(
+        "--echo-reference", choices=["client", "server", "none"],
+        help="echo cancellation: client = send what the speaker played with the microphone "
+        "(stereo); server (default) = the service's own; none = off",
+    )
+    sess.add_argument(
+        "--no-echo-cancellation", action="store_true", help="the same as --echo-reference none"
+    )
     sess.add_argument("--session-json", type=_path, help="JSON object merged into the session.update session (advanced)")
     sess.add_argument(
         "--tools", metavar="MODULE", help="a .py file or module whose functions the model may call"
@@ -351,8 +359,16 @@ def _session(args: argparse.Namespace, target: Target) -> SessionConfig:
         session.input_transcription = InputTranscription(model=args.transcription_model)
     if args.no_noise_suppression:
         session.noise_reduction = None
-    if args.no_echo_cancellation:
+    if args.no_echo_cancellation and args.echo_reference not in (None, "none"):
+        both = f"--no-echo-cancellation and --echo-reference {args.echo_reference}"
+        raise ConfigError(f"{both}: give only one")
+    echo = "none" if args.no_echo_cancellation else args.echo_reference
+    if echo == "none":
         session.echo_cancellation = None
+    elif echo == "client":
+        session.echo_cancellation = EchoCancellation.client()
+    elif echo == "server":
+        session.echo_cancellation = EchoCancellation()
     if args.session_json:  # checked by the same rules as the flags
         apply_wire(session, _read_json_object(args.session_json))
     session.validate(agent_mode=agent_mode)

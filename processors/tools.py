@@ -98,6 +98,7 @@ class Tool:
 
     @property
     def name(self) -> str:
+        """The tool's name: the function's."""
         return self.schema.name
 
     def to_wire(self) -> dict[str, Any]:
@@ -176,6 +177,7 @@ class ToolSet:
 
     @property
     def names(self) -> list[str]:
+        """The tools' names, in the module's order."""
         return [t.name for t in self.tools]
 
     def to_wire(self) -> list[dict[str, Any]]:

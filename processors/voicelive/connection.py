@@ -128,6 +128,8 @@ class ConnectionSettings:
     api_version: str
     credentials: Credentials
     debug: bool = False
+    client_echo_reference: bool = False
+    """Ask for ``features=client_ec_reference:true`` (the session's client echo reference)."""
     open_timeout: float = 10.0
     ping_interval: float | None = field(default_factory=lambda: _env_seconds("VOICELIVE_PING_INTERVAL", PING_INTERVAL_S))
     ping_timeout: float | None = field(default_factory=lambda: _env_seconds("VOICELIVE_PING_TIMEOUT", PING_TIMEOUT_S))
@@ -253,7 +255,10 @@ class VoiceLiveConnection:
         if isinstance(s.target, ClassicAgent) and not s.target.access_token:
             access_token = bearer or await creds.entra_token(NO_AGENT_TOKEN)
         try:
-            url = build_url(s.endpoint, s.target, api_version=s.api_version, access_token=access_token, debug=s.debug)
+            url = build_url(
+                s.endpoint, s.target, api_version=s.api_version, access_token=access_token,
+                debug=s.debug, client_echo_reference=s.client_echo_reference,
+            )
             headers = build_headers(api_key=creds.api_key, bearer_token=bearer)
         except ConfigError as exc:
             raise ConnectionFailed(str(exc)) from None

@@ -145,11 +145,16 @@ def build_url(
     api_version: str,
     access_token: str | None = None,
     debug: bool = False,
+    client_echo_reference: bool = False,
 ) -> str:
-    """The WebSocket URL for ``target``; ``access_token`` fills a classic agent's token when minted."""
+    """The WebSocket URL for ``target``; ``access_token`` fills a classic agent's token when minted.
+    ``client_echo_reference`` adds ``features=client_ec_reference:true`` (stereo input with the
+    played audio on channel 1)."""
     query: list[tuple[str, str]] = [("api-version", api_version), *target.query(access_token)]
     if debug:
         query.append(("debug", "on"))
+    if client_echo_reference:
+        query.append(("features", "client_ec_reference:true"))
     present = {k for k, _ in query}
     query.extend((k, v) for k, v in endpoint.query if k not in present)
     return f"{endpoint.base}?{urlencode(query)}"

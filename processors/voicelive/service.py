@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 from loguru import logger
 from pipecat.frames.frames import (
     CancelFrame,
@@ -132,7 +133,9 @@ class VoiceLiveAgentService(FrameProcessor):
         self.session = VoiceLiveSession(session_config.to_wire())
         self.failure: str | None = None
         self._input_rate = session_config.input_sample_rate
-        self._chunk_bytes = self._input_rate * input_chunk_ms // 1000 * 2
+        self._input_channels = session_config.input_channels  # 2 with a client echo reference
+        self._chunk_bytes = self._input_rate * input_chunk_ms // 1000 * 2 * self._input_channels
+        self._warned_mono = False
         self._flush_wait_s = flush_wait_s
         self._chunker = Chunker(self._chunk_bytes)
         self._resampler: PcmResampler | None = None
@@ -243,10 +246,11 @@ class VoiceLiveAgentService(FrameProcessor):
             await self.push_frame(frame, direction)
 
     def _audio_in(self, frame: InputAudioRawFrame) -> None:
-        pcm = downmix(frame.audio, frame.num_channels)
+        pcm = self._session_channels(frame)
         if frame.sample_rate != self._input_rate:  # the transports deliver the session's rate
             if self._resampler is None or self._resampler.in_rate != frame.sample_rate:
-                self._resampler = PcmResampler(frame.sample_rate, self._input_rate)
+                channels = self._input_channels
+                self._resampler = PcmResampler(frame.sample_rate, self._input_rate, channels)
             pcm = self._resampler.resample(pcm)
         for chunk in self._chunker.feed(pcm):
             for action in self.session.audio_in(chunk):
@@ -256,6 +260,25 @@ class VoiceLiveAgentService(FrameProcessor):
                         self.session.audio_unsent(chunk)
                     elif not conn.send(action.event, audio=action.audio):  # a backed-up socket
                         self._unsent_frames += len(chunk) // 2
+
+    def _session_channels(self, frame: InputAudioRawFrame) -> bytes:
+        """The frame's audio with the session's channels: mono, or (microphone, reference)."""
+        if self._input_channels == 1:
+            return downmix(frame.audio, frame.num_channels)
+        if frame.num_channels == 2:
+            return frame.audio
+        samples = np.frombuffer(frame.audio[: len(frame.audio) - len(frame.audio) % 2], "<i2")
+        samples = samples[: len(samples) - len(samples) % frame.num_channels]
+        frames = samples.reshape(-1, frame.num_channels)
+        mic = frames[:, 0]
+        if frame.num_channels == 1 and not self._warned_mono:  # no EchoReference before us
+            self._warned_mono = True
+            logger.warning(
+                "client echo reference: the input is mono, channel 1 stays silent "
+                "(put processors.echo_reference.EchoReference before the service)"
+            )
+        ref = np.zeros_like(mic) if frame.num_channels == 1 else frames[:, 1]
+        return np.column_stack([mic, ref]).astype("<i2").tobytes()
 
     async def _report_unsent_audio(self, reason: str) -> None:
         """Tell the session log how much microphone audio never reached the server since the

@@ -272,7 +272,10 @@ class InputTranscription:
 
 @dataclass
 class EchoCancellation:
-    """Server echo cancellation; ``client`` reference with 2 channels needs stereo input."""
+    """Server echo cancellation. With ``reference_source="client"`` and ``channels=2`` the
+    input is stereo pcm16: channel 0 the microphone, channel 1 what the speaker played at that
+    moment (:meth:`client` builds it; the connection adds ``features=client_ec_reference:true``).
+    """
 
     reference_source: Literal["server", "client"] | None = None
     channels: int | None = None
@@ -285,8 +288,17 @@ class EchoCancellation:
             _fail(f"{path}.channels", f"must be 1 or 2, got {self.channels!r}")
         if self.channels == 2 and self.reference_source != "client":
             _fail(f"{path}.channels", "2 channels need reference_source client")
-        if self.channels == 2:
-            _fail(f"{path}.channels", "client echo reference (stereo input) is not supported by this client yet")
+        if self.reference_source == "client" and self.channels != 2:
+            _fail(f"{path}.channels", "a client reference needs channels 2 (mic, then played)")
+
+    @classmethod
+    def client(cls) -> EchoCancellation:
+        """The client sends the echo reference: stereo input, channel 1 what was played."""
+        return cls(reference_source="client", channels=2)
+
+    @property
+    def client_reference(self) -> bool:
+        return self.reference_source == "client"
 
     def to_wire(self) -> dict[str, Any]:
         """The wire form, unset fields left out."""
@@ -316,6 +328,16 @@ class SessionConfig:
     tool_choice: str | dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def client_echo_reference(self) -> bool:
+        """Whether the input is stereo with the client's echo reference on channel 1."""
+        return self.echo_cancellation is not None and self.echo_cancellation.client_reference
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the input audio sent (2 with a client echo reference)."""
+        return 2 if self.client_echo_reference else 1
+
     def _voice(self) -> Voice | None:
         if isinstance(self.voice, str):
             return Voice(name=self.voice, type=guess_voice_type(self.voice))
@@ -342,6 +364,9 @@ class SessionConfig:
             _fail("input_audio_noise_reduction.type", f"must be one of {', '.join(NOISE_REDUCTION_TYPES)}, got {self.noise_reduction!r}")
         if self.echo_cancellation is not None:
             self.echo_cancellation.validate()
+        fmt = self.extra.get("input_audio_format", "pcm16")
+        if self.client_echo_reference and fmt != "pcm16":
+            _fail("input_audio_echo_cancellation", f"a client reference needs pcm16, not {fmt}")
         if self.input_transcription is not None:
             self.input_transcription.validate()
         if self.word_timestamps and voice is not None and not voice.is_azure:
