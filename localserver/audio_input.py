@@ -16,6 +16,7 @@ import numpy as np
 import soxr
 
 from localserver.codecs import decode
+from localserver.echo_canceller import EchoCanceller
 from localserver.session_config import VadSettings
 from localserver.stt import POOL, Recognizer
 from localserver.vad import RATE, VoiceActivityDetector
@@ -52,8 +53,11 @@ class Committed:
 class InputAudio:
     """Audio in -> turn signals, for one session."""
 
-    def __init__(self, fmt: str, rate: int, vad: VadSettings | None, phrases: Sequence[str] | None) -> None:
-        self.fmt, self.rate = fmt, rate
+    def __init__(self, fmt: str, rate: int, vad: VadSettings | None, phrases: Sequence[str] | None,
+                 channels: int = 1) -> None:
+        self.fmt, self.rate, self.channels = fmt, rate, channels
+        # Stereo = the client's echo reference on channel 1: removed from channel 0 first.
+        self._echo = EchoCanceller() if channels == 2 else None
         self._resampler = soxr.ResampleStream(rate, RATE, 1, dtype="int16") if rate != RATE else None
         self._phrases = list(phrases) if phrases else None
         self._recognizer: Recognizer | None = None
@@ -119,6 +123,9 @@ class InputAudio:
     def process(self, data: bytes) -> list[VadSpeechStarted | VadSpeechStopped]:
         """Feed wire audio bytes; return the turn signals they complete."""
         pcm = decode(data, self.fmt)
+        if self._echo is not None:
+            frames = pcm[: len(pcm) - len(pcm) % 2].reshape(-1, 2)
+            pcm = self._echo.process(frames[:, 0], frames[:, 1])
         if self._resampler is not None:
             pcm = self._resampler.resample_chunk(pcm)
         self._buf += pcm.astype(np.int16).tobytes()

@@ -229,6 +229,7 @@ def apply_update(current: dict[str, Any], update: Any, agent_mode: bool) -> tupl
             new[key] = {"name": value, "type": "openai"}
         else:
             new[key] = value
+    _check_echo_cancellation(new)
     if "input_audio_format" in update and "input_audio_sampling_rate" not in update:
         rate = INPUT_FORMATS[new["input_audio_format"]]
         new["input_audio_sampling_rate"] = rate or 24000
@@ -243,3 +244,28 @@ def input_rate(session: dict[str, Any]) -> int:
 def output_rate(fmt: str | None) -> int:
     """Sample rate of an output audio format (``None`` = pcm16 24 kHz)."""
     return OUTPUT_FORMATS.get(fmt or "pcm16", 24000)
+
+
+def input_channels(session: dict[str, Any]) -> int:
+    """Channels of the client's input audio: 2 with a client echo reference, else 1."""
+    echo = session.get("input_audio_echo_cancellation") or {}
+    return 2 if echo.get("reference_source") == "client" and echo.get("channels") == 2 else 1
+
+
+def _check_echo_cancellation(session: dict[str, Any]) -> None:
+    """The real service's rules: 2 channels only with a client reference, and the reverse."""
+    echo = session.get("input_audio_echo_cancellation")
+    if echo is None:
+        return
+    param = "session.input_audio_echo_cancellation"
+    if not isinstance(echo, dict):
+        message = f"Invalid type for '{param}': expected an object."
+        raise SessionUpdateRejected("invalid_type", message, param)
+    client, channels = echo.get("reference_source") == "client", echo.get("channels")
+    if channels == 2 and not client:
+        message = "Two input channels need reference_source 'client'."
+        code = "invalid_ec_channels_requires_client"
+        raise SessionUpdateRejected(code, message, f"{param}.channels")
+    if client and (channels != 2 or session.get("input_audio_format") != "pcm16"):
+        message = "A client echo reference needs channels 2 and pcm16 input."
+        raise SessionUpdateRejected("invalid_ec_reference_channels", message, f"{param}.channels")

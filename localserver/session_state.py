@@ -21,6 +21,7 @@ from localserver.session_config import (
     SessionUpdateRejected,
     apply_update,
     default_session,
+    input_channels,
     input_rate,
     vad_settings,
 )
@@ -107,7 +108,8 @@ class ServerSession:
 
     def _new_input(self) -> InputAudio:
         return InputAudio(self.config["input_audio_format"], input_rate(self.config),
-                          vad_settings(self.config["turn_detection"]), self._phrases())
+                          vad_settings(self.config["turn_detection"]), self._phrases(),
+                          input_channels(self.config))
 
     @property
     def response_active(self) -> bool:
@@ -165,7 +167,8 @@ class ServerSession:
         self.config, ignored = apply_update(self.config, event["session"], self.info.mode != "model")
         for name in ignored:
             await self.send(warning_event("unsupported_parameter", f"'session.{name}' is not supported in agent mode and was ignored.", f"session.{name}"))
-        if (old["input_audio_format"], input_rate(old)) != (self.config["input_audio_format"], input_rate(self.config)):
+        shape = lambda c: (c["input_audio_format"], input_rate(c), input_channels(c))  # noqa: E731
+        if shape(old) != shape(self.config):
             await self._queue.put(("reset", None, None))
         else:
             await self._queue.put(("config", (vad_settings(self.config["turn_detection"]), self._phrases()), None))
@@ -182,7 +185,8 @@ class ServerSession:
         except (binascii.Error, ValueError):
             raise ClientEventError("invalid_value", "Invalid 'audio'. Expected base64-encoded audio data.", "audio") from None
         width = 1 if self.config["input_audio_format"].startswith("g711") else 2
-        self.audio_received_ms += len(data) * 1000 // (width * input_rate(self.config))
+        frame_bytes = width * input_channels(self.config)
+        self.audio_received_ms += len(data) * 1000 // (frame_bytes * input_rate(self.config))
         await self._queue.put(("audio", data, event_id))
 
     async def _on_input_audio_buffer_commit(self, event: dict[str, Any], event_id: str | None) -> None:
