@@ -35,7 +35,9 @@ class _Clock:
     """Sample index <-> monotonic time for a stream of contiguous samples, anchored at its first
     block. Both streams run at their nominal rate (a device's clock, or a WAV transport paced in
     real time), so counting samples is exact and stamps only fix where the count started: later
-    stamps are only jitter, except one ``RESTART_S`` late (the stream stopped and restarted)."""
+    stamps are only jitter, except one ``RESTART_S`` late (the stream stopped and restarted). The
+    reference is thus continuous; its offset is the two first stamps' latency (constant, within
+    what an echo canceller's filter covers)."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate

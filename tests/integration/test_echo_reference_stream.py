@@ -86,7 +86,9 @@ async def test_stereo_appends_carry_the_microphone_and_what_was_played(tmp_path:
     )
     assert similarity > 0.95, similarity
     lag_ms = ((at + start) - played_at) * 1000 / RATE  # mic timeline vs speaker timeline
-    assert abs(lag_ms) < 60, (lag_ms, similarity)
+    # A constant offset: how late the first microphone frame and the first speaker block were
+    # stamped (a few ms idle, tens of ms on a loaded machine), within what the canceller covers.
+    assert abs(lag_ms) < 100, (lag_ms, similarity)
     assert (
         np.max(np.abs(right[: max(0, at - RATE // 10)].astype(np.int32)), initial=0) == 0
     )  # silence before
