@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -267,7 +266,6 @@ def _child_main(
     try:
         target, args, kwargs = pickle.loads(payload)
         target(*handles, *args, **kwargs)
-        gc.freeze()  # the interpreter's last collections over a pipeline's objects took seconds
     except BaseException as exc:  # noqa: BLE001 - the child's last word, whatever ended it
         tb = exc.__traceback__
         while tb is not None and tb.tb_next is not None:
