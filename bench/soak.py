@@ -14,11 +14,12 @@ WAV input holding one user turn every ``--turn-every`` seconds. The server:
 
 It reports, from the server's record and the session log: turns in the input, heard whole
 (committed with every one of its samples: a turn whose start was lost in a reconnect gap counts
-as cut, not heard) and answered exactly once, turns that straddled a reconnect (their audio split across two
-connections, or held during a reconnect and sent to the next session), connects and the most in
-any 60 s, history items replayed per reconnect, and the client's RSS (psutil, every 2 s): growth
-from the median of the second minute to the median of the last minute. Writes
-``bench/results/soak.md``. A benchmark: it only fails (exit 1) when the run itself breaks.
+as cut, not heard) and answered exactly once, turns that straddled a reconnect (their audio
+split across two connections, or held during a reconnect and sent to the next session),
+connects and the most in any 60 s, history items replayed per reconnect, and the client's RSS
+(psutil, every 2 s): growth from the median of the second minute to the median of the last
+minute. Writes ``bench/results/soak.md``. A benchmark: it only fails (exit 1) when the run
+itself breaks.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ API_KEY = "K-soakkey-5e1d2c3b4a90"
 LOUD = 3000  # VAD threshold; the background noise stays under 200
 BASE = 4000  # a turn's samples are ±(BASE + n)
 TURN_S = 1.2  # each turn lasts this long
+TURN_SAMPLES = round(TURN_S * RATE)  # exactly, whatever float rounding does to start times
 SILENCE_S = 0.3  # the server commits a turn after this much silence
 FIRST_TURN_S = 2.0
 
@@ -70,7 +72,8 @@ def input_pcm(seconds: float, every: float) -> tuple[bytes, int]:
     samples = rng.integers(-200, 200, int(seconds * RATE), dtype=np.int16)
     starts = turn_starts(seconds, every)
     for n, start in enumerate(starts, 1):
-        a, b = int(start * RATE), int((start + TURN_S) * RATE)
+        a = round(start * RATE)
+        b = a + TURN_SAMPLES
         value = BASE + n
         samples[a:b] = np.where(np.arange(b - a) % 2 == 0, value, -value).astype(np.int16)
     return samples.tobytes(), len(starts)
@@ -209,7 +212,7 @@ class Connection:
         if self.speech is not None and self.silence >= SILENCE_S * RATE:
             turn, self.speech = self.speech, None
             self.rec.heard[turn] += 1
-            if self.speech_samples < int(TURN_S * RATE):  # its start went missing
+            if self.speech_samples < TURN_SAMPLES:  # part of it went missing
                 self.rec.cut[turn] = self.speech_samples / RATE
             self.tasks.append(asyncio.create_task(self._answer(turn)))
 
