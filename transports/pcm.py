@@ -7,8 +7,9 @@ One :class:`PcmResampler` per audio stream: it keeps the filter state between ch
 consecutive 20 ms frames join without clicks (one-shot resampling per frame costs 6x more and has
 edge effects). ``flush()`` returns the tail the filter still holds at the end of a stream;
 ``reset()`` forgets it (after an interruption the old tail must not be prepended to new audio).
-:func:`downmix` averages interleaved channels (rounded). :class:`Chunker` cuts a stream into
-fixed-size chunks and passes a piece that already is one chunk through without a copy.
+:func:`downmix` averages interleaved channels (rounded); :func:`rms` measures a level.
+:class:`Chunker` cuts a stream into fixed-size chunks and passes a piece that already is one chunk
+through without a copy.
 """
 
 from __future__ import annotations
@@ -82,6 +83,12 @@ def downmix(pcm: bytes, channels: int) -> bytes:
         return pcm
     samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2")
     return downmix_samples(samples, channels).astype("<i2").tobytes()
+
+
+def rms(pcm: bytes) -> float:
+    """Root-mean-square level of int16 PCM (0 for nothing), in sample units."""
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
+    return float(np.sqrt(np.mean(samples * samples))) if samples.size else 0.0
 
 
 class Chunker:

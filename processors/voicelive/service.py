@@ -73,11 +73,13 @@ from processors.voicelive.errors import ConnectionFailed, MalformedEvent, one_li
 from processors.voicelive.wire import parse_server_event
 from processors.voicelive.session_state import OUTPUT_RATE, VoiceLiveSession
 from processors.voicelive.session_config import SessionConfig
-from transports.pcm import Chunker, PcmResampler, downmix
+from transports.pcm import Chunker, PcmResampler, downmix, rms
 
 FunctionHandler = Callable[[dict[str, Any] | str], Awaitable[Any]]
 TOOL_TIMEOUT_S = 10.0  # a tool that has not answered by then gets an error result
 RESPONSE_WAIT_S = 10.0  # how long after speech_stopped a response is still expected
+MIC_SPEECH_RMS = 500  # a 40 ms chunk this loud (about -36 dBFS) may be the start of a turn
+MIC_QUIET_S = 0.5  # a renewal waits until the microphone has been below that for this long
 HEALTHY_CONNECTION_S = 30.0  # a connection up this long (or that completed a response) was not flapping
 # Less than this is the ordinary start-up (the audio before the session is configured, about
 # 0.1-0.3 s) and is not worth a line in the session log.
@@ -162,6 +164,7 @@ class VoiceLiveAgentService(FrameProcessor):
         self._created_on_conn = False  # session.created arrived on the current connection
         self._unsent_frames = 0  # microphone frames the connection could not take
         self._inbound = InboundGuard()  # receive budget per loop turn, flood detection
+        self._mic_loud_at = 0.0  # when the microphone last sounded like speech (monotonic)
         self._reported_unsent = 0  # dropped + unsent frames already reported to the session log
         self._short_drops = 0  # consecutive connections lost soon after they opened
         self.reconnects = 0
@@ -253,6 +256,8 @@ class VoiceLiveAgentService(FrameProcessor):
                 self._resampler = PcmResampler(frame.sample_rate, self._input_rate, channels)
             pcm = self._resampler.resample(pcm)
         for chunk in self._chunker.feed(pcm):
+            if rms(chunk) >= MIC_SPEECH_RMS:
+                self._mic_loud_at = time.monotonic()
             for action in self.session.audio_in(chunk):
                 if isinstance(action, act.Send):
                     conn = self._connection
@@ -444,9 +449,16 @@ class VoiceLiveAgentService(FrameProcessor):
             await self._switch_connection("the session expires soon")
 
     async def _wait_quiet(self, at_most_s: float) -> None:
-        """Until nobody speaks and no answer is expected or running (at most ``at_most_s``)."""
+        """Until nobody speaks and no answer is expected or running (at most ``at_most_s``).
+
+        Nobody speaks: the server said so, and the microphone itself has been quiet for
+        ``MIC_QUIET_S``: the server's ``speech_started`` comes a few hundred ms into a turn, and a
+        switch in that window would leave the turn's start with the old session.
+        """
         deadline = time.monotonic() + at_most_s
-        while self.busy and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (
+            self.busy or time.monotonic() - self._mic_loud_at < MIC_QUIET_S
+        ):
             await asyncio.sleep(0.05)
 
     async def _switch_connection(self, reason: str) -> None:

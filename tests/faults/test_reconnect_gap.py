@@ -170,9 +170,34 @@ async def short_sessions(tmp: Path) -> Outcome:
     return Outcome(run, server, pcm)
 
 
+LONG_TURN = noise(4.5, seed=79, amplitude=8000)  # the user speaks from 1.5 s to 6 s
+LONG_TURN_AT_S = 1.5
+
+
+async def renewal_mid_speech(tmp: Path) -> Outcome:
+    """The renewal falls due (2 s in) while the user is speaking, before the server has said so
+    (this server sends no VAD events at all): the switch must wait for the microphone to go
+    quiet, so the whole turn reaches one session."""
+    pcm = bytearray(noise(8.0, seed=95, amplitude=300))
+    at = int(LONG_TURN_AT_S * RATE) * 2
+    pcm[at : at + len(LONG_TURN)] = LONG_TURN
+
+    async def script(conn: ServerConn) -> None:
+        first = len(server.conns) == 1
+        sid = f"sess_Mid{len(server.conns)}"
+        await slow_handshake(
+            conn, sid, delay=0.0 if first else 0.3, expires_in=4.0 if first else 3600
+        )
+
+    async with FaultyServer(script) as server:
+        run = await run_script(server.url, tmp, in_pcm=bytes(pcm), timeout=45)
+    return Outcome(run, server, bytes(pcm))
+
+
 SESSIONS = {
     "gap-turn": gap_turn,
     "renewal": renewal,
+    "renewal-mid-speech": renewal_mid_speech,
     "expiry-not-inherited": expiry_not_inherited,
     "short-sessions": short_sessions,
 }
@@ -256,3 +281,12 @@ async def test_renewals_of_very_short_sessions_keep_to_the_connect_rate(pool: Se
     # varies by ~0.1 s (more for the first, under load). Before the fix they came 0.5-1 s apart.
     assert min(gaps) >= 1.6, f"renewals {min(gaps):.2f} s apart: faster than 30 a minute allows"
     check_each_sample_once(out, at_least_s=8.5)
+
+
+@uses("renewal-mid-speech")
+async def test_a_renewal_never_splits_a_turn_between_two_sessions(pool: SessionPool) -> None:
+    out = await finished(pool, "renewal-mid-speech")
+    assert len(out.server.conns) == 2, out.run.describe()
+    first, second = out.audio()
+    assert LONG_TURN in first, "the turn was split between the old and the new session"
+    check_each_sample_once(out, at_least_s=7.5)
