@@ -85,9 +85,9 @@ def downmix(pcm: bytes, channels: int) -> bytes:
     return downmix_samples(samples, channels).astype("<i2").tobytes()
 
 
-def rms(pcm: bytes) -> float:
-    """Root-mean-square level of int16 PCM (0 for nothing), in sample units."""
-    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float32)
+def rms(pcm: bytes, channels: int = 1) -> float:
+    """Root-mean-square level of int16 PCM's first channel (0 for nothing), in sample units."""
+    samples = np.frombuffer(pcm, dtype=np.int16)[::channels].astype(np.float32)
     return float(np.sqrt(np.mean(samples * samples))) if samples.size else 0.0
 
 

@@ -16,14 +16,21 @@ APPEND_S = 0.5  # held audio goes out in appends of at most this long
 
 
 class GapAudio:
-    """A bounded FIFO of pcm16 mono chunks at ``rate`` Hz."""
+    """A bounded FIFO of pcm16 chunks at ``rate`` Hz, ``channels`` interleaved (1, or 2 with a
+    client echo reference)."""
 
     def __init__(
-        self, rate: int, max_seconds: float = GAP_AUDIO_S, append_seconds: float = APPEND_S
+        self,
+        rate: int,
+        max_seconds: float = GAP_AUDIO_S,
+        append_seconds: float = APPEND_S,
+        channels: int = 1,
     ) -> None:
         self.rate = rate
-        self.max_bytes = int(rate * max_seconds) * 2
-        self.append_bytes = max(2, int(rate * append_seconds) * 2)
+        self.max_seconds = max_seconds
+        self.frame_bytes = 2 * channels
+        self.max_bytes = int(rate * max_seconds) * self.frame_bytes
+        self.append_bytes = max(1, int(rate * append_seconds)) * self.frame_bytes
         self._chunks: deque[bytes] = deque()
         self._bytes = 0
         self.dropped_frames = 0
@@ -32,7 +39,7 @@ class GapAudio:
     @property
     def held_frames(self) -> int:
         """Frames held now, waiting for the next session."""
-        return self._bytes // 2
+        return self._bytes // self.frame_bytes
 
     def hold(self, pcm: bytes) -> None:
         """Keep ``pcm``; drop (and count) the oldest audio beyond ``max_seconds``."""
@@ -43,13 +50,13 @@ class GapAudio:
         while self._bytes > self.max_bytes:
             excess = self._bytes - self.max_bytes
             head = self._chunks[0]
-            cut = min(len(head), excess + (excess & 1))
+            cut = min(len(head), -(-excess // self.frame_bytes) * self.frame_bytes)
             if cut >= len(head):
                 self._chunks.popleft()
             else:
                 self._chunks[0] = head[cut:]
             self._bytes -= cut
-            self.dropped_frames += cut // 2
+            self.dropped_frames += cut // self.frame_bytes
 
     def release(self) -> list[bytes]:
         """Everything held, oldest first, in appends of at most ``append_seconds``; then empty."""

@@ -256,7 +256,7 @@ class VoiceLiveAgentService(FrameProcessor):
                 self._resampler = PcmResampler(frame.sample_rate, self._input_rate, channels)
             pcm = self._resampler.resample(pcm)
         for chunk in self._chunker.feed(pcm):
-            if rms(chunk) >= MIC_SPEECH_RMS:
+            if rms(chunk, self._input_channels) >= MIC_SPEECH_RMS:  # the microphone's channel
                 self._mic_loud_at = time.monotonic()
             for action in self.session.audio_in(chunk):
                 if isinstance(action, act.Send):
@@ -405,7 +405,7 @@ class VoiceLiveAgentService(FrameProcessor):
             return
         delay = self._backoff.delay(self._short_drops - 1) if self._short_drops > 1 else 0.0
         wait = f" in {delay:.1f} s" if delay else ""
-        held = f"{self.session.gap_audio.max_bytes // 2 / self.session.gap_audio.rate:.0f} s"
+        held = f"{self.session.gap_audio.max_seconds:g} s"
         logger.warning(
             f"{reason}: reconnecting{wait} (microphone audio is kept, the last {held}, "
             "until the session is back)"

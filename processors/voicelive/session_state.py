@@ -79,7 +79,12 @@ class VoiceLiveSession:
         self.thread_id: str | None = None
         self.history = History()
         rate = session.get("input_audio_sampling_rate")
-        self.gap_audio = GapAudio(rate if isinstance(rate, int) and rate > 0 else 24000)
+        echo = session.get("input_audio_echo_cancellation")
+        channels = echo.get("channels") if isinstance(echo, dict) else None
+        self.gap_audio = GapAudio(
+            rate if isinstance(rate, int) and rate > 0 else 24000,
+            channels=channels if channels == 2 else 1,
+        )
         self._update_event_id: str | None = None
         self._responses: dict[str, _Response] = {}
         self._active: str | None = None

@@ -207,3 +207,16 @@ def test_an_hour_of_turns_leaves_no_more_state_than_a_minute() -> None:
         s.receive({"type": "input_audio_buffer.speech_started", "audio_start_ms": 0}, 0.0)
     sizes = [len(s._responses), len(s._transcripts), len(s._audio_frames), len(s._interrupted)]
     assert max(sizes) <= 64, sizes
+
+
+def test_held_audio_of_a_stereo_session_keeps_ten_seconds_of_frames() -> None:
+    """With a client echo reference the session's audio is 2 channels: the bound and the count
+    are in frames (microphone + reference), and a cut never splits a frame."""
+    echo = {"type": "server_echo_cancellation", "reference_source": "client", "channels": 2}
+    s = VoiceLiveSession({"input_audio_sampling_rate": RATE, "input_audio_echo_cancellation": echo})
+    chunks = [pcm(500, k) * 2 for k in range(24)]  # 0.5 s of stereo frames each, 12 s in all
+    for chunk in chunks:
+        s.audio_in(chunk)
+    out = appended(handshake(s, "sess_1"))
+    assert out == b"".join(chunks[4:]) and len(out) == 10 * RATE * 4
+    assert s.audio_dropped_frames == 2 * RATE
