@@ -7,7 +7,10 @@ an echo path of up to 4096 samples, 170 ms at 24 kHz) learns the path from the s
 microphone, delay and gain included, and subtracts its estimate of the echo. Adaptation pauses
 while the user talks over the agent (a Geigel double-talk detector: the microphone louder than
 the echo the reference could explain), so the user's voice is not learnt away and can still
-interrupt. numpy only; one call handles any number of samples.
+interrupt. What the filter misses is turned down frequency by frequency where the echo estimate
+explains the signal (residual echo suppression; until the filter has converged the reference
+stands in for the estimate), so a loud answer does not start a turn while a user talking over it
+does. numpy only; one call handles any number of samples.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ GEIGEL = 0.9  # double talk when |mic| > GEIGEL * recent max |reference|
 HANGOVER_BLOCKS = 8  # adaptation stays paused this long after double talk
 CONVERGED_ERLE = 8.0  # 9 dB of cancellation: trust the error-based double-talk test
 RECONVERGE_BLOCKS = 300  # about 3 s of double talk on end means the path changed
+MIN_GAIN = 0.02  # residual echo suppression: at most -34 dB
+SUPPRESS_OVER = 2.0  # the echo estimate is taken this much louder (what the filter missed)
 INIT_BLOCKS = 8  # blocks with sound on the reference before the first guess (85 ms at 24 kHz)
 _EPS = 1e3
 
@@ -46,6 +51,8 @@ class EchoCanceller:
         self._out = np.zeros(0, np.int16)
         self._hangover = 0
         self._erle = 1.0  # smoothed microphone / residual power while adapting
+        self._recent_ref: deque[np.ndarray] = deque(maxlen=partitions)
+        self._gain = np.ones(block // 2 + 1)
         self._history: list[tuple[np.ndarray, np.ndarray]] = []  # (mic, ref) until the first guess
         self.initial_delay: int | None = None  # samples, from the first estimate of the path
         self._dt_run = 0
@@ -125,4 +132,19 @@ class EchoCanceller:
             constrained = np.fft.irfft(gradient, axis=1)
             constrained[:, b:] = 0.0  # keep the filter causal and linear (overlap-save)
             self._weights += STEP * np.fft.rfft(constrained, axis=1)
-        return np.clip(error, -32768, 32767).astype(np.int16)
+        return np.clip(self._suppress(error, echo, x), -32768, 32767).astype(np.int16)
+
+    def _suppress(self, error: np.ndarray, echo: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Residual echo suppression: each frequency of the block is turned down by how much of
+        it the echo estimate explains (a user talking over the agent dominates their own
+        frequencies and passes). Until the filter cancels well, the reference itself stands in
+        for the echo too (as loud as what was played, up to ``partitions`` blocks late)."""
+        e_spec = np.fft.rfft(error)
+        x_spec = np.abs(np.fft.rfft(x)) ** 2
+        self._recent_ref.appendleft(x_spec)
+        echo_power = np.abs(np.fft.rfft(echo)) ** 2 * SUPPRESS_OVER
+        if self._erle < CONVERGED_ERLE:  # still learning: the reference stands in as well
+            echo_power = np.maximum(echo_power, np.max(np.array(self._recent_ref), axis=0))
+        gain = np.clip(1.0 - echo_power / (np.abs(e_spec) ** 2 + _EPS), MIN_GAIN, 1.0)
+        self._gain = np.minimum(gain, 0.5 * self._gain + 0.5 * gain)  # fall fast, rise smoothly
+        return np.fft.irfft(e_spec * self._gain, len(error))

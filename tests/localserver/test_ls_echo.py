@@ -61,6 +61,46 @@ def test_the_canceller_removes_the_echo_and_keeps_the_user() -> None:
     assert similarity > 0.9, similarity
 
 
+async def _speech_starts(
+    server: LocalServer, stereo: bool, mic: np.ndarray, ref: np.ndarray
+) -> list[int]:
+    """Where the server's VAD started user turns in ``mic`` (with ``ref`` as the client echo
+    reference when ``stereo``)."""
+    client = await Client.open(server.url)
+    await client.expect("session.created")
+    session: dict = {"turn_detection": {"type": "server_vad", "create_response": False}}
+    if stereo:
+        session["input_audio_echo_cancellation"] = {
+            "type": "server_echo_cancellation",
+            "reference_source": "client",
+            "channels": 2,
+        }
+    await client.send({"type": "session.update", "session": session})
+    await client.expect("session.updated")
+    audio = np.column_stack([mic, ref]).reshape(-1) if stereo else mic
+    await client.send_audio(audio, rate=RATE * (2 if stereo else 1))
+    await client.alive("end")
+    await client.close()
+    return [e["audio_start_ms"] for e in client.seen("input_audio_buffer.speech_started")]
+
+
+async def test_with_a_client_reference_the_answer_no_longer_interrupts_itself(
+    server: LocalServer,
+) -> None:
+    mic, ref, _ = scene(user_at_s=None)
+    assert await _speech_starts(server, False, mic, ref), (
+        "without a reference the echo starts a turn"
+    )
+    assert await _speech_starts(server, True, mic, ref) == []
+
+
+async def test_the_user_still_interrupts_over_the_echo(server: LocalServer) -> None:
+    mic, ref, at = scene(user_at_s=4.0)
+    starts = await _speech_starts(server, True, mic, ref)
+    user_ms = at * 1000 // RATE
+    assert len(starts) == 1 and user_ms - 500 < starts[0] < user_ms + 300, (starts, user_ms)
+
+
 async def test_stereo_input_is_heard_on_channel_0(server: LocalServer, utterance) -> None:
     """With a client reference the input is stereo: the question on channel 0 is recognised
     (read as mono, the interleaved samples would be noise at half speed)."""
