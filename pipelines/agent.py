@@ -19,7 +19,6 @@ from loguru import logger
 logger.remove()  # pipecat logs to stderr at DEBUG on import; the script configures its own sinks
 
 import asyncio  # noqa: E402
-import gc  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
@@ -28,7 +27,7 @@ import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, NoReturn  # noqa: E402
 
 from pipecat.frames.frames import EndFrame, ErrorFrame, InputTextRawFrame  # noqa: E402
 from pipecat.pipeline.pipeline import Pipeline  # noqa: E402
@@ -36,6 +35,7 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker  # noqa: E402
 from pipecat.processors.frame_processor import FrameProcessor  # noqa: E402
 from pipecat.workers.runner import WorkerRunner  # noqa: E402
 
+from pipelines.processes import exit_without_finalizing  # noqa: E402
 from pipelines.config import AgentConfig, parse_config, shorten  # noqa: E402
 from pipelines.console import LiveView, wants_live_view  # noqa: E402
 from processors.console import error, install_last_resort, say  # noqa: E402
@@ -438,11 +438,14 @@ def main(argv: list[str] | None = None,
         code = asyncio.run(run_agent(config, processors() if processors is not None else None))
     except KeyboardInterrupt:
         return 130
-    # The session is over and every file is closed: spare the interpreter's final collections
-    # over pipecat's object graph (0.3-0.7 s on a loaded machine, most of what a Ctrl-C took).
-    gc.freeze()
     return code
 
 
+def cli() -> NoReturn:
+    """The console script ``voicelive-agent``: :func:`main`, then an exit that spares the
+    interpreter's finalization (see :func:`pipelines.processes.exit_without_finalizing`)."""
+    exit_without_finalizing(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pipelines.batch.jobs import Job, Result, find_conversations, make_jobs
 from pipelines.config import AgentConfig, _check_log_dir, _path, build_parser, parse_config, shorten
@@ -200,5 +200,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def cli() -> NoReturn:
+    """The console script ``voicelive-batch``: :func:`main`, then an exit that spares the
+    interpreter's finalization (see :func:`pipelines.processes.exit_without_finalizing`)."""
+    from pipelines.processes import exit_without_finalizing
+
+    exit_without_finalizing(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

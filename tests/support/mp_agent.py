@@ -37,4 +37,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pipelines.processes import exit_without_finalizing
+
+    exit_without_finalizing(main())
