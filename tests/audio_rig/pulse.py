@@ -9,6 +9,10 @@ recipe (shared/audio-rig/pulse_up.sh):
 * microphone: source ``mic`` = remap of the monitor of null sink ``micsink``; feed it with
   :meth:`PulseRig.play_into_mic` (``paplay -d micsink``). A silent keep-alive stream keeps the
   null sink rendering in small blocks (otherwise the first read from ``mic`` stalls ~2 s).
+* echo path (optional, :meth:`PulseRig.add_echo_path`): ``module-loopback`` from ``spk.monitor``
+  into ``micsink`` with its rate adjustment off (``adjust_time=0``; with it on, the delay drifts
+  by milliseconds), 40 ms late and turned down to 0.5 (-6 dB): the microphone hears the speaker
+  as on one sound card, mixed with whatever :meth:`PulseRig.play_into_mic` plays (the user).
 
 Use ``PulseRig.start()`` / ``stop()`` or ``with PulseRig() as rig:``; :attr:`PulseRig.env` holds
 ``PULSE_SERVER`` etc. for clients (set them before ``pyaudio.PyAudio()`` is created).
@@ -29,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 KEEPALIVE_SETTLE_SECS = 2.1  # the null sink finishes the 2 s block it began before the keep-alive
+ECHO_LATENCY_MS = 40  # the echo path's delay (20 ms underruns under load and then jumps ~30 ms)
+ECHO_GAIN = 0.5  # -6 dB
 
 
 class PulseRigError(RuntimeError):
@@ -46,6 +52,7 @@ class PulseRig:
                     "PULSE_STATE_PATH": str(self.root / "state"),
                     "PULSE_SERVER": f"unix:{self.root / 'run' / 'native'}"}
         self._keepalive: subprocess.Popen | None = None
+        self._echo_module: str | None = None
         self._saved_env: dict[str, str | None] = {}
 
     @staticmethod
@@ -140,6 +147,31 @@ class PulseRig:
         """Start ``paplay -d micsink wav`` (real-time paced); wait on the returned process."""
         return subprocess.Popen(["paplay", "-d", "micsink", "--latency-msec=20", str(wav)],
                                 env={**os.environ, **self.env}, stdin=subprocess.DEVNULL)
+
+    def add_echo_path(self, latency_ms: int = ECHO_LATENCY_MS, gain: float = ECHO_GAIN) -> None:
+        """Let the microphone hear the speaker, ``latency_ms`` late and scaled by ``gain``."""
+        self.remove_echo_path()
+        self._echo_module = self._pactl(
+            "load-module", "module-loopback", "source=spk.monitor", "sink=micsink",
+            f"latency_msec={latency_ms}", "adjust_time=0", "source_dont_move=true",
+            "sink_dont_move=true", "sink_input_properties=media.name=echo-path").strip()
+        inputs = self._pactl("list", "short", "sink-inputs").splitlines()
+        [index] = [line.split()[0] for line in inputs if "module-loopback" in line]
+        self._pactl("set-sink-input-volume", index, f"{gain}")
+
+    def remove_echo_path(self) -> None:
+        """Take the speaker-to-microphone path away again (no-op without one)."""
+        if self._echo_module:
+            self._pactl("unload-module", self._echo_module)
+            self._echo_module = None
+
+    def _pactl(self, *args: str) -> str:
+        result = subprocess.run(["pactl", *args], env={**os.environ, **self.env},
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                timeout=10)
+        if result.returncode != 0:
+            raise PulseRigError(f"pactl {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
 
     def speaker(self) -> SpeakerCapture:
         return SpeakerCapture(self.fifo)
