@@ -21,6 +21,8 @@ class RedactedStderr(logging.Handler):
     """The server's log lines on stderr, through the project's one redacted way out."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Write one record as ``LEVEL:logger:message`` on stderr, secrets redacted."""
+
         try:
             say(f"{record.levelname}:{record.name}:{self.format(record)}", err=True)
         except Exception:

@@ -36,6 +36,8 @@ class LocalServerProcess:
 
     @property
     def pid(self) -> int:
+        """The child process's id."""
+
         return self.child.pid
 
     @classmethod

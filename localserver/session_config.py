@@ -16,7 +16,8 @@ SESSION_FIELDS = frozenset({
     "input_audio_echo_cancellation", "avatar", "input_audio_transcription",
     "output_audio_timestamp_types", "tools", "tool_choice", "parallel_tool_calls", "temperature",
     "max_response_output_tokens", "reasoning_effort", "interim_response", "include", "metadata",
-    # echoed by the real service although not in the SDK model; read-only fields a client may echo back
+    # echoed by the real service although not in the SDK model; read-only fields a client may
+    # echo back
     "truncation_strategy", "greeting", "handoff", "id", "object", "expires_at", "agent",
 })
 _READ_ONLY = frozenset({"id", "object", "expires_at", "agent", "model"})
@@ -64,7 +65,7 @@ class VadSettings:
 
 
 def turn_detection_defaults(vad_type: str) -> dict[str, Any]:
-    """What ``session.updated`` echoes for a turn_detection of ``vad_type`` with nothing else set."""
+    """What ``session.updated`` echoes for a ``vad_type`` turn_detection with nothing else set."""
     if vad_type == "server_vad":
         return {
             "type": vad_type, "threshold": 0.5, "prefix_padding_ms": 400, "silence_duration_ms": 500,
@@ -101,7 +102,7 @@ def vad_settings(turn_detection: dict[str, Any] | None) -> VadSettings | None:
 
 
 def default_session(session_id: str, model: str, agent: dict[str, Any] | None, ttl_s: int = 3600) -> dict[str, Any]:
-    """The ``session`` object of ``session.created`` (trace defaults; agents transcribe by default)."""
+    """The ``session`` of ``session.created`` (trace defaults; agents transcribe by default)."""
     transcription = None
     if agent is not None:
         transcription = {"model": "azure-speech", "language": None, "prompt": None,
@@ -148,7 +149,9 @@ def _check_keys(obj: dict[str, Any], allowed: frozenset[str], prefix: str) -> No
 def _invalid(param: str, value: Any, allowed: Any) -> SessionUpdateRejected:
     return SessionUpdateRejected(
         "invalid_value",
-        f"Invalid value: {value!r}. Supported values are: {', '.join(repr(v) for v in sorted(allowed))}.",
+        f"Invalid value: {value!r}. "
+        f"Supported values are: {', '.join(repr(v) for v in sorted(allowed))}.",
+
         param,
     )
 
