@@ -22,7 +22,6 @@ class RedactedStderr(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         """Write one record as ``LEVEL:logger:message`` on stderr, secrets redacted."""
-
         try:
             say(f"{record.levelname}:{record.name}:{self.format(record)}", err=True)
         except Exception:

@@ -37,7 +37,6 @@ class LocalServerProcess:
     @property
     def pid(self) -> int:
         """The child process's id."""
-
         return self.child.pid
 
     @classmethod

@@ -42,7 +42,6 @@ def _query(path: str) -> dict[str, str]:
 
 def credential(headers: Any, query: dict[str, str]) -> str | None:
     """The key or token presented: ``api-key`` header, ``Authorization: Bearer`` or query forms."""
-
     if headers.get("api-key"):
         return str(headers["api-key"])
     for auth in (headers.get("Authorization"), query.get("Authorization")):

@@ -151,7 +151,6 @@ def _invalid(param: str, value: Any, allowed: Any) -> SessionUpdateRejected:
         "invalid_value",
         f"Invalid value: {value!r}. "
         f"Supported values are: {', '.join(repr(v) for v in sorted(allowed))}.",
-
         param,
     )
 

@@ -293,7 +293,7 @@ class _Stopper:
         self._requested = False
         self._signalled = False
         self.finished = False
-        """Set once the session is over and its logs are closed: only the interpreter's exit remains."""
+        """Set once the session is over and its logs closed: only the interpreter's exit remains."""
 
     def on_signal(self, signum: int, _frame: object = None) -> None:
         """A ``signal.signal`` handler (main thread, between two bytecodes)."""
@@ -364,7 +364,10 @@ async def run_agent(config: AgentConfig, processors: list[FrameProcessor] | None
             app.technical_log.attach()
             app.session_log.open_logs()
         except OSError as exc:
-            error(f"cannot write the logs in '{config.log_dir}' ({exc.strerror or exc}): choose another --log-dir")
+            error(
+                f"cannot write the logs in '{config.log_dir}' ({exc.strerror or exc}): "
+                "choose another --log-dir"
+            )
             return 2
         if config.agent_label is not None:
             say(f"Using agent: {config.agent_label}")

@@ -100,10 +100,12 @@ class AgentConfig:
 
     @property
     def agent_label(self) -> str | None:
+        """How the agent is named to the user (``Using agent: ...``); ``None`` for a model."""
         return self.target.label if isinstance(self.target, (ClassicAgent, Agent)) else None
 
     @property
     def project_name(self) -> str | None:
+        """The Foundry project of an agent target; ``None`` for a model."""
         return self.target.project_name if isinstance(self.target, (ClassicAgent, Agent)) else None
 
 
@@ -161,6 +163,7 @@ def _path(value: str) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``voicelive-agent`` command line: every flag, its environment variable and default."""
     p = _Parser(
         prog="voicelive-agent",
         description="Talk to an Azure AI Voice Live agent (or model) through a pipecat pipeline. "
@@ -168,7 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conn = p.add_argument_group("connection")
     conn.add_argument("--endpoint", help=f"https://… or wss://… resource endpoint [{ENV['endpoint']}]")
-    conn.add_argument("--api-version", help=f"API version [{ENV['api_version']}; default {DEFAULT_API_VERSION}, {CLASSIC_AGENT_API_VERSION} for --agent-id]")
+    conn.add_argument(
+        "--api-version",
+        help=f"API version [{ENV['api_version']}; default {DEFAULT_API_VERSION}, "
+        f"{CLASSIC_AGENT_API_VERSION} for --agent-id]",
+    )
     conn.add_argument(
         "--api-key",
         help=f"API key; without one, Entra ID (DefaultAzureCredential) is used [{ENV['api_key']}]. "
@@ -276,14 +283,17 @@ def _resolve(args: argparse.Namespace, env: dict[str, str]) -> dict[str, str | N
 
 
 def _endpoint(raw: str | None) -> Endpoint:
-    """:meth:`Endpoint.parse` plus what it lets through: spaces, a user:password, a path on an Azure host."""
+    """:meth:`Endpoint.parse` plus what it lets through: spaces, a user:password, an Azure path."""
     text = (raw or "").strip()
     if not text:
         raise ConfigError(f"no endpoint: set {ENV['endpoint']} or pass --endpoint "
                           "https://<resource>.services.ai.azure.com, or try --local (no Azure needed)")
     parts = urlsplit(text)
     if parts.username is not None or parts.password is not None:
-        raise ConfigError("the endpoint must not hold a user name or password: pass the key with --api-key (or AZURE_VOICE_LIVE_API_KEY)")
+        raise ConfigError(
+            "the endpoint must not hold a user name or password: "
+            "pass the key with --api-key (or AZURE_VOICE_LIVE_API_KEY)"
+        )
     endpoint = Endpoint.parse(raw)
     if any(c.isspace() for c in text):
         raise ConfigError(f"endpoint {text!r} contains a space")
@@ -298,7 +308,10 @@ def _api_version(values: dict[str, str | None], endpoint: Endpoint | None, targe
     in_url = dict(endpoint.query).get("api-version") if endpoint is not None else None
     given = values["api_version"]
     if given and in_url and given != in_url:
-        raise ConfigError(f"the endpoint says api-version={in_url} but --api-version ({ENV['api_version']}) says {given}: give it once")
+        raise ConfigError(
+            f"the endpoint says api-version={in_url} but --api-version ({ENV['api_version']}) "
+            f"says {given}: give it once"
+        )
     return given or in_url or (CLASSIC_AGENT_API_VERSION if isinstance(target, ClassicAgent) else DEFAULT_API_VERSION)
 
 
@@ -317,7 +330,8 @@ def _target(values: dict[str, str | None], flags: argparse.Namespace, local: boo
         if local:
             return ClassicAgent(LOCAL_AGENT_ID, values.get("project_name") or LOCAL_PROJECT, values.get("agent_access_token") or LOCAL_KEY)
         raise ConfigError(
-            f"no agent or model: set --agent-id and --project-name ({ENV['agent_id']}, {ENV['project_name']}), "
+            f"no agent or model: set --agent-id and --project-name "
+            f"({ENV['agent_id']}, {ENV['project_name']}), "
             f"--agent-name ({ENV['agent_name']}) or --model ({ENV['model']})"
         )
     mode = modes[0]
@@ -407,7 +421,7 @@ def _read_json_object(path: Path) -> dict[str, Any]:
 
 
 def _check_files(args: argparse.Namespace) -> None:
-    """The input WAV is readable, the output WAV and the log folder can be written (before connecting)."""
+    """The input WAV is readable, the output WAV and the log folder writable (before connecting)."""
     if args.input_wav is not None:
         try:
             check_wav(args.input_wav)
@@ -416,7 +430,10 @@ def _check_files(args: argparse.Namespace) -> None:
     if args.output_wav is not None:
         out = args.output_wav.resolve()
         if out.parent.exists() and not out.parent.is_dir():
-            raise ConfigError(f"--output-wav {str(args.output_wav)!r} is under {str(out.parent)!r}, which is a file, not a folder")
+            raise ConfigError(
+                f"--output-wav {str(args.output_wav)!r} is under {str(out.parent)!r}, "
+                "which is a file, not a folder"
+            )
         if not out.parent.is_dir():
             raise ConfigError(f"--output-wav folder {str(out.parent)!r} does not exist")
         if out.is_dir():
@@ -474,7 +491,10 @@ def _check_log_dir(log_dir: Path) -> None:
     try:  # os.access says yes to root everywhere, /sys and /proc included
         os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".voicelive-probe-"))
     except OSError as exc:
-        raise ConfigError(f"--log-dir {str(log_dir)!r} cannot be written ({exc.strerror or exc} in {str(existing)!r})") from None
+        raise ConfigError(
+            f"--log-dir {str(log_dir)!r} cannot be written "
+            f"({exc.strerror or exc} in {str(existing)!r})"
+        ) from None
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
@@ -493,7 +513,10 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     try:
         values = {k: v for k, v in dotenv_values(path, encoding="utf-8").items() if v is not None}
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): save it as UTF-8") from None
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+            f"at offset {exc.start}): save it as UTF-8"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path} cannot be read ({exc.strerror or exc})") from None
     finally:
@@ -501,7 +524,11 @@ def _read_dotenv(path: Path) -> dict[str, str]:
         log.propagate = propagate
     if bad:
         lines = ", ".join(str(n) for n in bad if n)
-        warning(f"{path}: line{'s' if len(bad) > 1 else ''} {lines} could not be parsed and {'were' if len(bad) > 1 else 'was'} ignored (expected NAME=value)")
+        plural = len(bad) > 1
+        warning(
+            f"{path}: line{'s' if plural else ''} {lines} could not be parsed and "
+            f"{'were' if plural else 'was'} ignored (expected NAME=value)"
+        )
     return values
 
 
@@ -562,7 +589,7 @@ def parse_config(
     dotenv_path: str | None = ".env",
     parser: argparse.ArgumentParser | None = None,
 ) -> tuple[AgentConfig, argparse.Namespace]:
-    """Parse ``argv`` with ``env`` (default ``os.environ`` over ``.env``); raise :class:`ConfigError`.
+    """Parse ``argv`` with ``env`` (default ``os.environ`` over ``.env``); raise ``ConfigError``.
 
     ``parser`` is :func:`build_parser`'s parser with more arguments (the batch runner's).
     Every secret (key, access token) is registered with the redactor as soon as it is read."""

@@ -61,7 +61,7 @@ _children: set[ChildProcess] = set()
 
 
 def exit_without_finalizing(code: int) -> NoReturn:
-    """End this process with ``code`` once its work is done, skipping the interpreter's finalization.
+    """End this process with ``code`` once its work is done, skipping interpreter finalization.
 
     The exit hooks still run (children stopped, multiprocessing's clean-up, log files closed) and
     the standard streams are flushed; what is skipped is the last garbage collections over a
@@ -101,13 +101,16 @@ class ChildProcess:
 
     @property
     def pid(self) -> int:
+        """The child's process id (0 before it started)."""
         return self.process.pid or 0
 
     @property
     def exitcode(self) -> int | None:
+        """The child's exit code; ``None`` while it runs (negative: the signal that ended it)."""
         return self.process.exitcode
 
     def is_alive(self) -> bool:
+        """Whether the child process is still running."""
         return self.process.is_alive()
 
     def _exit_future(self) -> asyncio.Future[None]:

@@ -56,7 +56,10 @@ def parse_batch(argv: list[str] | None) -> tuple[AgentConfig, argparse.Namespace
     config, args = parse_config(argv, parser=build_batch_parser())
     for dest in SINGLE_SESSION_FLAGS:
         if getattr(args, dest):
-            raise ConfigError(f"--{dest.replace('_', '-')} is the default script's: a batch takes its conversations as arguments")
+            raise ConfigError(
+                f"--{dest.replace('_', '-')} is the default script's: "
+                "a batch takes its conversations as arguments"
+            )
     for flag, value, low in (("--workers", args.workers, 1), ("--per-worker", args.per_worker, 1), ("--max-connects-per-minute", args.max_connects_per_minute, 1)):
         if value < low:
             raise ConfigError(f"{flag} must be at least {low}")
@@ -94,6 +97,7 @@ class Progress:
                 self._bar.start()
 
     def event(self, kind: str, data: Any) -> None:
+        """Count and print one pool event (started, done, worker-died, notice); update the bar."""
         if kind == "started":
             self.running += 1
         elif kind == "done":
@@ -114,6 +118,7 @@ class Progress:
         say(line)  # redacted; above the bar while it shows (rich redirects stdout)
 
     def close(self) -> None:
+        """Stop the progress bar, if one is shown."""
         if self._bar is not None:
             self._bar.stop()
 
@@ -148,7 +153,11 @@ async def run_batch(config: AgentConfig, args: argparse.Namespace, jobs: list[Jo
         nonlocal interrupts
         interrupts += 1
         if signum == signal.SIGINT and interrupts == 1:
-            progress.event("notice", f"stopping: no new conversations; {pool.running} running ones finish (Ctrl-C again to cancel them)")
+            progress.event(
+                "notice",
+                f"stopping: no new conversations; {pool.running} running ones finish "
+                "(Ctrl-C again to cancel them)",
+            )
             pool.drain()
         else:
             progress.event("notice", "cancelling the running conversations")

@@ -40,12 +40,14 @@ class TypedTurns(FrameProcessor):
         self._task: asyncio.Task[None] | None = None
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Pass every frame on; the ``StartFrame`` starts feeding the lines."""
         await super().process_frame(frame, direction)
         await self.push_frame(frame, direction)
         if isinstance(frame, StartFrame) and self._task is None:
             self._task = self.create_task(self._feed(), name="typed-turns")
 
     async def cleanup(self) -> None:
+        """Stop feeding lines (the pipeline is ending)."""
         if self._task is not None:
             await self.cancel_task(self._task, timeout=1.0)
         await super().cleanup()
@@ -68,7 +70,8 @@ class TypedTurns(FrameProcessor):
             before = service.session.active_response
             await self.push_frame(InputTextRawFrame(text=line))
             started = await self._wait(
-                lambda: service.session.active_response not in (None, before), ANSWER_START_TIMEOUT_S
+                lambda before=before: service.session.active_response not in (None, before),
+                ANSWER_START_TIMEOUT_S,
             )
             if not started:
                 logger.warning(f"no answer began within {ANSWER_START_TIMEOUT_S:.0f} s of {line!r}")

@@ -115,6 +115,7 @@ class WorkerPool:
 
     @property
     def running(self) -> int:
+        """How many conversations are running now, over all workers."""
         return sum(len(s.running) for s in self._slots)
 
     def drain(self) -> None:

@@ -24,6 +24,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def latencies(result: Result) -> list[float]:
+    """The conversation's first-audio latencies (ms), one per turn that has one."""
     turns = result.report.get("turns", [])
     return [t["first_audio_latency_ms"] for t in turns if t.get("first_audio_latency_ms") is not None]
 
@@ -134,7 +135,7 @@ def table(results: list[Result], summary_totals: dict[str, Any]) -> str:
         _ms(lat["p50"]), _ms(lat["p95"]), _ms(lat["max"]),
     ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.insert(len(lines) - 1, "  ".join("-" * w for w in widths))
     failures = [f"{r.name}: {r.reason}" for r in results if not r.ok]
