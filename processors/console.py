@@ -79,7 +79,7 @@ class _LastResort(logging.Handler):
 
 
 def install_last_resort() -> None:
-    """Route uncaught exceptions and unconfigured stdlib logging through :func:`say` (idempotent)."""
+    """Route uncaught exceptions and unconfigured stdlib logging through ``say`` (idempotent)."""
     sys.excepthook = _print_exception
     threading.excepthook = _thread_hook
     sys.unraisablehook = _unraisable_hook

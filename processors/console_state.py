@@ -165,10 +165,12 @@ class ConsoleState:
         return space if space > 0 else index
 
     def connection_lost(self, frame: ConnectionLostFrame) -> None:
+        """Show the reconnecting phase and a note with the reason the connection was lost."""
         self.set_phase("reconnecting")
         self.emit(Line("note", f"connection lost ({frame.reason}): reconnecting"))
 
     def reconnected(self) -> None:
+        """Note that the connection is back."""
         self.emit(Line("note", "reconnected"))
 
     def event(self, frame: VoiceLiveEventFrame) -> None:

@@ -24,7 +24,7 @@ from pipecat.frames.frames import DataFrame, SystemFrame
 
 @dataclass
 class VoiceLiveEventFrame(SystemFrame):
-    """A protocol event: ``direction`` is ``received`` or ``sent``; ``at`` is wall-clock epoch seconds."""
+    """A protocol event: ``direction`` is ``received`` or ``sent``; ``at`` is epoch seconds."""
 
     event: dict[str, Any] = field(default_factory=dict)
     direction: str = "received"

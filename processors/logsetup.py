@@ -47,6 +47,7 @@ class RedactingSink:
         self._target = target
 
     def write(self, message: str) -> None:
+        """Write one formatted message to the target, redacted (warnings and up as diagnostics)."""
         record = getattr(message, "record", None)
         diagnostic = record is not None and record["level"].no >= logging.WARNING
         text = str(message).rstrip("\n")
@@ -60,6 +61,7 @@ class InterceptHandler(logging.Handler):
     """Forward stdlib ``logging`` records into loguru, keeping the logger name."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Log ``record`` through loguru at its level, with its logger name and exception."""
         try:
             level: str | int = logger.level(record.levelname).name
         except ValueError:
@@ -73,6 +75,7 @@ class TechnicalOnlyHandler(logging.Handler):
     mistake (the embedded server's websockets logging a client's bad handshake)."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Log ``record`` to the technical log only, an exception as its one-line summary."""
         text = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]

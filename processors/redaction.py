@@ -110,7 +110,12 @@ class Redactor:
         word too (rule 3).
         """
         chunks = self._chunks
-        if chunks and len(text) >= RUN and not chunks.isdisjoint(zip(*[iter(text)] * _CHUNK)):
+        # text's aligned _CHUNK-character pieces (strict=False: a shorter tail is left out)
+        if (
+            chunks
+            and len(text) >= RUN
+            and not chunks.isdisjoint(zip(*[iter(text)] * _CHUNK, strict=False))
+        ):
             text = self._mask_runs(text)
         if diagnostic and self._short_word is not None:
             text = self._short_word.sub(MASK, text)

@@ -100,7 +100,7 @@ class TechnicalLogProcessor(FrameProcessor):
         return self._writer.error if self._writer is not None else None
 
     def attach(self) -> None:
-        """Start writing the log now (idempotent); ``setup`` calls it, callers may call it earlier."""
+        """Start writing the log now (idempotent); ``setup`` calls it, callers may do so earlier."""
         if self._handle is None:
             self._handle = add_technical_log(
                 self.path, level=self._level, session=self.session, frames=self._frames
@@ -141,7 +141,8 @@ class TechnicalLogProcessor(FrameProcessor):
         elif isinstance(frame, TranscriptionFrame):
             _log.debug(f"User transcript ({len(frame.text)} chars)")
         elif isinstance(frame, AgentWords):
-            _log.debug(f"Agent transcript ({len(frame.text)} chars{', interrupted' if frame.interrupted else ''})")
+            cut = ", interrupted" if frame.interrupted else ""
+            _log.debug(f"Agent transcript ({len(frame.text)} chars{cut})")
         elif isinstance(frame, ErrorFrame):
             # A processor's failure (``.failure``) is printed once by the script as its last word.
             failure = getattr(frame.processor, "failure", None)

@@ -45,6 +45,7 @@ class AudioDevice:
     default_sample_rate: int
 
     def channels(self, direction: Direction) -> int:
+        """The most channels the device offers for ``direction`` (input or output)."""
         return self.max_input_channels if direction == "input" else self.max_output_channels
 
 

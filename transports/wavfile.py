@@ -275,12 +275,14 @@ class WavClock:
 
     @classmethod
     def shared(cls) -> WavClock:
+        """The process's one clock (created on first use)."""
         with cls._shared_lock:
             if cls._shared is None:
                 cls._shared = cls()
             return cls._shared
 
     def add(self, recorder: WavRecorder) -> None:
+        """Tick ``recorder`` every ``tick_secs`` from now on, starting the thread if needed."""
         with self._wake:
             self._recorders[recorder] = time.monotonic() + recorder.tick_secs
             if self._thread is None or not self._thread.is_alive():
@@ -289,6 +291,7 @@ class WavClock:
             self._wake.notify()
 
     def remove(self, recorder: WavRecorder) -> None:
+        """Stop ticking ``recorder``; returns once no tick of it is in progress."""
         with self._wake:
             self._recorders.pop(recorder, None)
             self._wake.notify()

@@ -78,7 +78,7 @@ class UserTranscript:
 
 @dataclass(frozen=True)
 class AgentText:
-    """A piece of the agent's words: ``modality`` is ``audio`` (transcript of speech) or ``text``."""
+    """A piece of the agent's words; ``modality``: ``audio`` (transcript of speech) or ``text``."""
 
     delta: str
     response_id: str

@@ -111,14 +111,17 @@ class Endpoint:
 
     @classmethod
     def parse(cls, endpoint: str | None) -> Endpoint:
-        """Validate ``endpoint`` (``https://``/``wss://`` anywhere; ``http://``/``ws://`` on loopback only)."""
+        """Validate ``endpoint``: ``https://``/``wss://``, or ``http://``/``ws://`` on loopback."""
         if not endpoint or not endpoint.strip():
             raise ConfigError("no endpoint: set AZURE_VOICE_LIVE_ENDPOINT or pass --endpoint https://<resource>.services.ai.azure.com")
         raw = endpoint.strip()
         parts = urlsplit(raw)
         scheme = parts.scheme.lower()
         if scheme not in ("https", "wss", "http", "ws"):
-            raise ConfigError(f"endpoint {raw!r} must start with https:// or wss:// (http:// and ws:// only for loopback)")
+            raise ConfigError(
+                f"endpoint {raw!r} must start with https:// or wss:// "
+                "(http:// and ws:// only for loopback)"
+            )
         host = parts.hostname
         if not host:
             raise ConfigError(f"endpoint {raw!r} has no host name")
@@ -128,7 +131,8 @@ class Endpoint:
             raise ConfigError(f"endpoint {raw!r} has an invalid port") from None
         if scheme in ("http", "ws") and not is_loopback(host):
             raise ConfigError(
-                f"endpoint {scheme}://{host} is not encrypted: use https:// or wss:// ({scheme}:// is only allowed for loopback hosts)"
+                f"endpoint {scheme}://{host} is not encrypted: use https:// or wss:// "
+                f"({scheme}:// is only allowed for loopback hosts)"
             )
         ws_scheme = "wss" if scheme in ("https", "wss") else "ws"
         path = parts.path.rstrip("/")

@@ -57,7 +57,10 @@ class InboundGuard:
             was, self.flooding = self.flooding, self._window_count > self.flood_rate
             self._window_start, self._window_count = now, 0
             if was and not self.flooding:
-                line = f"the event flood is over: {self.shed} events that changed nothing were counted, not logged"
+                line = (
+                    f"the event flood is over: {self.shed} events that changed nothing "
+                    "were counted, not logged"
+                )
                 self.shed = 0
                 return False, line
             if self.flooding and not was:

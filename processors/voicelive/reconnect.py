@@ -79,6 +79,7 @@ class Backoff:
     rng: random.Random = field(default_factory=random.Random)
 
     def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first)."""
         high = min(self.cap, self.base * 2 ** (retry - 1))
         return self.rng.uniform(high / 2, high)
 

@@ -219,6 +219,7 @@ class VoiceLiveAgentService(FrameProcessor):
     # -- frames in ----------------------------------------------------------------------------
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Send microphone audio and typed turns; connect on start, disconnect on end/cancel."""
         await super().process_frame(frame, direction)
         if isinstance(frame, InputAudioRawFrame):
             self._audio_in(frame)
@@ -389,7 +390,10 @@ class VoiceLiveAgentService(FrameProcessor):
                     await self.push_frame(VoiceLiveEventFrame(event=event.data, direction="received", at=time.time()))
                 await self._run(actions)
             except Exception as exc:  # one bad event must not end the session
-                logger.opt(exception=exc).warning(f"Skipped server event {event.type!r}: it could not be handled ({exc.__class__.__name__}: {exc})")
+                logger.opt(exception=exc).warning(
+                    f"Skipped server event {event.type!r}: it could not be handled "
+                    f"({exc.__class__.__name__}: {exc})"
+                )
 
     async def _reconnect(self, reason: str) -> None:
         """The connection broke: open a new one and resume the conversation.
@@ -401,7 +405,10 @@ class VoiceLiveAgentService(FrameProcessor):
         healthy = self._completed_on_conn or time.time() - self._connected_at >= HEALTHY_CONNECTION_S
         self._short_drops = 1 if healthy else self._short_drops + 1
         if self._short_drops > self._backoff.attempts:
-            await self._fatal(f"{reason}; the connection dropped soon after opening {self._short_drops} times in a row, giving up")
+            await self._fatal(
+                f"{reason}; the connection dropped soon after opening "
+                f"{self._short_drops} times in a row, giving up"
+            )
             return
         delay = self._backoff.delay(self._short_drops - 1) if self._short_drops > 1 else 0.0
         wait = f" in {delay:.1f} s" if delay else ""
@@ -433,7 +440,7 @@ class VoiceLiveAgentService(FrameProcessor):
         self._use(conn)
 
     async def _refresh_before_expiry(self) -> None:
-        """Replace the connection ahead of ``session.expires_at`` (or the 60-minute cap), at a quiet moment."""
+        """Replace the connection before ``session.expires_at`` (or 60 min), at a quiet moment."""
         while not self._closing:
             self._session_news.clear()
             wait = seconds_until_refresh(self.session.expires_at, self._connected_at)

@@ -160,7 +160,11 @@ class TurnDetection:
             langs = self.languages if isinstance(self.languages, list) else [self.languages]
             bad = [lang for lang in langs if lang not in MULTILINGUAL_LANGUAGES]
             if bad or not self.languages:
-                _fail(f"{path}.languages", f"must be a non-empty list among {', '.join(MULTILINGUAL_LANGUAGES)}, got {self.languages!r}")
+                _fail(
+                    f"{path}.languages",
+                    f"must be a non-empty list among {', '.join(MULTILINGUAL_LANGUAGES)}, "
+                    f"got {self.languages!r}",
+                )
         if self.end_of_utterance_detection is not None:
             if semantic:
                 _fail(f"{path}.end_of_utterance_detection", "does not apply to semantic_vad")
@@ -298,6 +302,7 @@ class EchoCancellation:
 
     @property
     def client_reference(self) -> bool:
+        """Whether the client sends the echo reference (stereo input: mic, then what played)."""
         return self.reference_source == "client"
 
     def to_wire(self) -> dict[str, Any]:
@@ -309,7 +314,8 @@ class EchoCancellation:
 class SessionConfig:
     """Everything sent in ``session.update``. ``None`` fields are left at the service default.
 
-    Set ``turn_detection=None`` together with ``manual_turns=True`` to send ``turn_detection: null``.
+    Set ``turn_detection=None`` together with ``manual_turns=True`` to send
+    ``turn_detection: null``.
     """
 
     modalities: list[str] | None = field(default_factory=lambda: ["text", "audio"])

@@ -104,6 +104,7 @@ class VoiceLiveSession:
 
     @property
     def active_response(self) -> str | None:
+        """The id of the response the server is producing now, ``None`` between responses."""
         return self._active
 
     @property
@@ -116,9 +117,11 @@ class VoiceLiveSession:
         return td.get("interrupt_response") is not False
 
     def audio_received_frames(self, item_id: str) -> int:
+        """Audio frames (24 kHz samples) received so far for the agent's item ``item_id``."""
         return self._audio_frames.get(item_id, 0)
 
     def is_interrupted(self, response_id: str) -> bool:
+        """Whether ``response_id`` was interrupted (the user spoke over it, or the app cut it)."""
         return response_id in self._interrupted
 
     @property
@@ -344,7 +347,8 @@ class VoiceLiveSession:
 
     def _on_transcription_failed(self, event: ev.ServerEvent, now: float) -> list[Action]:
         err = event.obj("error")
-        return [Notice("warning", f"user transcription failed: {err.get('code') or ''} {err.get('message') or ''}".strip())]
+        text = f"user transcription failed: {err.get('code') or ''} {err.get('message') or ''}"
+        return [Notice("warning", text.strip())]
 
     def _on_response_created(self, event: ev.ServerEvent, now: float) -> list[Action]:
         response_id = event.obj("response").get("id")
@@ -462,7 +466,9 @@ _HANDLERS = {
     "input_audio_buffer.speech_started": VoiceLiveSession._on_speech_started,
     "input_audio_buffer.speech_stopped": VoiceLiveSession._on_speech_stopped,
     "conversation.item.input_audio_transcription.delta": VoiceLiveSession._on_transcription_delta,
-    "conversation.item.input_audio_transcription.completed": VoiceLiveSession._on_transcription_completed,
+    "conversation.item.input_audio_transcription.completed": (
+        VoiceLiveSession._on_transcription_completed
+    ),
     "conversation.item.input_audio_transcription.failed": VoiceLiveSession._on_transcription_failed,
     "response.created": VoiceLiveSession._on_response_created,
     "response.audio.delta": VoiceLiveSession._on_audio_delta,
