@@ -13,6 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BENCHES = {
     "hotpath": [sys.executable, "-m", "bench.hotpath"],
+    "logcost": [sys.executable, "-m", "bench.logcost"],
     "transports": [sys.executable, "-m", "bench.transports.bargein"],
     "stream_settings": [sys.executable, "-m", "bench.transports.stream_settings"],
     "localserver": [sys.executable, "bench/localserver/bench_localserver.py"],

@@ -2,20 +2,20 @@
 
 A benchmark, not a test. The default script (``python -m pipelines.agent``, WAV transports, the
 logs it writes by default, no flags) runs as a subprocess against a Voice Live peer on 127.0.0.1
-in this process. The child's CPU time (user + system, all its threads, from ``os.wait4``) is
-measured for four sessions per tree, and marginal costs are taken from their differences, so
-start-up (imports, about 1.4 CPU-s) cancels out:
+in this process, one session per tree and trial. The peer reads the client's CPU time (user +
+system, all its threads, ``/proc/<pid>/stat``) at points of the conversation, so start-up
+(imports, about 1.4 CPU-s) is left out:
 
-* **mic frame -> WebSocket**: a listening session with ``--input-wav`` of ``long`` minus one of
-  ``short`` seconds, divided by the extra 40 ms microphone frames (each an
-  ``input_audio_buffer.append``);
-* **audio delta -> frame**: a session whose server streams ``deltas`` 100 ms audio deltas (a
-  response, as a real one: created, deltas with transcript deltas, done) minus the same session
-  without them, divided by ``deltas`` (includes playing them into the output WAV).
+* **mic frame -> WebSocket**: over ``--window`` seconds of listening (after the first second),
+  the client's CPU divided by the 40 ms microphone appends it sent meanwhile;
+* **audio delta -> frame**: over one response of ``--deltas`` 100 ms audio deltas (created,
+  transcript deltas, audio at 4x real time, done) until it has played, the client's CPU minus
+  the listening rate over that time, divided by the deltas (receiving, framing, logging and
+  playing them into the output WAV).
 
-The baseline tree is extracted with ``git archive`` (default: ``64cdaa9``, main before the
-technical log changes: websockets' frame logging always on, DEBUG sink, lines redacted twice,
-three writer threads). Trials alternate baseline and this tree. CPU is reported as the median
+Baseline trees are extracted with ``git archive`` (default: ``3c991d0``, the code the issue
+measured, and ``64cdaa9``, main before the technical log changes: websockets' frame logging always
+on, a DEBUG sink, three writer threads). Trials alternate the trees. CPU is reported as the median
 over ``--reps``; the machine's load is printed (other processes skew wall time, less CPU time).
 
 Run: ``.venv/bin/python -m bench.logcost [--reps 3] [--baseline REV]``; writes
@@ -44,7 +44,6 @@ sys.path.insert(0, str(ROOT))
 from tests.support.audio import write_wav  # noqa: E402
 from tests.support.replay_server import ReplayServer, ServerConn  # noqa: E402
 from tests.support.scenarios import (
-    RATE,
     Turn,
     handshake,
     noise,
@@ -69,70 +68,118 @@ def extract(rev: str, into: Path) -> Path:
     return into
 
 
-def listening(conn: ServerConn) -> object:
-    return handshake(conn)
+def child_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def streaming(n: int):  # type: ignore[no-untyped-def]
-    """After the handshake and 0.4 s of microphone audio: one response of ``n`` 100 ms deltas."""
+@dataclass
+class Window:
+    """CPU of the client measured by the server inside one session (start-up excluded)."""
+
+    mic_us: float = 0.0
+    delta_us: float = 0.0
+
+
+def windowed(pid: list[int], window_s: float, deltas: int, out: Window):  # type: ignore[no-untyped-def]
+    """The server side of one measured session: after the handshake and 1 s of microphone audio,
+    the client's CPU over ``window_s`` of listening (per 40 ms append), then over one response of
+    ``deltas`` 100 ms deltas and their playing (minus the listening rate over that window)."""
 
     async def script(conn: ServerConn) -> None:
+        def appends() -> int:
+            events = conn.record.client_events
+            return sum(1 for _, e in events if e.get("type") == "input_audio_buffer.append")
+
+        async def until_appends(n: int) -> None:
+            await conn.wait_until(lambda: appends() >= n, timeout=window_s + deltas / 10 + 30)
+
         await handshake(conn)
-        await conn.wait_audio(RATE * 2 * 2 // 5)
-        turn = Turn(
-            "count to a hundred",
-            " ".join(str(i) for i in range(n)),
-            noise(n * DELTA_MS / 1000, seed=5),
-        )
+        await until_appends(1000 // MIC_MS)
+        start_appends, start_cpu = appends(), child_cpu_s(pid[0])
+        await until_appends(start_appends + int(window_s * 1000 / MIC_MS))
+        listen_appends, listen_cpu = appends(), child_cpu_s(pid[0])
+        out.mic_us = (listen_cpu - start_cpu) / (listen_appends - start_appends) * 1e6
+        words = " ".join(str(i) for i in range(deltas))
+        turn = Turn("count", words, noise(deltas * DELTA_MS / 1000, seed=5))
         await response_start(conn, turn)
         await transcript_deltas(conn, turn)
         await conn.stream_audio(turn.response_id, turn.item_id, turn.audio, speed=4.0)
         await response_end(conn, turn)
+        # played in real time from its first delta: wait for that, and half a second more
+        await until_appends(listen_appends + int((deltas * DELTA_MS + 500) / MIC_MS))
+        end_appends, end_cpu = appends(), child_cpu_s(pid[0])
+        listening_share = (end_appends - listen_appends) * out.mic_us / 1e6
+        out.delta_us = (end_cpu - listen_cpu - listening_share) / deltas * 1e6
 
     return script
 
 
-async def cpu_of_session(tree: Path, tmp: Path, input_s: float, deltas: int) -> float:
-    """CPU seconds of one default-script session (all its threads)."""
+async def measured_session(
+    tree: Path, tmp: Path, window_s: float, deltas: int
+) -> tuple[Window, int]:
+    """One default-script session of ``tree``; its windowed CPU figures and voicelive.log size."""
     tmp.mkdir(parents=True, exist_ok=True)
+    input_s = 1.0 + window_s + deltas * DELTA_MS / 1000 + 3.0
     wav = write_wav(tmp / "in.wav", noise(input_s, seed=9, amplitude=300))
-    script = streaming(deltas) if deltas else listening
     env = script_env()
     env["PYTHONPATH"] = str(tree)
-    async with ReplayServer(script) as server:  # type: ignore[arg-type]
+    pid: list[int] = [0]
+    window = Window()
+    async with ReplayServer(windowed(pid, window_s, deltas, window)) as server:
         argv = [
-            sys.executable,
-            "-m",
-            "pipelines.agent",
-            "--endpoint",
-            server.url,
-            "--api-key",
-            "K-bench-logcost-1234",
-            "--model",
-            "gpt-realtime",
-            "--input-wav",
-            str(wav),
-            "--output-wav",
-            str(tmp / "out.wav"),
-            "--log-dir",
-            str(tmp / "logs"),
-            "--idle-grace",
-            "0.3",
-        ]
+            sys.executable, "-m", "pipelines.agent", "--endpoint", server.url,
+            "--api-key", "K-bench-logcost-1234", "--model", "gpt-realtime",
+            "--input-wav", str(wav), "--output-wav", str(tmp / "out.wav"),
+            "--log-dir", str(tmp / "logs"), "--idle-grace", "0.3",
+        ]  # fmt: skip
         proc = subprocess.Popen(
-            argv,
-            cwd=tmp,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        _, status, usage = await asyncio.to_thread(os.wait4, proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+            argv, cwd=tmp, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        pid[0] = proc.pid
+        _, status, _ = await asyncio.to_thread(os.wait4, proc.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
         err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"session in {tree} failed ({proc.returncode}): {err[-500:]}")
-    return usage.ru_utime + usage.ru_stime
+        script_errors = list(server.script_errors)
+    if code != 0 or script_errors or not window.delta_us:
+        raise RuntimeError(f"session in {tree} failed ({code}, {script_errors}): {err[-500:]}")
+    return window, (tmp / "logs" / "voicelive.log").stat().st_size
+
+
+REDACT_SNIPPET = """
+import random, sys, time
+from processors.redaction import add_secret, redact
+rng = random.Random(1)
+add_secret("".join(rng.choice("0123456789abcdef") for _ in range(32)))  # an Azure key
+add_secret("eyJ" + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") for _ in range(1500)))
+lines = [
+    "2026-12-01 10:00:00,123:processors.voicelive.service:INFO:Response done: completed (312 ms)",
+    "2026-12-01 10:00:00,123:voicelive.events:DEBUG:Received event: response.audio_transcript.delta",
+    '{"at": "2026-12-01T10:00:00.123+00:00", "direction": "received", "event": {"type": '
+    '"response.audio_transcript.delta", "delta": " the capital of France is Paris", "item_id": '
+    '"item_abc", "response_id": "resp_123"}}',
+    "2026-12-01 10:00:00,123:websockets.client:DEBUG:< TEXT '{'type': 'response.audio.delta', "
+    "'response_id': 'resp_1', 'delta': 'AAAAAAAA...AAAAAAAAAAAAAAAA'}' [6459 bytes]",
+]
+n = 20000
+t0 = time.process_time()
+for _ in range(n):
+    for line in lines:
+        redact(line)
+print((time.process_time() - t0) / n / len(lines) * 1e6)
+"""
+
+
+def redact_cost(tree: Path) -> float:
+    """CPU microseconds per clean log line of ``tree``'s redactor (an Azure key and a 1.5 KB
+    token registered)."""
+    env = script_env()
+    env["PYTHONPATH"] = str(tree)
+    out = subprocess.run([sys.executable, "-c", REDACT_SNIPPET], env=env, cwd=tree, check=True,
+                         capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1])
 
 
 @dataclass
@@ -143,77 +190,85 @@ class Figures:
 
 
 async def measure(
-    trees: dict[str, Path], reps: int, short: float, long: float, deltas: int, work: Path
+    trees: dict[str, Path], reps: int, window_s: float, deltas: int, work: Path
 ) -> dict[str, Figures]:
     figures = {name: Figures([], [], []) for name in trees}
-    mic_frames = (long - short) * 1000 / MIC_MS
     for rep in range(reps):
-        for name, tree in trees.items():  # alternating: load changes hit both sides alike
-            base = work / f"{name}-{rep}"
-            short_cpu = await cpu_of_session(tree, base / "short", short, 0)
-            long_cpu = await cpu_of_session(tree, base / "long", long, 0)
-            speaking_cpu = await cpu_of_session(tree, base / "speaking", short, deltas)
+        for name, tree in trees.items():  # alternating: load changes hit every tree alike
+            window, size = await measured_session(tree, work / f"{name}-{rep}", window_s, deltas)
             f = figures[name]
-            f.mic_us.append((long_cpu - short_cpu) / mic_frames * 1e6)
-            f.delta_us.append((speaking_cpu - short_cpu) / deltas * 1e6)
-            f.log_bytes.append((base / "long" / "logs" / "voicelive.log").stat().st_size)
+            f.mic_us.append(window.mic_us)
+            f.delta_us.append(window.delta_us)
+            f.log_bytes.append(size)
             print(
-                f"rep {rep + 1} {name:9s}: short {short_cpu:.2f} s, long {long_cpu:.2f} s, speaking {speaking_cpu:.2f} s CPU"
-                f" -> {f.mic_us[-1]:.0f} us/mic frame, {f.delta_us[-1]:.0f} us/delta",
+                f"rep {rep + 1} {name:9s}: {window.mic_us:.0f} us/mic frame, "
+                f"{window.delta_us:.0f} us/delta, voicelive.log {size} bytes",
                 flush=True,
             )
     return figures
 
 
-def report(figures: dict[str, Figures], args: argparse.Namespace, load: tuple[float, float]) -> str:
-    before, after = figures["baseline"], figures["this tree"]
+def report(
+    figures: dict[str, Figures],
+    args: argparse.Namespace,
+    load: tuple[float, float],
+    redaction: tuple[float, float],
+) -> str:
+    """The Markdown table: one column per tree, the ratio of each baseline to this tree."""
+    names = list(figures)
+    bases = [n for n in names if n != "this tree"]
+    after = figures["this tree"]
 
     def med(values: list[float]) -> float:
         return statistics.median(values)
 
     rows = [
-        (
-            "CPU per 40 ms mic frame -> WebSocket (listening)",
-            med(before.mic_us),
-            med(after.mic_us),
-            "us",
-        ),
-        (
-            "CPU per 100 ms audio delta -> frame (and played)",
-            med(before.delta_us),
-            med(after.delta_us),
-            "us",
-        ),
-        (
-            f"voicelive.log after a {args.long:.0f} s listening session",
-            med(before.log_bytes),
-            med(after.log_bytes),
-            "bytes",
-        ),
+        ("CPU per 40 ms mic frame -> WebSocket (listening)", "mic_us", "us"),
+        ("CPU per 100 ms audio delta -> frame (and played)", "delta_us", "us"),
+        ("voicelive.log after the session", "log_bytes", "bytes"),
     ]
+    revs = " ".join(f"--baseline {rev}" for rev in args.baseline)
     lines = [
         "# Logging cost per frame, as shipped",
         "",
-        f"Command: `.venv/bin/python -m bench.logcost --reps {args.reps} --baseline {args.baseline}` "
-        f"({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
-        f"load average {load[0]:.1f} before / {load[1]:.1f} after).",
+        f"Command: `.venv/bin/python -m bench.logcost --reps {args.reps} {revs}` "
+        f"({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+        f"{os.cpu_count()} cores, load average {load[0]:.1f} before / {load[1]:.1f} after: a "
+        "shared, loaded VM, read the ratios to one digit).",
         "",
-        f"Baseline: `{args.baseline}` (websockets' frame debug always on, DEBUG sink, lines redacted twice, "
-        "a writer thread per file). This tree: INFO by default, frames only with `--debug`, one redaction, "
-        "one writer thread per process. The default script with WAV transports and default flags; "
-        f"marginal CPU from sessions of {args.short:.0f} s and {args.long:.0f} s of microphone input and "
-        f"one with {args.deltas} response deltas; median of {args.reps} alternating trials.",
+        "Baselines: `3c991d0` is the code the issue measured (websockets' frame debug always on, a "
+        "DEBUG sink, every line redacted twice by value, three writer threads per session); "
+        "`64cdaa9` is main after the secrets work (faster redactor, once per line) but before the "
+        "technical log changes. This tree: INFO by default, frames only with `--debug`, one "
+        "writer thread per process. The default script with WAV transports and default flags; "
+        f"the client's CPU read by the peer over {args.window:.0f} s of listening and over one "
+        f"response of {args.deltas} deltas; median of {args.reps} alternating trials (each tree's own transports and service: differences beyond logging are in the "
+        "older baseline's figures too).",
         "",
-        "| figure | baseline | this tree | ratio |",
-        "|---|---|---|---|",
+        "| figure | " + " | ".join(names) + " | " + " | ".join(f"{b} / this tree" for b in bases) + " |",
+        "|---|" + "---|" * (len(names) + len(bases)),
     ]
-    for label, b, a, unit in rows:
+    for label, attr, unit in rows:
+        values = [med(getattr(figures[n], attr)) for n in names]
+        now = med(getattr(after, attr))
+        ratios = [med(getattr(figures[b], attr)) / now if now else float("inf") for b in bases]
         lines.append(
-            f"| {label} | {b:,.0f} {unit} | {a:,.0f} {unit} | {b / a if a else float('inf'):.2f}x |"
+            f"| {label} | "
+            + " | ".join(f"{v:,.0f} {unit}" for v in values)
+            + " | "
+            + " | ".join(f"{r:.2f}x" for r in ratios)
+            + " |"
         )
+    lines += [
+        "",
+        f"Redaction of one clean log line (an Azure key and a 1.5 KB token registered): "
+        f"{redaction[0]:.1f} us with `{args.redactor_baseline}`'s redactor (by value; it ran twice "
+        f"per line then) vs {redaction[1]:.1f} us now (8-character runs; once per line, on the "
+        "writer thread).",
+    ]
     lines += ["", "Every trial (us per mic frame / per delta):", ""]
     for name, f in figures.items():
-        trials = ", ".join(f"{m:.0f}/{d:.0f}" for m, d in zip(f.mic_us, f.delta_us))
+        trials = ", ".join(f"{m:.0f}/{d:.0f}" for m, d in zip(f.mic_us, f.delta_us, strict=True))
         lines.append(f"- {name}: {trials}")
     return "\n".join(lines) + "\n"
 
@@ -222,28 +277,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--baseline",
-        default="64cdaa9",
-        help="revision to compare with (default: main before the log changes)",
+        action="append",
+        help="revision to compare with, repeatable (default: 3c991d0, as the issue measured it, "
+        "and 64cdaa9, main after the secrets work, before the technical log changes)",
     )
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--window", type=float, default=10.0, help="seconds of listening measured")
     parser.add_argument(
-        "--short", type=float, default=3.0, help="seconds of microphone input, short session"
+        "--deltas", type=int, default=100, help="100 ms audio deltas in the speaking session"
     )
-    parser.add_argument(
-        "--long", type=float, default=11.0, help="seconds of microphone input, long session"
-    )
-    parser.add_argument(
-        "--deltas", type=int, default=60, help="100 ms audio deltas in the speaking session"
-    )
+    parser.add_argument("--redactor-baseline", default="3c991d0", help="revision whose redactor to compare")
     args = parser.parse_args()
+    args.baseline = args.baseline or ["3c991d0", "64cdaa9"]
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="logcost-") as tmp:
         work = Path(tmp)
-        trees = {"baseline": extract(args.baseline, work / "baseline-tree"), "this tree": ROOT}
+        trees = {rev: extract(rev, work / f"tree-{rev}") for rev in args.baseline}
+        trees["this tree"] = ROOT
         figures = asyncio.run(
-            measure(trees, args.reps, args.short, args.long, args.deltas, work / "runs")
+            measure(trees, args.reps, args.window, args.deltas, work / "runs")
         )
-    text = report(figures, args, (load_before, os.getloadavg()[0]))
+        redactor_tree = extract(args.redactor_baseline, work / "redactor-tree")
+        redaction = (redact_cost(redactor_tree), redact_cost(ROOT))
+    text = report(figures, args, (load_before, os.getloadavg()[0]), redaction)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "logcost.md").write_text(text, encoding="utf-8")
     print(text)

@@ -14,7 +14,6 @@ import re
 import sys
 from pathlib import Path
 
-import pytest
 
 from processors.logfiles import LineWriter
 from processors.session_log import session_timestamp
@@ -25,7 +24,6 @@ from tests.support.scenarios import RATE, handshake
 from tests.support.audio import write_wav
 from tests.support.scenarios import noise
 from tests.support.script_run import (
-    ROOT,
     ScriptRun,
     check_logs_private,
     check_no_crash,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from tests.support.fault_scenarios import answer, default_turns, one_turn
+from tests.support.fault_scenarios import answer, one_turn
 from tests.support.faulty_server import FaultyServer, close_with
 from tests.support.pool import SessionPool, uses
 from tests.support.replay_server import ServerConn
