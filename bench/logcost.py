@@ -35,7 +35,7 @@ import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,14 +43,14 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.audio import write_wav  # noqa: E402
 from tests.support.replay_server import ReplayServer, ServerConn  # noqa: E402
-from tests.support.scenarios import (
+from tests.support.scenarios import (  # noqa: E402
     Turn,
     handshake,
     noise,
     response_end,
     response_start,
     transcript_deltas,
-)  # noqa: E402
+)
 from tests.support.script_run import script_env  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -153,10 +153,12 @@ import random, sys, time
 from processors.redaction import add_secret, redact
 rng = random.Random(1)
 add_secret("".join(rng.choice("0123456789abcdef") for _ in range(32)))  # an Azure key
-add_secret("eyJ" + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") for _ in range(1500)))
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+add_secret("eyJ" + "".join(rng.choice(B64) for _ in range(1500)))  # a bearer token
 lines = [
     "2026-12-01 10:00:00,123:processors.voicelive.service:INFO:Response done: completed (312 ms)",
-    "2026-12-01 10:00:00,123:voicelive.events:DEBUG:Received event: response.audio_transcript.delta",
+    "2026-12-01 10:00:00,123:voicelive.events:DEBUG:Received event: "
+    "response.audio_transcript.delta",
     '{"at": "2026-12-01T10:00:00.123+00:00", "direction": "received", "event": {"type": '
     '"response.audio_transcript.delta", "delta": " the capital of France is Paris", "item_id": '
     '"item_abc", "response_id": "resp_123"}}',
@@ -177,8 +179,14 @@ def redact_cost(tree: Path) -> float:
     token registered)."""
     env = script_env()
     env["PYTHONPATH"] = str(tree)
-    out = subprocess.run([sys.executable, "-c", REDACT_SNIPPET], env=env, cwd=tree, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", REDACT_SNIPPET],
+        env=env,
+        cwd=tree,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return float(out.strip().splitlines()[-1])
 
 
@@ -232,7 +240,7 @@ def report(
         "# Logging cost per frame, as shipped",
         "",
         f"Command: `.venv/bin/python -m bench.logcost --reps {args.reps} {revs}` "
-        f"({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
+        f"({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
         f"{os.cpu_count()} cores, load average {load[0]:.1f} before / {load[1]:.1f} after: a "
         "shared, loaded VM, read the ratios to one digit).",
         "",
@@ -242,10 +250,15 @@ def report(
         "technical log changes. This tree: INFO by default, frames only with `--debug`, one "
         "writer thread per process. The default script with WAV transports and default flags; "
         f"the client's CPU read by the peer over {args.window:.0f} s of listening and over one "
-        f"response of {args.deltas} deltas; median of {args.reps} alternating trials (each tree's own transports and service: differences beyond logging are in the "
+        f"response of {args.deltas} deltas; median of {args.reps} alternating trials (each "
+        "tree's own transports and service: differences beyond logging are in the "
         "older baseline's figures too).",
         "",
-        "| figure | " + " | ".join(names) + " | " + " | ".join(f"{b} / this tree" for b in bases) + " |",
+        "| figure | "
+        + " | ".join(names)
+        + " | "
+        + " | ".join(f"{b} / this tree" for b in bases)
+        + " |",
         "|---|" + "---|" * (len(names) + len(bases)),
     ]
     for label, attr, unit in rows:
@@ -286,7 +299,9 @@ def main() -> None:
     parser.add_argument(
         "--deltas", type=int, default=100, help="100 ms audio deltas in the speaking session"
     )
-    parser.add_argument("--redactor-baseline", default="3c991d0", help="revision whose redactor to compare")
+    parser.add_argument(
+        "--redactor-baseline", default="3c991d0", help="revision whose redactor to compare"
+    )
     args = parser.parse_args()
     args.baseline = args.baseline or ["3c991d0", "64cdaa9"]
     load_before = os.getloadavg()[0]
@@ -294,9 +309,7 @@ def main() -> None:
         work = Path(tmp)
         trees = {rev: extract(rev, work / f"tree-{rev}") for rev in args.baseline}
         trees["this tree"] = ROOT
-        figures = asyncio.run(
-            measure(trees, args.reps, args.window, args.deltas, work / "runs")
-        )
+        figures = asyncio.run(measure(trees, args.reps, args.window, args.deltas, work / "runs"))
         redactor_tree = extract(args.redactor_baseline, work / "redactor-tree")
         redaction = (redact_cost(redactor_tree), redact_cost(ROOT))
     text = report(figures, args, (load_before, os.getloadavg()[0]), redaction)

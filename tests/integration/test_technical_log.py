@@ -14,15 +14,13 @@ import re
 import sys
 from pathlib import Path
 
-
 from processors.logfiles import LineWriter
 from processors.session_log import session_timestamp
+from tests.support.audio import write_wav
 from tests.support.fault_scenarios import answer, default_turns
 from tests.support.faulty_server import FaultyServer
 from tests.support.replay_server import ServerConn
-from tests.support.scenarios import RATE, handshake
-from tests.support.audio import write_wav
-from tests.support.scenarios import noise
+from tests.support.scenarios import RATE, handshake, noise
 from tests.support.script_run import (
     ScriptRun,
     check_logs_private,
@@ -45,7 +43,8 @@ def conversation(session_id: str):  # type: ignore[no-untyped-def]
 
 FRAME_LINE = re.compile(r":websockets\.client:DEBUG:[<>] (TEXT|BINARY|PING|PONG)")
 SUMMARY = re.compile(
-    r":INFO:Response \S+ completed: (\d+) audio frames \(([\d.]+) s\), (\d+) transcript deltas, first audio \d+ ms"
+    r":INFO:Response \S+ completed: (\d+) audio frames \(([\d.]+) s\), (\d+) transcript deltas, "
+    r"first audio \d+ ms"
 )
 
 
@@ -142,7 +141,8 @@ from processors.voicelive.endpoint import Endpoint
 from transports.wav import WavInputTransport, WavOutputTransport
 
 async def one(url, folder):
-    config, _ = parse_config(["--endpoint", url, "--model", "gpt-realtime", "--api-key", "K-two-sessions-1234",
+    config, _ = parse_config(["--endpoint", url, "--model", "gpt-realtime",
+                              "--api-key", "K-two-sessions-1234",
                               "--log-dir", folder, "--input-wav", sys.argv[3]], env={})
     app = build_agent_pipeline(config, input=WavInputTransport(config.input_wav),
                                output=WavOutputTransport(f"{folder}.wav"))

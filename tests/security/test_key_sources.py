@@ -30,7 +30,6 @@ from tests.support.script_run import (
 )
 from tests.support.secrets import check_no_secret_runs
 
-
 KEY = "K-keyfile-0d5e9a7c31f2b84e"
 MODEL = ("--model", "gpt-realtime")
 
@@ -150,7 +149,8 @@ def test_help_says_the_key_flag_is_visible_to_other_users(tmp_path: Path) -> Non
 
 
 async def test_the_key_piped_to_stdin_with_api_key_dash(tmp_path: Path) -> None:
-    """``printf '%s\\n' "$KEY" | voicelive-agent --api-key - ...``: the first line of stdin is the key."""
+    """``printf '%s\\n' "$KEY" | voicelive-agent --api-key - ...``: the first line of stdin is
+    the key."""
     async with FaultyServer(one_turn) as server:
         run = await run_script(
             server.url,

@@ -32,5 +32,6 @@ def check_no_secret_runs(
             if found:
                 line = next(line for line in text.splitlines() if found[0] in line)
                 raise AssertionError(
-                    f"{len(found)} piece(s) of a secret leaked into {name}, e.g. {found[0]!r} in: {line[:300]}"
+                    f"{len(found)} piece(s) of a secret leaked into {name}, "
+                    f"e.g. {found[0]!r} in: {line[:300]}"
                 )

@@ -13,10 +13,12 @@ from tests.support.secrets import leaked_runs
 KEY = "K-echo-9c41d7e2b05a-PROBEKEY-7f3a"
 TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2FpLmF6dXJlLmNvbSJ9.c2lnbmF0dXJl"
 ORDINARY = [
-    'Session Config: {"voice": {"name": "en-US-Aria:DragonHDLatestNeural", "type": "azure-standard"}}',
+    'Session Config: {"voice": {"name": "en-US-Aria:DragonHDLatestNeural", '
+    '"type": "azure-standard"}}',
     "User Input: This is a test of the latest voice",
     "Agent Audio Response: The test went well, and the keys are on the table.",
-    '2026-12-01 10:00:00,123:websockets.client:DEBUG:< TEXT \'{"type": "response.audio_transcript.delta", "delta": " Paris"}\' [80 bytes]',
+    "2026-12-01 10:00:00,123:websockets.client:DEBUG:< TEXT "
+    '\'{"type": "response.audio_transcript.delta", "delta": " Paris"}\' [80 bytes]',
     "debug=on&model=gpt-realtime",
 ]
 
@@ -26,10 +28,13 @@ def test_registered_values_and_credential_shapes_are_masked() -> None:
     r.add_secret("s3cr3t-value")
     lines = {
         "token s3cr3t-value in a message": "s3cr3t-value",
-        "> GET /voice-live/realtime?api-version=1&agent-access-token=eyJhbGciOi.abc.def&debug=on HTTP/1.1": "eyJhbGciOi.abc.def",
+        "> GET /voice-live/realtime?api-version=1&agent-access-token=eyJhbGciOi.abc.def"
+        "&debug=on HTTP/1.1": "eyJhbGciOi.abc.def",
         "> api-key: 0123456789abcdef": "0123456789abcdef",
         "{'api-key': 'zzzzzzzz', 'x': 1}": "zzzzzzzz",
-        "> Authorization: Bearer eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.payload.sig": "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9",
+        "> Authorization: Bearer eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.payload.sig": (
+            "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9"
+        ),
         "wss://h/voice-live/realtime?Authorization=Bearer%20tok_abcdefgh": "tok_abcdefgh",
         "url ?api-key=querykey123&model=m": "querykey123",
     }
