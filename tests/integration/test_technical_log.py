@@ -132,7 +132,7 @@ def test_session_file_names_started_in_the_same_second_differ() -> None:
 
 
 TWO_SESSIONS = """
-import asyncio, sys
+import asyncio, sys, threading
 from pathlib import Path
 from pipelines.agent import build_agent_pipeline
 from pipelines.config import parse_config
@@ -148,8 +148,17 @@ async def one(url, folder):
                                output=WavOutputTransport(f"{folder}.wav"))
     return await app.run(idle_grace_s=0.5)
 
+async def count_log_threads(seen):
+    while True:
+        seen.append(sum(t.name.startswith("log-") for t in threading.enumerate()))
+        await asyncio.sleep(0.1)
+
 async def main():
+    seen = []
+    sampler = asyncio.create_task(count_log_threads(seen))
     codes = await asyncio.gather(one(sys.argv[1], "logs_a"), one(sys.argv[2], "logs_b"))
+    sampler.cancel()
+    print(f"log threads at most: {max(seen)}")
     sys.exit(max(codes))
 
 configure_console()
@@ -160,7 +169,7 @@ asyncio.run(main())
 async def test_two_sessions_in_one_process_each_log_only_their_own_lines(tmp_path: Path) -> None:
     """Two sessions side by side in one process (as the batch runner runs them), each with its
     own --log-dir: each voicelive.log has its own session's connection and session lines and
-    none of the other's."""
+    none of the other's; all their log files are written by one thread (six before)."""
     write_wav(tmp_path / "in.wav", noise(2.0, seed=3, amplitude=300))
     (tmp_path / "two.py").write_text(TWO_SESSIONS, encoding="utf-8")
     async with (
@@ -182,6 +191,7 @@ async def test_two_sessions_in_one_process_each_log_only_their_own_lines(tmp_pat
         )
         out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, (out.decode()[-2000:], err.decode()[-2000:])
+    assert "log threads at most: 1" in out.decode(), out.decode()[-500:]
     logs = {
         name: (tmp_path / f"logs_{name}" / "voicelive.log").read_text(encoding="utf-8")
         for name in ("a", "b")
