@@ -271,7 +271,6 @@ def _watch_keyboard(loop: asyncio.AbstractEventLoop, quit_cb: Any, text_cb: Any 
                     return
         except (OSError, ValueError):
             return
-        say("Quitting the chat...")
         loop.call_soon_threadsafe(quit_cb)
 
     if sys.stdin is not None and not sys.stdin.closed:
@@ -380,6 +379,7 @@ async def run_agent(config: AgentConfig, processors: list[FrameProcessor] | None
             signal.signal(sig, stop.on_signal)
 
         def quit_by_user() -> None:
+            say("Quitting the chat...")  # the quickstart's line, with or without the live view
             stop.request("quit by user", 0)
 
         if view is None or not view.watch_keyboard(loop, quit_by_user, app.say):
