@@ -4,8 +4,9 @@
 then runs up to ``per_worker`` conversations at a time), hands each job to the least-loaded
 ready worker, and collects one :class:`Result` per job:
 
-* connects are paced across all workers by a sliding window (:class:`ConnectPacer`, the
-  service allows 30 new connections a minute per resource): a job is dispatched only when a
+* connects are paced across all workers by the sliding window the reconnect policy uses
+  (:class:`processors.voicelive.reconnect.ConnectRate`; the service allows 30 new connections a
+  minute per resource): a job is dispatched only when a
   connect is allowed (so its audio does not start long before its session; its place in the
   window moves to the moment it really connects), and every later connect (a reconnect, a
   renewal) asks the parent first;
@@ -29,41 +30,11 @@ from typing import Any
 from pipelines.batch.jobs import Job, Result
 from pipelines.batch.worker import worker_main
 from pipelines.processes import SPAWN, ChildProcess, start_child
+from processors.voicelive.reconnect import ConnectRate
 
 WINDOW_S = 60.0
 MEMORY_POLL_S = 0.5
 STOP_TIMEOUT_S = 5.0
-
-
-class ConnectPacer:
-    """At most ``per_minute`` connects in any ``window_s`` window (sliding, clock passed in)."""
-
-    def __init__(self, per_minute: int, window_s: float = WINDOW_S) -> None:
-        if per_minute < 1:
-            raise ValueError("per_minute must be at least 1")
-        self.per_minute = per_minute
-        self.window_s = window_s
-        self._times: deque[float] = deque()
-
-    def delay(self, now: float) -> float:
-        """Seconds from ``now`` until one more connect is allowed (0 if it is now)."""
-        while self._times and now - self._times[0] >= self.window_s:
-            self._times.popleft()
-        if len(self._times) < self.per_minute:
-            return 0.0
-        return self._times[0] + self.window_s - now
-
-    def take(self, now: float) -> None:
-        """Record a connect at ``now`` (call only when :meth:`delay` said 0)."""
-        self._times.append(now)
-
-    def retime(self, reserved_at: float, now: float) -> None:
-        """A connect reserved at ``reserved_at`` happens now: count it at ``now`` instead."""
-        try:
-            self._times.remove(reserved_at)
-        except ValueError:
-            pass  # it already left the window
-        self._times.append(now)
 
 
 @dataclass
@@ -97,7 +68,7 @@ class WorkerPool:
         self.workers = max(1, workers)
         self.per_worker = max(1, per_worker)
         self.memory_mb = memory_mb
-        self.pacer = ConnectPacer(connects_per_minute, window_s)
+        self.pacer = ConnectRate(connects_per_minute, window_s)
         self.on_event = on_event or (lambda kind, data: None)
         self.results: dict[str, Result] = {}
         self.draining = False
@@ -246,13 +217,13 @@ class WorkerPool:
             free = [s for s in self._slots if s.ready and s.kill_reason is None and len(s.running) < self.per_worker]
             if not free:
                 return
-            wait = self.pacer.delay(time.monotonic())
+            wait = self.pacer.wait(time.monotonic())
             if wait > 0:
                 if self._dispatch_timer is None:
                     self._dispatch_timer = self._loop.call_later(wait, self._dispatch_later)
                 return
             now = time.monotonic()
-            self.pacer.take(now)
+            self.pacer.record(now)
             slot = min(free, key=lambda s: len(s.running))
             job = self.pending.popleft()
             self._reserved[job.name] = now
@@ -266,13 +237,13 @@ class WorkerPool:
     def _grant_permits(self) -> None:
         assert self._loop is not None
         while self._permit_waiters:
-            wait = self.pacer.delay(time.monotonic())
+            wait = self.pacer.wait(time.monotonic())
             if wait > 0:
                 if self._permit_timer is None:
                     self._permit_timer = self._loop.call_later(wait, self._grant_later)
                 return
             slot, n = self._permit_waiters.popleft()
-            self.pacer.take(time.monotonic())
+            self.pacer.record(time.monotonic())
             self._send(slot, "permit", n)
 
     def _grant_later(self) -> None:

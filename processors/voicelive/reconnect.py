@@ -64,6 +64,15 @@ class ConnectRate:
         """A connect attempt was made at ``now``."""
         self._times.append(now)
 
+    def retime(self, reserved_at: float, now: float) -> None:
+        """A connect recorded (reserved) at ``reserved_at`` really happens at ``now``: count it
+        there (the batch runner reserves a conversation's first connect when it dispatches it)."""
+        try:
+            self._times.remove(reserved_at)
+        except ValueError:
+            pass  # it already left the window
+        self._times.append(now)
+
     def count(self, now: float) -> int:
         """Connects in the window ending at ``now``."""
         return sum(1 for t in self._times if t > now - self.window_s)

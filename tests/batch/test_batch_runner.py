@@ -338,17 +338,27 @@ async def test_second_ctrl_c_cancels_the_running_ones_with_complete_logs(tmp_pat
 
 @pytest.mark.parametrize("per_minute,window,expected", [(2, 60.0, [0, 0, 60.0]), (1, 10.0, [0, 10.0, 10.0])])
 def test_connect_pacer_is_a_sliding_window(per_minute: int, window: float, expected: list[float]) -> None:
-    from pipelines.batch.pool import ConnectPacer
+    from processors.voicelive.reconnect import ConnectRate
 
-    pacer = ConnectPacer(per_minute, window)
+    pacer = ConnectRate(per_minute, window)
     got = []
     now = 100.0
     for _ in range(3):
-        wait = pacer.delay(now)
+        wait = pacer.wait(now)
         got.append(round(wait, 3))
         now += wait
-        pacer.take(now)
+        pacer.record(now)
     assert got == expected
+
+
+def test_a_reserved_connect_counts_when_it_really_happens() -> None:
+    from processors.voicelive.reconnect import ConnectRate
+
+    rate = ConnectRate(1, 10.0)
+    rate.record(100.0)  # reserved at dispatch
+    assert rate.wait(105.0) == pytest.approx(5.0)
+    rate.retime(100.0, 104.0)  # the conversation connected at 104
+    assert rate.wait(105.0) == pytest.approx(9.0)
 
 
 assert ROOT.is_dir()
