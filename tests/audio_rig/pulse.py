@@ -77,7 +77,8 @@ class PulseRig:
             ".fail",
             "load-module module-native-protocol-unix auth-anonymous=1",
             f"load-module module-pipe-sink sink_name=spk file={self.fifo} {fmt} "
-            "use_system_clock_for_timing=yes sink_properties=device.description=FakeSpeaker",
+            "use_system_clock_for_timing=yes "
+            "sink_properties=device.description=FakeSpeaker",
             f"load-module module-null-sink sink_name=micsink {fmt} "
             "sink_properties=device.description=FakeMicFeed",
             f"load-module module-remap-source source_name=mic master=micsink.monitor {fmt} "
@@ -112,7 +113,7 @@ class PulseRig:
                 os.environ[key] = value
 
     def stop(self) -> None:
-        """Stop the keep-alive and the daemon (by their pids), restore the env, remove the folder."""
+        """Stop the keep-alive and the daemon (by pid), restore the env, remove the folder."""
         if self._keepalive:
             self._keepalive.terminate()
             self._keepalive.wait(timeout=5)

@@ -1,4 +1,5 @@
-"""The server sends messages that are not valid events: each is logged and skipped, the session goes on.
+"""The server sends messages that are not valid events: each is logged and skipped, the session
+goes on.
 
 After the handshake the server sends every entry of ``GARBAGE`` (non-JSON text, binary frames,
 JSON that is not an object, unknown event types, events with missing or wrong-typed fields), then
@@ -26,8 +27,16 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 # Valid JSON objects with a type, whose numbers no Python int can hold (JSON allows them).
 OUT_OF_RANGE: list[tuple[str, str]] = [
-    ("speech_started at infinity (1e999)", '{"type": "input_audio_buffer.speech_started", "audio_start_ms": 1e999, "item_id": "item_inf"}'),
-    ("speech_stopped at -infinity", '{"type": "input_audio_buffer.speech_stopped", "audio_end_ms": -1e999, "item_id": "item_inf"}'),
+    (
+        "speech_started at infinity (1e999)",
+        '{"type": "input_audio_buffer.speech_started", "audio_start_ms": 1e999, '
+        '"item_id": "item_inf"}',
+    ),
+    (
+        "speech_stopped at -infinity",
+        '{"type": "input_audio_buffer.speech_stopped", "audio_end_ms": -1e999, '
+        '"item_id": "item_inf"}',
+    ),
     ("session.updated expiring at infinity", '{"type": "session.updated", "session": {"id": "sess_inf", "expires_at": 1e999}}'),
     ("an unknown event with a 5000-digit integer", '{"type": "rate_limits.updated", "n": ' + "7" * 5000 + "}"),
 ]
@@ -101,7 +110,10 @@ async def test_garbage_is_logged_and_skipped_and_the_session_goes_on(pool: Sessi
         assert len(warned) >= count, (kind, warned)
     for unknown in ("response.hologram.delta", "session.teleported"):
         assert run.tech_lines("DEBUG", f"unknown server event type {unknown!r}"), unknown
-    print(f"\ngarbage: {len(GARBAGE)} bad messages, {len(run.tech_lines('WARNING'))} warnings in voicelive.log, exit {run.code}")
+    print(
+        f"\ngarbage: {len(GARBAGE)} bad messages, {len(run.tech_lines('WARNING'))} warnings "
+        f"in voicelive.log, exit {run.code}"
+    )
 
 
 @uses("garbage")

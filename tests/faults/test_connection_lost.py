@@ -11,6 +11,7 @@ printed is from the fault to the new connection's ``session.created``.
 from __future__ import annotations
 
 import asyncio
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,8 @@ SESSION_EXPIRED_ERROR = {
 
 def expired_with_error_event(conversation: ResumeConversation) -> Any:
     """What a realtime server does at its time limit: an ``error`` event with code
-    ``session_expired`` (seen from OpenAI's realtime service, livekit/agents#1122), then close 1001."""
+    ``session_expired`` (seen from OpenAI's realtime service, livekit/agents#1122), then close
+    1001."""
 
     async def fault(conn: ServerConn) -> None:
         conn.mark("fault")
@@ -61,7 +63,7 @@ def expired_with_error_event(conversation: ResumeConversation) -> Any:
 
 
 async def flapping_session(tmp: Path) -> tuple[ScriptRun, FaultyServer]:
-    """Every connection is accepted, its session starts, and 50 ms later the TCP connection drops."""
+    """Every connection is accepted, its session starts, and 50 ms later the TCP link drops."""
 
     async def script(conn: ServerConn) -> None:
         await handshake(conn, session_id=f"sess_Flap{len(server.conns)}")
@@ -170,7 +172,10 @@ def first_of(record: Any, kind: str) -> list[dict[str, Any]]:
 
 
 def report(name: str, out: Outcome) -> None:
-    print(f"\n{name}: first retry {out.retry_s * 1000:.0f} ms after the fault, new session.created {out.reconnect_s * 1000:.0f} ms after it")
+    print(
+        f"\n{name}: first retry {out.retry_s * 1000:.0f} ms after the fault, "
+        f"new session.created {out.reconnect_s * 1000:.0f} ms after it"
+    )
 
 
 @uses("drop-1006")
@@ -249,11 +254,15 @@ async def test_message_over_the_receive_limit_closes_1009_and_reconnects(pool: S
 async def test_peer_that_stops_answering_pings_is_detected_in_bounded_time(pool: SessionPool) -> None:
     """The server keeps the socket open but stops reading (no pongs). With a 0.5 s ping interval
     and 0.5 s timeout, the client must give up on it within interval + timeout (plus scheduling
-    slack) and reconnect. User sees: "Voice Live stopped answering keepalive pings: reconnecting ..."."""
+    slack) and reconnect. User sees: "Voice Live stopped answering keepalive pings:
+    reconnecting ..."."""
     out: Outcome = await pool.get("stall")
     report("stall (no pongs)", out)
     check_resumed(out, reason_has="ping")
-    assert out.retry_s <= 2 * PING_S + 1.0, f"a dead peer took {out.retry_s:.2f} s to detect (ping interval {PING_S} s + timeout {PING_S} s)"
+    assert out.retry_s <= 2 * PING_S + 1.0, (
+        f"a dead peer took {out.retry_s:.2f} s to detect "
+        f"(ping interval {PING_S} s + timeout {PING_S} s)"
+    )
 
 
 @uses("stall-defaults")
@@ -290,7 +299,10 @@ async def test_connection_is_renewed_ahead_of_session_expiry(pool: SessionPool) 
     assert "SessionID: sess_Second" in lines
     assert sum(line.startswith("Reconnected") for line in lines) == 1
     overlap = first.marks["closed"] - second.marks["opened"]
-    print(f"\nexpiry renewal: new connection open {overlap * 1000:.0f} ms before the old one closed (1000)")
+    print(
+        f"\nexpiry renewal: new connection open {overlap * 1000:.0f} ms "
+        "before the old one closed (1000)"
+    )
 
 
 @uses("reconnect-refused")
@@ -307,8 +319,12 @@ async def test_reconnect_that_keeps_failing_ends_with_one_line_after_six_attempt
     assert out.server.attempts == 1 + 6, out.server.attempt_times
     turn1 = out.conversation.turns[0]
     assert transcript_lines(run.session_log())[:2] == [f"User Input: {turn1.user_text}", f"Agent Audio Response: {turn1.agent_text}"]
-    gaps = [b - a for a, b in zip(out.server.attempt_times[1:], out.server.attempt_times[2:])]
-    print(f"\nreconnect refused: first retry {out.retry_s:.2f} s after the drop, then gaps {', '.join(f'{g:.2f}' for g in gaps)} s; exit after {run.elapsed:.1f} s: {lines[0]}")
+    gaps = [b - a for a, b in pairwise(out.server.attempt_times[1:])]
+    shown = ", ".join(f"{g:.2f}" for g in gaps)
+    print(
+        f"\nreconnect refused: first retry {out.retry_s:.2f} s after the drop, "
+        f"then gaps {shown} s; exit after {run.elapsed:.1f} s: {lines[0]}"
+    )
     assert out.retry_s <= 2.0
 
 
@@ -322,8 +338,12 @@ async def test_connections_that_die_right_after_the_session_starts_are_not_retri
     run, server = await pool.get("flapping")
     check_no_crash(run)
     starts = [c.record.marks["opened"] for c in server.conns]
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
-    print(f"\nflapping server: {len(server.conns)} connections in {run.elapsed:.1f} s; first gaps {', '.join(f'{g * 1000:.0f}' for g in gaps[:8])} ms")
+    gaps = [b - a for a, b in pairwise(starts)]
+    shown = ", ".join(f"{g * 1000:.0f}" for g in gaps[:8])
+    print(
+        f"\nflapping server: {len(server.conns)} connections in {run.elapsed:.1f} s; "
+        f"first gaps {shown} ms"
+    )
     assert len(server.conns) <= 7, f"{len(server.conns)} connections in {FLAP_S:.0f} s: reconnecting in a hot loop"
 
 

@@ -1,4 +1,5 @@
-"""What the user is told when the server misbehaves, and sessions that must still end (issue 8, item 11).
+"""What the user is told when the server misbehaves, and sessions that must still end (issue 8,
+item 11).
 
 * The server sends a text frame that is not UTF-8: websockets closes with 1007. Before, that was
   reported as "lost without a close frame (1006)" (the server did not answer the close) or as
@@ -30,7 +31,8 @@ from tests.support.scenarios import RATE, handshake
 from tests.support.script_run import ScriptRun, check_no_crash, run_script, transcript_lines
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-NOT_UTF8 = b"\x81\x04\xff\xfe\xfd\xfc"  # a final text frame (server frames are unmasked) of 4 invalid bytes
+# a final text frame (server frames are unmasked) of 4 invalid bytes
+NOT_UTF8 = b"\x81\x04\xff\xfe\xfd\xfc"
 HUGE = 200_000
 TURN_CLOSE_S = 5.0
 
@@ -129,7 +131,8 @@ async def test_a_huge_server_error_is_one_cut_line_on_the_console_and_whole_in_t
     run = out.run
     check_no_crash(run)
     console = [line for line in (run.stdout + run.stderr).splitlines() if "unhappy" in line]
-    print(f"\nhuge error: {len(console)} console line(s), {max(map(len, console), default=0)} characters")
+    longest = max(map(len, console), default=0)
+    print(f"\nhuge error: {len(console)} console line(s), {longest} characters")
     assert len(console) == 1, f"{len(console)} console lines mention the error"
     assert len(console[0]) < 500 and "END-OF-MESSAGE" not in console[0], console[0][:600]
     assert "voicelive.log" in console[0]
@@ -152,6 +155,9 @@ async def test_a_user_turn_the_server_never_closes_does_not_keep_a_wav_session_a
     conn = out.server.conns[0]
     started = conn.record.marks["opened"]
     lasted = conn.record.marks["closed"] - started
-    print(f"\nspeech never stopped: the session ended {lasted:.1f} s after it opened ({out.input_s:.0f} s of input)")
+    print(
+        f"\nspeech never stopped: the session ended {lasted:.1f} s after it opened "
+        f"({out.input_s:.0f} s of input)"
+    )
     assert lasted < out.input_s + TURN_CLOSE_S + 4.0, run.describe()
     assert conn.record.close_code == 1000

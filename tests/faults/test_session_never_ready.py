@@ -87,7 +87,10 @@ async def pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 def check_gave_up(out: Outcome, missing: str) -> None:
     run = out.run
-    print(f"\n{missing}: exit {run.code} after {run.elapsed:.1f} s, {len(out.server.conns)} connections")
+    print(
+        f"\n{missing}: exit {run.code} after {run.elapsed:.1f} s, "
+        f"{len(out.server.conns)} connections"
+    )
     check_no_crash(run)
     assert run.code == 1, run.describe()
     # One line on stderr, naming what never came.

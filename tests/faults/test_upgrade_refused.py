@@ -1,12 +1,14 @@
 """The WebSocket upgrade is refused: 401/403 end the run at once, 429/5xx are retried with backoff.
 
 Each test runs the default script as a subprocess against a :class:`FaultyServer` that answers the
-upgrade with an HTTP error. The sessions of this module run side by side (see tests/support/pool.py).
+upgrade with an HTTP error. The sessions of this module run side by side (see
+tests/support/pool.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,7 @@ class Outcome:
     def gaps(self) -> list[float]:
         """Seconds between consecutive upgrade attempts."""
         t = self.server.attempt_times
-        return [b - a for a, b in zip(t, t[1:])]
+        return [b - a for a, b in pairwise(t)]
 
 
 def refused(refuse: Refusal, *, conversation: bool) -> object:
@@ -123,7 +125,11 @@ async def test_5xx_every_time_gives_up_after_five_attempts_with_one_line(pool: S
     out: Outcome = await pool.get("503-always")
     line = check_one_line_failure(out.run, "HTTP 503")
     gaps = out.gaps
-    print(f"\n503 always: {out.server.attempts} attempts, gaps {', '.join(f'{g:.2f}' for g in gaps)} s, exit {out.run.code} after {out.run.elapsed:.2f} s: {line}")
+    shown = ", ".join(f"{g:.2f}" for g in gaps)
+    print(
+        f"\n503 always: {out.server.attempts} attempts, gaps {shown} s, "
+        f"exit {out.run.code} after {out.run.elapsed:.2f} s: {line}"
+    )
     assert out.server.attempts == 5
     assert gaps[0] <= 1.0
     assert max(gaps) <= 10.0

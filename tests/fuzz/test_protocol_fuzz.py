@@ -52,7 +52,7 @@ json_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_
 
 @st.composite
 def mutated(draw: st.DrawFn) -> dict[str, Any]:
-    """A valid event with 1-3 of: a field deleted, retyped, replaced, or junk added (top level or nested)."""
+    """A valid event with 1-3 of: a field deleted, retyped or replaced, junk added (any depth)."""
     event = copy.deepcopy(draw(st.sampled_from(VALID)))
     for _ in range(draw(st.integers(1, 3))):
         target = event
@@ -94,7 +94,10 @@ raw_junk = st.one_of(
     st.sampled_from(VALID).map(lambda e: json.dumps(e)[:-1]),  # one byte short
     st.integers(1, 400).map(lambda n: "[" * n + "]" * n),
     st.integers(1, 3000).map(lambda n: '{"type": "x", "a": ' + "[" * n + "]" * n + "}"),
-    st.sampled_from(sorted({e["type"] for e in VALID})).map(lambda t: '{"type": "%s", "audio_start_ms": 1e999, "audio_end_ms": -1e999, "expires_at": 1e400}' % t),
+    st.sampled_from(sorted({e["type"] for e in VALID})).map(
+        lambda t: '{"type": "' + t + '", "audio_start_ms": 1e999, "audio_end_ms": -1e999, '
+        '"expires_at": 1e400}'
+    ),
     st.integers(4301, 6000).map(lambda n: '{"type": "response.done", "n": ' + "9" * n + "}"),
 )
 
@@ -181,7 +184,10 @@ def test_receive_never_raises_and_valid_events_still_map() -> None:
             try:
                 actions = session.receive(msg, float(n))
             except Exception as exc:  # the property: nothing escapes
-                raise AssertionError(f"receive raised {exc.__class__.__name__}: {exc} on {kind} message {str(msg)[:300]!r}") from exc
+                raise AssertionError(
+                    f"receive raised {exc.__class__.__name__}: {exc} "
+                    f"on {kind} message {str(msg)[:300]!r}"
+                ) from exc
             fed[0] += 1
             assert isinstance(actions, list) and all(isinstance(a, ACTION_TYPES) for a in actions), actions
             if expected is not None:
@@ -189,7 +195,10 @@ def test_receive_never_raises_and_valid_events_still_map() -> None:
                 probed[kind] = probed.get(kind, 0) + 1
 
     run()
-    print(f"\nfuzz: {fed[0]} server messages through VoiceLiveSession.receive; probes checked: {probed}")
+    print(
+        f"\nfuzz: {fed[0]} server messages through VoiceLiveSession.receive; "
+        f"probes checked: {probed}"
+    )
     assert fed[0] >= MIN_EVENTS
     assert len(probed) == PROBE_KINDS and min(probed.values()) >= 100, probed
 

@@ -41,7 +41,8 @@ async def run_script(python: str, env: dict[str, str], tmp: Path, server: Replay
 
 
 async def run_conversation(python: str, env: dict[str, str], tmp: Path, scenario: BargeInScenario) -> tuple[Any, str, str]:
-    """Run the script against ``scenario`` to its end: exit 0, one connection, the server's whole script played."""
+    """Run the script against ``scenario`` to its end: exit 0, one connection, the server's
+    whole script played."""
     async with ReplayServer(scenario) as server:
         code, out, err = await run_script(python, env, tmp, server)
     assert not server.script_errors, server.script_errors

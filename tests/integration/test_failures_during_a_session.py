@@ -60,7 +60,10 @@ async def test_output_wav_cut_short_mid_session_keeps_a_valid_file_and_says_how_
 async def test_a_log_that_cannot_be_written_is_one_line_and_a_failed_exit(tmp_path: Path, script_env: dict[str, str]) -> None:
     code, out, err = await run_local(tmp_path, script_env, "--input-wav", str(question(tmp_path)), "--output-wav", os.devnull, "--log-dir", "logs", "--debug", file_limit=20_000)
     assert code == 1
-    assert err.splitlines() == ["error: log file 'logs/voicelive.log' cannot be written (File too large): its later lines are lost"]
+    assert err.splitlines() == [
+        "error: log file 'logs/voicelive.log' cannot be written (File too large): "
+        "its later lines are lost"
+    ]
     assert "Agent Audio Response: The capital of France is Paris." in (next((tmp_path / "logs").glob("session_*.log"))).read_text()
 
 

@@ -120,8 +120,9 @@ async def test_the_example_without_its_main_guard_is_one_clear_error_not_a_spawn
         _, err = await asyncio.wait_for(proc.communicate(), 90)
     assert server.connections == [], "the session started although its processor could not"
     lines = err.decode().strip().splitlines()
+    pid = re.search(r"pid (\d+)", lines[0]).group(1)
     assert lines == [
-        "error: in_own_process(Loudness) (pid %s) could not start: the main module starts the pipeline "
-        "when it is imported, and a spawned process imports it: put that code under "
-        '`if __name__ == "__main__":`' % re.search(r"pid (\d+)", lines[0]).group(1)
+        f"error: in_own_process(Loudness) (pid {pid}) could not start: the main module starts "
+        "the pipeline when it is imported, and a spawned process imports it: "
+        'put that code under `if __name__ == "__main__":`'
     ], err.decode()

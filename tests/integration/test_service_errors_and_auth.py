@@ -51,18 +51,23 @@ async def test_non_benign_error_becomes_an_error_frame_and_the_session_goes_on(t
     assert f"Agent Audio Response: {turn.agent_text}" in log
 
 
+REJECTED = "Text-based end-of-utterance detection requires a local speech recognizer"
+
+
 async def test_rejected_session_update_ends_the_run_with_one_line(tmp_path: Path) -> None:
     async def script(conn: ServerConn) -> None:
         await conn.send({"type": "session.created", "event_id": "e", "session": {"id": "sess_x"}})
         update = await conn.wait_for("session.update")
-        await conn.send({"type": "error", "event_id": "e2", "error": {"type": "invalid_request_error", "code": "invalid_value", "message": "Text-based end-of-utterance detection requires a local speech recognizer", "event_id": update["event_id"]}})
+        await conn.send({"type": "error", "event_id": "e2", "error": {"type": "invalid_request_error", "code": "invalid_value", "message": REJECTED, "event_id": update["event_id"]}})
 
     async with ReplayServer(script) as server:
         app = build(tmp_path, server.url, "--api-key", "k", "--model", "m", input_s=10.0)
         started = time.monotonic()
         assert await asyncio.wait_for(app.run(), 15) == 1
         assert time.monotonic() - started < 5
-    assert app.failure == "Voice Live error invalid_value: session.update rejected: Text-based end-of-utterance detection requires a local speech recognizer"
+    assert app.failure == (
+        f"Voice Live error invalid_value: session.update rejected: {REJECTED}"
+    )
     assert server.connections[0].close_code == 1000
 
 

@@ -83,7 +83,7 @@ def _client_examples() -> dict[str, dict[str, Any]]:
 
 
 async def test_every_supported_client_example_is_accepted(realtime_server: LocalServer) -> None:
-    """The examples reference items by id; those ids are mapped onto items this session really has."""
+    """The examples reference items by id; those ids are mapped onto items this session has."""
     examples = _client_examples()
     assert len(examples) >= 12
     seen: list[Any] = []

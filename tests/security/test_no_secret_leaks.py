@@ -120,7 +120,10 @@ def test_a_traceback_holding_a_secret_is_redacted_in_the_technical_log(tmp_path:
     sink = add_technical_log(path, level="DEBUG", frames=True)
     try:
         try:
-            raise RuntimeError(f"upgrade failed for wss://x/voice-live/realtime?agent-access-token={secret} with api-key: {secret}")
+            raise RuntimeError(
+                f"upgrade failed for wss://x/voice-live/realtime?agent-access-token={secret} "
+                f"with api-key: {secret}"
+            )
         except RuntimeError:
             logger.exception("connection failed")
             logging.getLogger("websockets.client").exception("> GET /?api-key=%s", secret)

@@ -181,7 +181,10 @@ async def test_sigterm_while_reconnecting_stops_at_once_with_complete_logs(pool:
     run, server, signalled_at = await pool.get("SIGTERM-reconnecting")
     check_no_crash(run)
     stop_s = run.ended - signalled_at
-    print(f"\nSIGTERM while reconnecting: exit {run.code} {stop_s * 1000:.0f} ms after the signal, {server.attempts} upgrade attempts")
+    print(
+        f"\nSIGTERM while reconnecting: exit {run.code} {stop_s * 1000:.0f} ms after the signal, "
+        f"{server.attempts} upgrade attempts"
+    )
     assert run.code in ACCEPTED_EXIT[signal.SIGTERM], run.describe()
     assert stop_s < 3.0, f"took {stop_s:.1f} s to stop"
     lines = transcript_lines(run.session_log())

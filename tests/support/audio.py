@@ -26,7 +26,7 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
 
 
 def find(haystack: np.ndarray, needle: bytes, probe: int = 480) -> int:
-    """Sample index where ``needle`` starts in ``haystack`` (matching its first ``probe`` samples), or -1."""
+    """Sample index where ``needle`` starts in ``haystack`` (its first ``probe`` samples), or -1."""
     ref = np.frombuffer(needle, dtype=np.int16)[:probe]
     data = haystack.tobytes()
     pos = data.find(ref.tobytes())

@@ -60,7 +60,8 @@ async def answer(conn: ServerConn, turn: Turn, *, speed: float = 4.0) -> None:
 
 @dataclass
 class ResumeConversation:
-    """Turn 1 whole, turn 2 cut by ``fault`` after ``spoken_words`` words, turn 3 on the next connection.
+    """Turn 1 whole, turn 2 cut by ``fault`` after ``spoken_words`` words, turn 3 on the next
+    connection.
 
     ``replay_items`` is how many ``conversation.item.create`` the resumed connection must send
     before turn 3: turn 1, turn 2's question and the words of turn 2 heard before the fault (0 in

@@ -130,7 +130,7 @@ def stall(conn: ServerConn) -> float:
 
 
 async def send_oversized(conn: ServerConn, nbytes: int) -> float:
-    """Send one text message of ``nbytes`` (a syntactically valid event) to overflow the client's limit."""
+    """Send one text message of ``nbytes`` (a syntactically valid event) over the client's limit."""
     filler = "A" * (nbytes - 64)
     message = json.dumps({"type": "response.audio.delta", "response_id": "resp_huge", "item_id": "item_huge", "delta": filler})
     t = conn.mark("fault")
@@ -152,14 +152,30 @@ GARBAGE: list[tuple[str, str | bytes]] = [
     ("type is empty", '{"type": ""}'),
     ("unknown event type", '{"type": "response.hologram.delta", "event_id": "event_u1", "delta": "??"}'),
     ("unknown event type, future namespace", '{"type": "session.teleported", "session": {"id": "sess_zz"}}'),
-    ("audio delta with a number as audio", '{"type": "response.audio.delta", "response_id": "resp_bad", "item_id": "item_bad", "delta": 12345}'),
-    ("audio delta with invalid base64", '{"type": "response.audio.delta", "response_id": "resp_bad", "item_id": "item_bad", "delta": "@@not base64@@"}'),
+    (
+        "audio delta with a number as audio",
+        '{"type": "response.audio.delta", "response_id": "resp_bad", "item_id": "item_bad", '
+        '"delta": 12345}',
+    ),
+    (
+        "audio delta with invalid base64",
+        '{"type": "response.audio.delta", "response_id": "resp_bad", "item_id": "item_bad", '
+        '"delta": "@@not base64@@"}',
+    ),
     ("audio delta without delta", '{"type": "response.audio.delta", "response_id": "resp_bad", "item_id": "item_bad"}'),
     ("response.created with a string response", '{"type": "response.created", "response": "resp_x"}'),
     ("response.created without an id", '{"type": "response.created", "response": {"status": "in_progress"}}'),
     ("speech_stopped with a string time", '{"type": "input_audio_buffer.speech_stopped", "audio_end_ms": "soon", "item_id": 7}'),
-    ("transcription.completed with a null transcript", '{"type": "conversation.item.input_audio_transcription.completed", "item_id": "item_q", "transcript": null}'),
-    ("transcript.done with a list transcript", '{"type": "response.audio_transcript.done", "response_id": "resp_bad", "item_id": "item_bad2", "transcript": ["a", "b"]}'),
+    (
+        "transcription.completed with a null transcript",
+        '{"type": "conversation.item.input_audio_transcription.completed", "item_id": "item_q", '
+        '"transcript": null}',
+    ),
+    (
+        "transcript.done with a list transcript",
+        '{"type": "response.audio_transcript.done", "response_id": "resp_bad", '
+        '"item_id": "item_bad2", "transcript": ["a", "b"]}',
+    ),
     ("response.done with a list response", '{"type": "response.done", "response": []}'),
     ("error with a string error", '{"type": "error", "error": "boom"}'),
     ("session.updated with a null session", '{"type": "session.updated", "session": null}'),

@@ -106,7 +106,7 @@ class ServerConn:
     async def stream_audio(
         self, response_id: str, item_id: str, pcm: bytes, *, chunk_ms: int = 100, speed: float = 2.0, rate: int = 24000
     ) -> list[float]:
-        """Send ``pcm`` as ``response.audio.delta`` chunks, ``speed`` times faster than real time."""
+        """Send ``pcm`` as ``response.audio.delta`` chunks at ``speed`` times real time."""
         step = rate * chunk_ms // 1000 * 2
         times: list[float] = []
         start = time.monotonic()

@@ -71,7 +71,8 @@ class ScriptRun:
         return (self.log_dir / "voicelive.log").read_text(encoding="utf-8")
 
     def tech_lines(self, level: str | None = None, containing: str = "") -> list[str]:
-        """Lines of ``voicelive.log`` (``time:origin:LEVEL:message``) at ``level`` containing ``containing``."""
+        """Lines of ``voicelive.log`` (``time:origin:LEVEL:message``) at ``level`` that contain
+        ``containing``."""
         lines = [line for line in self.tech_log().splitlines() if containing in line]
         if level is not None:
             lines = [line for line in lines if f":{level}:" in line]
@@ -98,7 +99,10 @@ class ScriptRun:
         return texts
 
     def describe(self) -> str:
-        return f"exit {self.code} after {self.elapsed:.2f} s\n--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
+        return (
+            f"exit {self.code} after {self.elapsed:.2f} s\n"
+            f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
+        )
 
 
 async def run_script(
@@ -181,7 +185,7 @@ def check_logs_private(run: ScriptRun) -> None:
 
 
 def check_wav_valid(path: Path) -> int:
-    """The WAV opens and its header's frame count matches the data on disk; returns the frame count."""
+    """The WAV opens and its header's frame count matches the data on disk; returns that count."""
     with wave.open(str(path), "rb") as w:
         frames, width, channels = w.getnframes(), w.getsampwidth(), w.getnchannels()
         data = w.readframes(frames + 1)

@@ -1,4 +1,4 @@
-"""PortAudio failures map to one-line TransportErrors (the busy case cannot be staged on PulseAudio)."""
+"""PortAudio failures map to one-line TransportErrors (the busy case cannot be staged on Pulse)."""
 
 import pytest
 

@@ -71,7 +71,11 @@ async def test_input_downmixes_and_resamples_to_the_pipeline_rate(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     (None, "input WAV '{}' not found"),
-    (b"not a wav at all", "input WAV '{}' cannot be read (file does not start with RIFF id): convert it to 16-bit PCM"),
+    (
+        b"not a wav at all",
+        "input WAV '{}' cannot be read (file does not start with RIFF id): "
+        "convert it to 16-bit PCM",
+    ),
 ])
 def test_input_bad_files_give_one_clear_error(tmp_path, content, message):
     path = tmp_path / "x.wav"

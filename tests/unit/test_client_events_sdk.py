@@ -1,4 +1,5 @@
-"""Every client event this client builds validates against the official azure-ai-voicelive models."""
+"""Every client event this client builds validates against the official azure-ai-voicelive
+models."""
 
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ def test_trace_audio_transcripts_and_responses(path: Path) -> None:
     deltas = [e for e, _ in steps if e["type"] == "response.audio.delta"]
     played = [a for a in actions if isinstance(a, act.PlayAudio)]
     assert len(played) == len(deltas)
-    for delta, play in zip(deltas, played):
+    for delta, play in zip(deltas, played, strict=True):
         raw = base64.b64decode(delta["delta"])
         assert play.pcm == raw[: len(raw) // 2 * 2] and play.item_id == delta["item_id"] and play.response_id == delta["response_id"]
     # Each transcript/text done event becomes exactly one AgentTranscript with its full text.
@@ -104,7 +104,7 @@ def test_tool_result_waits_for_response_done() -> None:
 
 @pytest.mark.parametrize("path", TRACES, ids=lambda p: p.stem)
 def test_client_events_match_recorded_shapes(path: Path) -> None:
-    """Our builders produce what real clients sent in the recordings (same keys, same item shape)."""
+    """Our builders produce what real clients sent in the recordings (same keys, item shape)."""
     trace = load_trace(path)
     for inter in trace:
         if inter.direction != "sent":
