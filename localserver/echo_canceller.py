@@ -4,7 +4,11 @@ before turn detection and recognition.
 
 A partitioned-block frequency-domain NLMS filter (overlap-save; 256-sample blocks, 16 partitions:
 an echo path of up to 4096 samples, 170 ms at 24 kHz) learns the path from the speaker to the
-microphone, delay and gain included, and subtracts its estimate of the echo. Adaptation pauses
+microphone, delay and gain included, and subtracts its estimate of the echo. A shadow filter
+adapts on every block; when it cancels clearly better than the main one for a few blocks while
+the microphone is not louder than an echo could be, the echo path has changed (the speaker
+skipped or inserted samples: an output underrun shifts it by a period) and it becomes the main
+filter. Adaptation of the main filter pauses
 while the user talks over the agent (a Geigel double-talk detector: the microphone louder than
 the echo the reference could explain), so the user's voice is not learnt away and can still
 interrupt. What the filter misses is turned down frequency by frequency where the echo estimate
@@ -28,6 +32,7 @@ CONVERGED_ERLE = 8.0  # 9 dB of cancellation: trust the error-based double-talk 
 RECONVERGE_BLOCKS = 300  # about 3 s of double talk on end means the path changed
 MIN_GAIN = 0.02  # residual echo suppression: at most -34 dB
 SUPPRESS_OVER = 2.0  # the echo estimate is taken this much louder (what the filter missed)
+SWAP_BLOCKS = 4  # the shadow filter this many blocks in a row twice as good: the path changed
 INIT_BLOCKS = 8  # blocks with sound on the reference before the first guess (85 ms at 24 kHz)
 _EPS = 1e3
 
@@ -57,6 +62,10 @@ class EchoCanceller:
         self.initial_delay: int | None = None  # samples, from the first estimate of the path
         self._dt_run = 0
         self.double_talk_blocks = 0
+        self._shadow = np.zeros_like(self._weights)  # adapts always (see the module docstring)
+        self._shadow_wins = 0
+        self._suspect = False
+        self.path_changes = 0
 
     def process(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
         """Feed ``mic`` and ``ref``; return as many cleaned samples as were fed (the first call
@@ -113,10 +122,28 @@ class EchoCanceller:
         error = d - echo
         self._power = 0.9 * self._power + 0.1 * (np.abs(spectrum) ** 2) / (2 * b)
         pd, pe = float(np.mean(d * d)), float(np.mean(error * error))
+        loud = np.max(np.abs(d)) > GEIGEL * max(self._ref_peaks)
+        shadow_echo = np.fft.irfft(np.sum(self._shadow * stacked, axis=0))[b:]
+        shadow_error = d - shadow_echo
+        if max(self._ref_peaks) > 0:
+            self._shadow += STEP * self._step(stacked, shadow_error)
+        if float(np.mean(shadow_error * shadow_error)) < 0.5 * pe and not loud:
+            self._shadow_wins += 1
+            if self._shadow_wins >= SWAP_BLOCKS:  # the echo path changed: take the shadow
+                self._weights = self._shadow.copy()
+                self._hangover, self._dt_run, self._shadow_wins = 0, 0, 0
+                self.path_changes += 1
+                echo, error = shadow_echo, shadow_error
+                pe = float(np.mean(error * error))
+        else:
+            self._shadow_wins = 0
+            if float(np.mean(shadow_error * shadow_error)) > 4 * pe:
+                self._shadow = self._weights.copy()  # it wandered off (learnt the user's voice)
         # Double talk: the microphone louder than any echo could be (Geigel), or, once the
         # filter cancels well, a block it suddenly does not cancel (someone else is talking).
         converged = self._erle > CONVERGED_ERLE
-        if np.max(np.abs(d)) > GEIGEL * max(self._ref_peaks) or (converged and pe > 0.5 * pd):
+        self._suspect = converged and pe > 0.5 * pd and not loud  # user or a changed path
+        if loud or (converged and pe > 0.5 * pd):
             self._hangover = HANGOVER_BLOCKS
             self._dt_run += 1
             if self._dt_run > RECONVERGE_BLOCKS:  # the echo path changed: learn it again
@@ -127,12 +154,17 @@ class EchoCanceller:
         elif max(self._ref_peaks) > 0:
             self._dt_run = 0
             self._erle = 0.95 * self._erle + 0.05 * pd / (pe + _EPS)
-            e_spec = np.fft.rfft(np.concatenate([np.zeros(b), error]))
-            gradient = np.conj(stacked) * e_spec / (self._power * 2 * b * self.partitions + _EPS)
-            constrained = np.fft.irfft(gradient, axis=1)
-            constrained[:, b:] = 0.0  # keep the filter causal and linear (overlap-save)
-            self._weights += STEP * np.fft.rfft(constrained, axis=1)
+            self._weights += STEP * self._step(stacked, error)
         return np.clip(self._suppress(error, echo, x), -32768, 32767).astype(np.int16)
+
+    def _step(self, stacked: np.ndarray, error: np.ndarray) -> np.ndarray:
+        """The constrained NLMS update of all partitions for one block's ``error``."""
+        b = self.block
+        e_spec = np.fft.rfft(np.concatenate([np.zeros(b), error]))
+        gradient = np.conj(stacked) * e_spec / (self._power * 2 * b * self.partitions + _EPS)
+        constrained = np.fft.irfft(gradient, axis=1)
+        constrained[:, b:] = 0.0  # keep the filter causal and linear (overlap-save)
+        return np.fft.rfft(constrained, axis=1)
 
     def _suppress(self, error: np.ndarray, echo: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Residual echo suppression: each frequency of the block is turned down by how much of
@@ -143,7 +175,8 @@ class EchoCanceller:
         x_spec = np.abs(np.fft.rfft(x)) ** 2
         self._recent_ref.appendleft(x_spec)
         echo_power = np.abs(np.fft.rfft(echo)) ** 2 * SUPPRESS_OVER
-        if self._erle < CONVERGED_ERLE:  # still learning: the reference stands in as well
+        # still learning, or a block it suddenly does not cancel: the reference stands in as well
+        if self._erle < CONVERGED_ERLE or self._suspect:
             echo_power = np.maximum(echo_power, np.max(np.array(self._recent_ref), axis=0))
         gain = np.clip(1.0 - echo_power / (np.abs(e_spec) ** 2 + _EPS), MIN_GAIN, 1.0)
         self._gain = np.minimum(gain, 0.5 * self._gain + 0.5 * gain)  # fall fast, rise smoothly

@@ -146,3 +146,18 @@ async def test_invalid_echo_settings_are_refused_with_the_services_codes(
         error = await client.expect("error")
         assert error["error"]["code"] == code
     await client.close()
+
+
+async def test_a_shift_of_the_echo_path_mid_answer_does_not_start_a_turn(
+    server: LocalServer,
+) -> None:
+    """The speaker plays 10 ms of silence the client never counted (an output underrun, seen on
+    the PulseAudio rig): from then on the echo comes 10 ms later than the reference says. The
+    canceller must learn the new path instead of taking the echo for the user talking."""
+    story = synthesize(STORY[:200], RATE).pcm.astype(np.float64)
+    reference = np.concatenate([np.zeros(RATE // 2), story, np.zeros(RATE)])
+    cut, gap = 3 * RATE, RATE // 100
+    played = np.concatenate([reference[:cut], np.zeros(gap), reference[cut:-gap]])
+    mic = echo_path(played) + np.random.default_rng(5).normal(0, 8, len(played))
+    mic = np.clip(mic, -32768, 32767).astype(np.int16)
+    assert await _speech_starts(server, True, mic, reference.astype(np.int16)) == []
