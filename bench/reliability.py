@@ -9,8 +9,9 @@ answer) ``--runs`` times, one after the other, and reports min / median / max of
 * resumed: from the drop to the last replayed history item arriving (conversation restored).
 
 Also once each: server close 1011, 1001 ``session_expired`` (current agent, resumed by id), a
-message over the receive limit (close 1009) and a peer that stops answering pings. Writes ``bench/results/reconnect.md``. A benchmark,
-not a test: nothing is asserted beyond each run completing.
+message over the receive limit (close 1009) and a peer that stops answering pings. Writes
+``bench/results/reconnect.md``. A benchmark, not a test: nothing is asserted beyond each run
+completing.
 """
 
 from __future__ import annotations
@@ -71,18 +72,28 @@ async def main_async(runs: int) -> str:
         for k in range(runs):
             r, c, s = await run_once("drop", drop_session, Path(tmp) / f"drop{k}")
             retry.append(r), created.append(c), resumed.append(s)
-            print(f"drop run {k + 1}/{runs}: retry {r:.0f} ms, session.created {c:.0f} ms, resumed {s:.0f} ms", flush=True)
+            print(
+                f"drop run {k + 1}/{runs}: retry {r:.0f} ms, session.created {c:.0f} ms, "
+                f"resumed {s:.0f} ms",
+                flush=True,
+            )
         single = {}
         for j, (name, session) in enumerate(others.items()):
             single[name] = await run_once(name, session, Path(tmp) / f"other{j}")
-            print(f"{name}: retry {single[name][0]:.0f} ms, session.created {single[name][1]:.0f} ms, resumed {single[name][2]:.0f} ms", flush=True)
+            r, c, s = single[name]
+            print(
+                f"{name}: retry {r:.0f} ms, session.created {c:.0f} ms, resumed {s:.0f} ms",
+                flush=True,
+            )
     lines = [
         "# Reconnect time after a connection loss",
         "",
-        f"`python -m bench.reliability --runs {runs}` on {platform.python_implementation()} {platform.python_version()}, "
-        f"{platform.machine()}, {time.strftime('%Y-%m-%d')}. The default script (model mode, WAV in and out) against a "
-        "WebSocket server on 127.0.0.1 that aborts the TCP connection (no close frame, 1006) in the middle of the "
-        "agent's answer. Times are measured on the server's clock from the drop.",
+        f"`python -m bench.reliability --runs {runs}` on {platform.python_implementation()} "
+        f"{platform.python_version()}, {platform.machine()}, {time.strftime('%Y-%m-%d')}. "
+        "The default script (model mode, WAV in and out) against a WebSocket server on "
+        "127.0.0.1 that aborts the TCP connection (no close frame, 1006) in the middle of the "
+        "agent's answer. "
+        "Times are measured on the server's clock from the drop.",
         "",
         f"## TCP drop mid-answer, {runs} runs (ms)",
         "",
@@ -98,7 +109,8 @@ async def main_async(runs: int) -> str:
         "|---|---:|---:|---:|",
         *(f"| {name} | {r:.0f} | {c:.0f} | {s:.0f} |" for name, (r, c, s) in single.items()),
         "",
-        "The contract is a first retry within 2 s of the loss, and a stalled peer detected within ping interval +",
+        "The contract is a first retry within 2 s of the loss, and a stalled peer detected "
+        "within ping interval +",
         "ping timeout (here 1 s).",
         "",
     ]
