@@ -27,9 +27,11 @@ import pickle
 import socket
 import struct
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipecat.frames.frames import (
+    ControlFrame,
     ErrorFrame,
     Frame,
     InputAudioRawFrame,
@@ -57,6 +59,15 @@ _PLAIN_KEYS = {
 
 Deliver = Callable[[Frame, FrameDirection], Awaitable[None]]
 Control = Callable[[tuple[Any, ...]], Awaitable[None]]
+
+
+@dataclass
+class ParkedFrame(ControlFrame):
+    """Stands in, through the child, for a frame that must stay in its process (a flush probe
+    carries its worker's ``asyncio.Event``): same place in the order, swapped back on return."""
+
+    interruptible: bool = field(default=False, init=False)
+    token: int = 0
 
 
 class FrameEncodeError(Exception):

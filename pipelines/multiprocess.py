@@ -42,11 +42,12 @@ from pipecat.frames.frames import (
     ErrorFrame,
     Frame,
     InterruptionFrame,
+    PipelineFlushFrame,
     StartFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from pipelines.frame_wire import FrameEncodeError, FrameLink
+from pipelines.frame_wire import FrameEncodeError, FrameLink, ParkedFrame
 from pipelines.processes import ChildProcess, exit_if_importing_main, start_child
 from pipelines.processor_child import serve
 
@@ -126,6 +127,7 @@ class OwnProcessProcessor(FrameProcessor):
         self._stopped = False
         self._opened = False
         self._error_origins: dict[int, FrameProcessor] = {}
+        self._parked: dict[int, Frame] = {}
         self._stop_task: asyncio.Future[None] | None = None
 
     @property
@@ -153,6 +155,9 @@ class OwnProcessProcessor(FrameProcessor):
             await self.push_frame(frame, direction)
             await self._stop_child(grace=1.0)
         elif self.failure is None and not self._stopped:
+            if isinstance(frame, PipelineFlushFrame):  # its event belongs to this process
+                self._parked[frame.id] = frame
+                frame = ParkedFrame(frame.id)
             await self._send(frame, direction)
 
     async def _send(self, frame: Frame, direction: FrameDirection) -> None:
@@ -261,6 +266,11 @@ class OwnProcessProcessor(FrameProcessor):
         self._last_heard = time.monotonic()
         if isinstance(frame, ErrorFrame):  # its own, or one that passed through the child
             frame.processor = self._error_origins.pop(frame.id, self)
+        elif isinstance(frame, ParkedFrame):  # a flush probe back from its trip through the child
+            original = self._parked.pop(frame.token, None)
+            if original is None:
+                return
+            frame = original
         await self.push_frame(frame, direction)
 
     async def _control(self, message: tuple[Any, ...]) -> None:

@@ -181,3 +181,19 @@ async def test_an_error_passing_through_the_child_keeps_its_processor() -> None:
 class _Unpicklable(Exception):
     def __reduce__(self) -> None:
         raise TypeError("not this one")
+
+
+async def test_a_flush_drains_through_the_child() -> None:
+    """``PipelineWorker.flush_pipeline`` (what ``worker.end()`` does first) sends a probe holding
+    an asyncio.Event: it travels through the child in its place in the order, and comes back."""
+    flushed: list[bool] = []
+
+    async def script(worker: PipelineWorker, up: Recorder, down: Recorder) -> None:
+        for i in range(5):
+            await worker.queue_frame(TextFrame(f"t{i}"))
+        flushed.append(await worker.flush_pipeline(timeout=20))
+        assert texts(down.frames)[:5] == [f"t{i}" for i in range(5)], "the flush returned first"
+
+    child = in_own_process(SlowText, 0.02)
+    await drive(child, script)
+    assert flushed == [True] and child.failure is None
