@@ -5,6 +5,7 @@ about 40 ms later at -6 dB, and the delay does not drift (``module-loopback`` wi
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import threading
@@ -99,7 +100,7 @@ def test_the_microphone_hears_the_speaker_late_and_quieter_without_drift(
     )
     # no drift: consecutive chirps keep their offset; a loaded machine may make the loopback
     # underrun once, which shifts the path by a block (printed above), never more often
-    jumps = [b - a for a, b in zip(offsets, offsets[1:], strict=False) if abs(b - a) > 2]
+    jumps = [b - a for a, b in itertools.pairwise(offsets) if abs(b - a) > 2]
     assert len(jumps) <= 1, f"the echo path drifted: {offsets}, {delays_ms}"
     assert 0.4 < np.median(gains) < 0.6, gains
     # the arrival times carry the readers' scheduling jitter: the median is what is measured
