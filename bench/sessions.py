@@ -54,6 +54,7 @@ async def _serve(port_file: Path, out: Path) -> None:
     from websockets.asyncio.server import serve
 
     lags: dict[int, list[tuple[float, float]]] = {}  # conn -> (audio position s, lag ms)
+    arrivals: dict[int, list[tuple[float, float]]] = {}  # conn -> (CLOCK_MONOTONIC s, audio s so far)
     answers: list[dict[str, Any]] = []
     answer_pcm = (np.random.default_rng(7).integers(-3000, 3000, int(ANSWER_S * RATE), dtype=np.int16)).tobytes()
     chunk = RATE // 10 * 2
@@ -90,6 +91,7 @@ async def _serve(port_file: Path, out: Path) -> None:
                     audio_bytes += size
                     pos = audio_bytes / 2 / RATE
                     lags[cid].append((pos, (now - (t0 + pos)) * 1000.0))
+                    arrivals.setdefault(cid, []).append((now, pos))
                     if pos >= next_turn:
                         next_turn += TURN_EVERY_S
                         turn += 1
@@ -114,7 +116,7 @@ async def _serve(port_file: Path, out: Path) -> None:
     async with serve(handler, "127.0.0.1", 0, max_size=None) as server:
         port_file.write_text(str(server.sockets[0].getsockname()[1]))
         await stop.wait()
-    out.write_text(json.dumps({"lags": list(lags.values()), "answers": answers}))
+    out.write_text(json.dumps({"lags": list(lags.values()), "answers": answers, "arrivals": list(arrivals.values())}))
 
 
 # -- the client side ----------------------------------------------------------------------------
