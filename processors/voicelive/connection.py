@@ -275,6 +275,9 @@ class VoiceLiveConnection:
                 # A failed keepalive waits this long for the peer's close before recv() raises,
                 # so it bounds how fast a dead peer is detected (ping_interval + ping_timeout + this).
                 close_timeout=0.5,
+                # No permessage-deflate: base64 PCM barely compresses, and deflating every append
+                # (inflating every delta) was ~19 % of a worker's CPU (bench.session_cost).
+                compression=None,
                 logger=FrameLogBudget(logging.getLogger("websockets.client")),
             )
         except Exception as exc:

@@ -44,3 +44,23 @@ async def test_16khz_input_is_resampled_to_24khz(tmp_path: Path) -> None:
     similarity = float(np.dot(aligned, tail) / (np.linalg.norm(aligned) * np.linalg.norm(tail)))
     assert similarity > 0.99, similarity
     assert len(got) >= len(reference) // 2  # at least half of the 1.5 s arrived after session.updated
+
+
+async def test_appends_leave_uncompressed(tmp_path: Path) -> None:
+    """The client offers no permessage-deflate, even to a server that would accept it: base64
+    PCM barely compresses, and deflating every append cost ~19 % of a worker's CPU."""
+    write_wav(tmp_path / "in.wav", np.zeros(24000 // 2, dtype=np.int16).tobytes(), rate=24000)
+
+    async def script(conn: ServerConn) -> None:
+        await handshake(conn)
+
+    async with ReplayServer(script) as server:  # websockets' server: deflate on by default
+        argv = ["--endpoint", server.url, "--api-key", "k", "--model", "m", "--log-dir", str(tmp_path / "logs")]
+        config, _ = parse_config(argv, env={}, dotenv_path=None)
+        app = build_agent_pipeline(
+            config, input=WavInputTransport(tmp_path / "in.wav"), output=WavOutputTransport(tmp_path / "out.wav")
+        )
+        assert await app.run(idle_grace_s=0.2) == 0
+    (conn,) = server.connections
+    assert conn.of_type("input_audio_buffer.append"), "no audio reached the server"
+    assert "sec-websocket-extensions" not in conn.headers, conn.headers.get("sec-websocket-extensions")
