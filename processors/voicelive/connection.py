@@ -8,7 +8,6 @@ could log them. Failures become :class:`ConnectionFailed` with one line naming t
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
@@ -26,6 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from processors.redaction import add_secret
 from processors.voicelive.endpoint import TOKEN_SCOPE, ClassicAgent, Endpoint, Target, build_headers, build_url
 from processors.voicelive.errors import ConfigError, ConnectionFailed
+from processors.voicelive.wire import encode_client_event
 
 MAX_SERVER_EVENT_BYTES = 8 * 1024 * 1024
 CLOSE_CHECK_S = 0.25  # how often a connection checks whether websockets started closing it
@@ -300,7 +300,7 @@ class VoiceLiveConnection:
                     logger.warning(f"send queue backed up: dropped {self.dropped_audio} microphone chunks so far")
                 return False
             self._queued_audio += 1
-        self._queue.put_nowait((json.dumps(event, ensure_ascii=False), audio))
+        self._queue.put_nowait((encode_client_event(event), audio))
         return True
 
     async def _send_loop(self, ws: ClientConnection) -> None:

@@ -110,6 +110,28 @@ def audio_append(pcm: bytes) -> dict[str, Any]:
     return client_event("input_audio_buffer.append", audio=base64.b64encode(pcm).decode("ascii"))
 
 
+_APPEND_KEYS = {"type", "event_id", "audio"}
+_PLAIN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-."  # nothing to escape
+
+
+def _plain(text: Any) -> bool:
+    """``text`` is a str JSON can carry unescaped (the base64 and the ids this module writes)."""
+    if not isinstance(text, str) or not text.isascii():
+        return False
+    return not text.encode("ascii").translate(None, _PLAIN)
+
+
+def encode_client_event(event: dict[str, Any]) -> str:
+    """The JSON text of a client event. An audio append (25 a second, kilobytes of base64) is
+    written directly when its fields need no escaping: ``json.dumps`` spent ~60 µs a frame
+    scanning the base64 for characters to escape, a sixth of a paced frame's whole cost."""
+    if event.get("type") == "input_audio_buffer.append" and event.keys() == _APPEND_KEYS:
+        event_id, audio = event["event_id"], event["audio"]
+        if _plain(event_id) and _plain(audio):
+            return f'{{"type":"input_audio_buffer.append","audio":"{audio}","event_id":"{event_id}"}}'
+    return json.dumps(event, ensure_ascii=False)
+
+
 def truncate(item_id: str, audio_end_ms: int, content_index: int = 0) -> dict[str, Any]:
     """``conversation.item.truncate``: the item was heard up to ``audio_end_ms``."""
     return client_event("conversation.item.truncate", item_id=item_id, content_index=content_index, audio_end_ms=audio_end_ms)
