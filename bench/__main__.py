@@ -1,6 +1,9 @@
 """``python -m bench`` (``make bench``): every side-by-side benchmark, one after the other.
 
-Each writes its table (and plot) under ``bench/results/``; ``--only NAME`` runs one of them.
+Each writes its table (and plot) and a JSON of its figures under ``bench/results/``; ``--only
+NAME`` runs one of them. The run ends with ONE table (:mod:`bench.summary`): issue 10's figures,
+ours next to pipecat's from the same bench run, the goal, met or not ("not measured" for a bench
+that has not run).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHES = {
+    "perframe": [sys.executable, "-m", "bench.perframe"],
+    "session_cost": [sys.executable, "-m", "bench.session_cost"],
     "hotpath": [sys.executable, "-m", "bench.hotpath"],
     "logcost": [sys.executable, "-m", "bench.logcost"],
     "transports": [sys.executable, "-m", "bench.transports.bargein"],
@@ -38,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         if subprocess.run(command, cwd=ROOT).returncode != 0:
             failed.append(name)
+    from bench import summary
+
+    print("== summary: python -m bench.summary", flush=True)
+    summary.main()
     if failed:
         print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0

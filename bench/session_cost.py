@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
 import os
 import shutil
 import signal
@@ -140,7 +139,9 @@ def run_once(variant: str, root: Path, k: int, tmp: Path, seconds: float) -> Cos
     port_file.unlink(missing_ok=True)
     server_env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "bench.sessions", "--serve", str(port_file), str(stats_file)], cwd=ROOT, env=server_env
+        [sys.executable, "-m", "bench.sessions", "--serve", str(port_file), str(stats_file)],
+        cwd=ROOT,
+        env=server_env,
     )
     deadline = time.monotonic() + 30
     while (not port_file.exists() or not port_file.read_text()) and time.monotonic() < deadline:
@@ -149,12 +150,15 @@ def run_once(variant: str, root: Path, k: int, tmp: Path, seconds: float) -> Cos
     argv = [
         sys.executable, "-m", "pipelines.batch", str(convs), "--out", str(out), "--workers", "1",
         "--per-worker", str(k), "--max-connects-per-minute", "1000000",
-        "--endpoint", f"http://127.0.0.1:{port}", "--api-key", "bench-key-0123456789", "--model", "bench",
+        "--endpoint", f"http://127.0.0.1:{port}", "--api-key", "bench-key-0123456789",
+        "--model", "bench",
         "--idle-grace", "0.5", "--plain",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(root)}
     log = open(tmp / f"batch_{variant}_{k}.out", "w+")
-    client = subprocess.Popen(argv, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    client = subprocess.Popen(
+        argv, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, text=True
+    )
     ps = psutil.Process(client.pid)
     samples = []
     limit = time.monotonic() + seconds * 4 + 60
@@ -199,7 +203,9 @@ def run_once(variant: str, root: Path, k: int, tmp: Path, seconds: float) -> Cos
 
 def extract(rev: str, dest: Path) -> str:
     """``git archive rev`` into ``dest``; returns the short hash."""
-    short = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True, check=True)
+    short = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     data = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
@@ -207,30 +213,35 @@ def extract(rev: str, dest: Path) -> str:
 
 
 def report(costs: list[Cost], base: str, head: str, seconds: float, load: tuple[float, ...]) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines = [
         "# CPU per listening session, K sessions in one process (`python -m bench.session_cost`)",
         "",
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores, load average "
-        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (shared VM: compare the two columns of a row, "
-        f"run alternately, not rows of different runs). Baseline `{base}` vs this checkout `{head}`. "
-        f"Each session: a {seconds:.0f} s microphone WAV paced in real time (40 ms chunks), an answer "
-        "of 2 s every 6 s, WAV out, through `python -m pipelines.batch --workers 1` (one worker holds "
-        "all K sessions) with every logging flag as shipped. CPU = batch parent + worker in the steady "
-        "state, % of one core; per session = that CPU over the seconds of microphone audio the server received "
-        "in the window (a session that fell behind is charged for the audio it got through); switches = the "
-        "worker's context switches (wake-ups) per second of a session's audio; real time kept = audio received / "
-        "audio due.",
+        f"{when}; {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / "
+        f"{load[2]:.1f} (shared VM: compare the two variants of a K, run alternately, not rows "
+        f"of different runs). Baseline `{base}` vs this checkout `{head}`. Each session: a "
+        f"{seconds:.0f} s microphone WAV paced in real time (40 ms chunks), an answer of 2 s "
+        "every 6 s, WAV out, through `python -m pipelines.batch --workers 1` (one worker holds "
+        "all K sessions) with every logging flag as shipped. CPU = batch parent + worker in the "
+        "steady state, % of one core; per session = that CPU over the seconds of microphone "
+        "audio the server received in the window (a session that fell behind is charged for the "
+        "audio it got through); switches = the worker's context switches (wake-ups) per second "
+        "of a session's audio; real time kept = audio received / audio due.",
         "",
-        "| sessions | variant | ok | CPU % | **per session %** | switches/s per session | real time kept | mic lag p99 ms | window s |",
+        "| sessions | variant | ok | CPU % | **per session %** | switches/s per session "
+        "| real time kept | mic lag p99 ms | window s |",
         "|--:|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for c in costs:
         if c.error:
-            lines.append(f"| {c.sessions} | {c.variant} | {c.ok}/{c.sessions} | failed: {c.error[:80]} |||||")
+            lines.append(
+                f"| {c.sessions} | {c.variant} | {c.ok}/{c.sessions} | failed: {c.error[:80]} |||||"
+            )
             continue
         lines.append(
-            f"| {c.sessions} | {c.variant} | {c.ok}/{c.sessions} | {c.cpu_pct:.1f} | **{c.per_session_pct:.2f}** | "
-            f"{c.switches_per_session:.0f} | {c.real_time:.2f} | {c.mic_lag_p99_ms:.0f} | {c.window_s:.1f} |"
+            f"| {c.sessions} | {c.variant} | {c.ok}/{c.sessions} | {c.cpu_pct:.1f} "
+            f"| **{c.per_session_pct:.2f}** | {c.switches_per_session:.0f} | {c.real_time:.2f} "
+            f"| {c.mic_lag_p99_ms:.0f} | {c.window_s:.1f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -239,24 +250,41 @@ def _figures(costs: list[Cost], variant: str) -> dict[str, float]:
     """Mean per-session % by K for one variant (over the rounds)."""
     out: dict[str, float] = {}
     for k in sorted({c.sessions for c in costs}):
-        vals = [c.per_session_pct for c in costs if c.variant == variant and c.sessions == k and not c.error]
+        vals = [
+            c.per_session_pct
+            for c in costs
+            if c.variant == variant and c.sessions == k and not c.error
+        ]
         if vals:
             out[str(k)] = sum(vals) / len(vals)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.session_cost", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.session_cost", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--sizes", type=int, nargs="+", default=[1, 25, 100])
-    p.add_argument("--seconds", type=float, default=14.0, help="length of each session's microphone WAV")
-    p.add_argument("--baseline", default=DEFAULT_BASELINE, help=f"commit to compare with (default {DEFAULT_BASELINE})")
+    p.add_argument(
+        "--seconds", type=float, default=14.0, help="length of each session's microphone WAV"
+    )
+    p.add_argument(
+        "--baseline",
+        default=DEFAULT_BASELINE,
+        help=f"commit to compare with (default {DEFAULT_BASELINE})",
+    )
     p.add_argument("--no-baseline", action="store_true", help="measure this checkout only")
-    p.add_argument("--rounds", type=int, default=1, help="repetitions of every size (alternating order)")
+    p.add_argument(
+        "--rounds", type=int, default=1, help="repetitions of every size (alternating order)"
+    )
     args = p.parse_args(argv)
     costs: list[Cost] = []
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "processors", "pipelines", "transports"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    code = ["processors", "pipelines", "transports"]
+    status = ["git", "status", "--porcelain", "--", *code]
+    dirty = subprocess.run(status, cwd=ROOT, capture_output=True, text=True).stdout.strip()
     head += "+changes" if dirty else ""
     with tempfile.TemporaryDirectory(prefix="bench-session-cost-") as tmp_name:
         tmp = Path(tmp_name)
@@ -272,7 +300,10 @@ def main(argv: list[str] | None = None) -> int:
                 for name, root in order:
                     cost = run_once(name, root, k, tmp, args.seconds)
                     costs.append(cost)
-                    print(report([cost], base, head, args.seconds, os.getloadavg()).splitlines()[-1], flush=True)
+                    print(
+                        report([cost], base, head, args.seconds, os.getloadavg()).splitlines()[-1],
+                        flush=True,
+                    )
     costs.sort(key=lambda c: (c.sessions, c.variant != "baseline"))
     text = report(costs, base, head, args.seconds, os.getloadavg())
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -285,7 +316,10 @@ def main(argv: list[str] | None = None) -> int:
         "head": head,
         "per_session_pct": {"baseline": _figures(costs, "baseline"), "now": _figures(costs, "now")},
         "goal_pct": GOAL_PCT,
-        "runs": [{**asdict(c), "per_session_pct": c.per_session_pct, "real_time": c.real_time} for c in costs],
+        "runs": [
+            {**asdict(c), "per_session_pct": c.per_session_pct, "real_time": c.real_time}
+            for c in costs
+        ],
     }
     (RESULTS / "session_cost.json").write_text(json.dumps(figures, indent=1) + "\n")
     print(text)

@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 import wave
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,8 @@ async def _serve(port_file: Path, out: Path) -> None:
     from websockets.asyncio.server import serve
 
     lags: dict[int, list[tuple[float, float]]] = {}  # conn -> (audio position s, lag ms)
-    arrivals: dict[int, list[tuple[float, float]]] = {}  # conn -> (CLOCK_MONOTONIC s, audio s so far)
+    # conn -> (CLOCK_MONOTONIC s, audio s so far), for bench.session_cost's steady state
+    arrivals: dict[int, list[tuple[float, float]]] = {}
     answers: list[dict[str, Any]] = []
     answer_pcm = (np.random.default_rng(7).integers(-3000, 3000, int(ANSWER_S * RATE), dtype=np.int16)).tobytes()
     chunk = RATE // 10 * 2
@@ -100,6 +101,14 @@ async def _serve(port_file: Path, out: Path) -> None:
             pass
 
     async def answer(turn: int, send: Any) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            await _answer(turn, send)
+        except ConnectionClosed:  # the client ended its session during an answer
+            pass
+
+    async def _answer(turn: int, send: Any) -> None:
         rid, iid = f"resp_{turn}_{time.monotonic_ns()}", f"item_{turn}_{time.monotonic_ns()}"
         await send({"type": "input_audio_buffer.speech_started", "audio_start_ms": 0, "item_id": f"u{iid}"})
         await send({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 1, "item_id": f"u{iid}"})
@@ -116,7 +125,8 @@ async def _serve(port_file: Path, out: Path) -> None:
     async with serve(handler, "127.0.0.1", 0, max_size=None) as server:
         port_file.write_text(str(server.sockets[0].getsockname()[1]))
         await stop.wait()
-    out.write_text(json.dumps({"lags": list(lags.values()), "answers": answers, "arrivals": list(arrivals.values())}))
+    stats = {"lags": list(lags.values()), "answers": answers, "arrivals": list(arrivals.values())}
+    out.write_text(json.dumps(stats))
 
 
 # -- the client side ----------------------------------------------------------------------------
@@ -310,6 +320,16 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = report(runs, args.seconds)
     (RESULTS / "sessions.md").write_text(text)
+    figures = {
+        "bench": "sessions",
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load": list(os.getloadavg()),
+        "seconds": args.seconds,
+        "runs": [
+            {**asdict(r), "cpu_pct": r.cpu_pct, "on_time_share": r.on_time_share} for r in runs
+        ],
+    }
+    (RESULTS / "sessions.json").write_text(json.dumps(figures, indent=1) + "\n")
     plot(runs, RESULTS / "sessions.png")
     print(text)
     return 0

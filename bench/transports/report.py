@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 from collections import defaultdict
 from pathlib import Path
@@ -131,4 +132,21 @@ def write_report(results: Results, folder: Path, command: str, stem: str = "tran
         ">= 1 ms of silence inside what was heard of an answer. Listening CPU over the first "
         "seconds of each unloaded run (mic streaming, nothing played), from /proc.", ""])
     (folder / f"{stem}.md").write_text(text)
+    (folder / f"{stem}.json").write_text(json.dumps(figures(results, command), indent=1) + "\n")
     return text
+
+
+def figures(results: Results, command: str) -> dict[str, object]:
+    """The figures ``python -m bench``'s summary reads: per configuration and metric, n, mean,
+    p50 and the tail (p99 from >= 100 samples, else the max)."""
+    out: dict[str, dict[str, dict[str, object]]] = {}
+    for label in results.labels():
+        for metric in results.metrics():
+            v = results.values(label, metric)
+            if not len(v):
+                continue
+            kind, value = results.tail(label, metric) or ("max", 0.0)
+            out.setdefault(label, {})[metric] = {"n": len(v), "mean": float(v.mean()),
+                                                 "p50": float(np.percentile(v, 50)),
+                                                 "tail": kind, "tail_value": value}
+    return {"bench": "transports", "command": command, "figures": out}
