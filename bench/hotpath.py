@@ -22,7 +22,8 @@ A benchmark, not a test. In one process run it measures, side by side and per ev
     (pipecat's default without ``enable_metrics``). ``session.created`` / ``session.updated`` are
     fed before the clock starts; the timed part starts at ``conversation.item.created``.
 
-(b) microphone frames -> client events: 3000 ``InputAudioRawFrame`` of 20 ms.
+(b) microphone frames -> client events: 1500 ``InputAudioRawFrame`` of 40 ms (the period our
+    transports push; both services then send one 40 ms append per frame).
     * ours: ``process_frame`` -> ``_audio_in`` (accumulate 40 ms; resample with soxr when the
       frame rate differs) -> ``session.audio_in`` -> the real ``VoiceLiveConnection.send``
       (``json.dumps`` onto its queue) -> its real ``_send_loop`` task -> a fake ``ws.send``.
@@ -74,7 +75,7 @@ TRACE = ROOT / "tests" / "data" / "traces" / "test_text_in_audio_out_turn.yaml"
 RESULTS = ROOT / "bench" / "results"
 RATE = 24000
 DELTA_MS = 100
-MIC_MS = 20
+MIC_MS = 40
 
 # Quiet logging for both services (only warnings reach stderr), so log I/O is not measured.
 logger.remove()
@@ -692,14 +693,14 @@ async def measure(args: argparse.Namespace, stream: Stream, audio_only: Stream, 
     harness = await bench_send([("harness", Pipecat, RATE, RATE)], frames, stream, "harness", w, n)
     for mode, label in (("process_frame", "process_frame"), ("inner", "`_audio_in` vs `_send_user_audio`")):
         res3 = await bench_send([("ours", Ours, RATE, RATE), ("pipecat", Pipecat, RATE, RATE)], frames, stream, mode, w, n)
-        rows.append(Row("b", f"(b) 24 kHz mic, {label}", "20 ms frame", res3["ours"].median_us(nf), res3["pipecat"].median_us(nf)))
+        rows.append(Row("b", f"(b) 24 kHz mic, {label}", "40 ms frame", res3["ours"].median_us(nf), res3["pipecat"].median_us(nf)))
     res4 = await bench_send([("ours", Ours, 16000, RATE), ("pipecat", Pipecat, 16000, 16000)], frames, stream, "process_frame", w, n)
-    rows.append(Row("b", "(b) 16 kHz mic: ours resamples to 24 kHz, pipecat sends 16 kHz", "20 ms frame",
+    rows.append(Row("b", "(b) 16 kHz mic: ours resamples to 24 kHz, pipecat sends 16 kHz", "40 ms frame",
                     res4["ours"].median_us(nf), res4["pipecat"].median_us(nf)))
     res5 = await bench_send([("ours", Ours, 16000, 16000), ("pipecat", Pipecat, 16000, 16000)], frames, stream, "process_frame", w, n)
-    rows.append(Row("b", "(b) 16 kHz mic, both sessions at 16 kHz (no resampling)", "20 ms frame",
+    rows.append(Row("b", "(b) 16 kHz mic, both sessions at 16 kHz (no resampling)", "40 ms frame",
                     res5["ours"].median_us(nf), res5["pipecat"].median_us(nf)))
-    rows.append(Row("b", "(b) harness alone: one `asyncio.sleep(0)` per frame (included in every (b) row)", "20 ms frame",
+    rows.append(Row("b", "(b) harness alone: one `asyncio.sleep(0)` per frame (included in every (b) row)", "40 ms frame",
                     harness["harness"].median_us(nf), None))
     return rows
 
@@ -727,7 +728,7 @@ def profiles(rows: list[Row], stream: Stream, frames: dict[int, list[InputAudioR
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--deltas", type=int, default=500, help="response.audio.delta events in the response (100 ms each)")
-    ap.add_argument("--frames", type=int, default=3000, help="20 ms microphone frames")
+    ap.add_argument("--frames", type=int, default=1500, help="40 ms microphone frames")
     ap.add_argument("--reps", type=int, default=21, help="measured repetitions (median reported)")
     ap.add_argument("--warmup", type=int, default=2, help="unmeasured repetitions first")
     ap.add_argument("--profile-threshold", type=float, default=1.05, help="profile paths where ours/pipecat CPU exceeds this")
@@ -785,12 +786,12 @@ def main() -> None:
         "+ pydantic `model_validate`, the `_handle_evt_*` dispatch (base64 decode, frame construction). For both, `push_frame` "
         "and `broadcast_frame` are a collector that counts frames; metrics off (pipecat's default); logging at WARNING. "
         "`session.created`/`updated` are fed before the clock starts. The audio-only row drops the transcript deltas.",
-        "- **(b)** 3000 `InputAudioRawFrame`s of 20 ms built beforehand; after each, one `await asyncio.sleep(0)` (a pipeline "
+        "- **(b)** N `InputAudioRawFrame`s of 40 ms built beforehand; after each, one `await asyncio.sleep(0)` (a pipeline "
         "yields between frames; it is where our connection's sender task runs). *Ours*: `process_frame` → `_audio_in` "
         "(40 ms accumulation; soxr `ResampleStream` when the frame rate differs from the session's) → `session.audio_in` → the "
         "real `VoiceLiveConnection.send` (`json.dumps` onto its queue) → the real `_send_loop` task → a fake `ws.send`. "
         "*Pipecat*: `process_frame` → `_send_user_audio` (base64, pydantic `InputAudioBufferAppendEvent`, `model_dump` + "
-        "`json.dumps`, one append per 20 ms frame) → a fake `ws.send`, then `push_frame` of the input frame (the collector). "
+        "`json.dumps`, one append per 40 ms frame) → a fake `ws.send`, then `push_frame` of the input frame (the collector). "
         "The inner row calls `_audio_in(frame)` / `await _send_user_audio(frame)` directly (still one yield per frame).",
         "- **(c)** tracemalloc: peak of traced memory over the (a) response, after `reset_peak` (services built before). Peak "
         "RSS growth: in a forked child per service, VmHWM reset through `/proc/self/clear_refs`, then VmHWM − VmRSS after (a); "
