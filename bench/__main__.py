@@ -32,7 +32,12 @@ BENCHES = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=sorted(BENCHES), action="append", help="run only this benchmark (repeatable)")
+    parser.add_argument(
+        "--only",
+        choices=sorted(BENCHES),
+        action="append",
+        help="run only this benchmark (repeatable)",
+    )
     args = parser.parse_args(argv)
     failed = []
     for name in args.only or BENCHES:

@@ -62,7 +62,7 @@ import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +141,13 @@ def build_stream(n_audio: int = 500, text_every: int = 2) -> Stream:
     words = [e["delta"] for e in ev["response.audio_transcript.delta"]]
     audio_tpl = ev["response.audio.delta"][0]
     text_tpl = ev["response.audio_transcript.delta"][0]
-    timed = [stamp(ev["conversation.item.created"][0]), stamp(ev["response.created"][0]),
-             stamp(ev["response.output_item.added"][0]), stamp(ev["conversation.item.created"][1]),
-             stamp(ev["response.content_part.added"][0])]
+    timed = [
+        stamp(ev["conversation.item.created"][0]),
+        stamp(ev["response.created"][0]),
+        stamp(ev["response.output_item.added"][0]),
+        stamp(ev["conversation.item.created"][1]),
+        stamp(ev["response.content_part.added"][0]),
+    ]
     spoken: list[str] = []
     n_text = 0
     for i, pcm in enumerate(audio):
@@ -234,8 +238,12 @@ class Collector:
 
 
 def _settings() -> ConnectionSettings:
-    return ConnectionSettings(endpoint=Endpoint.parse("https://bench.services.ai.azure.com"), target=Model("gpt-realtime"),
-                              api_version="2026-07-15", credentials=Credentials(api_key="bench-key"))
+    return ConnectionSettings(
+        endpoint=Endpoint.parse("https://bench.services.ai.azure.com"),
+        target=Model("gpt-realtime"),
+        api_version="2026-07-15",
+        credentials=Credentials(api_key="bench-key"),
+    )
 
 
 class Ours:
@@ -284,8 +292,12 @@ class Pipecat:
     def __init__(self, input_rate: int = RATE, keep: bool = False) -> None:
         self.collector = Collector(keep_audio=keep)
         self.ws = FakeWS(keep_sent=keep)
-        svc = AzureVoiceLiveLLMService(endpoint="https://bench.services.ai.azure.com", api_key="bench-key")
-        svc._ensure_audio_config(input_rate, RATE)  # what setup() does with the PipelineParams rates
+        svc = AzureVoiceLiveLLMService(
+            endpoint="https://bench.services.ai.azure.com", api_key="bench-key"
+        )
+        svc._ensure_audio_config(
+            input_rate, RATE
+        )  # what setup() does with the PipelineParams rates
         svc._websocket = self.ws
         svc.push_frame = self.collector.push  # type: ignore[method-assign]
         svc.broadcast_frame = self.collector.broadcast  # type: ignore[method-assign]
@@ -344,7 +356,9 @@ async def _new_ready(kind: type, stream: Stream, input_rate: int = RATE) -> Any:
     return svc
 
 
-async def bench_receive(kinds: list[type], stream: Stream, warmup: int, reps: int) -> dict[str, Sample]:
+async def bench_receive(
+    kinds: list[type], stream: Stream, warmup: int, reps: int
+) -> dict[str, Sample]:
     out = {k.name: Sample() for k in kinds}
     for rep in range(warmup + reps):
         for kind in kinds if rep % 2 == 0 else kinds[::-1]:
@@ -361,7 +375,10 @@ def mic_frames(rate: int, n: int, seed: int = 3) -> list[InputAudioRawFrame]:
     rng = np.random.default_rng(seed)
     pcm = np.clip(rng.normal(0, 3000, n * samples), -32768, 32767).astype("<i2").tobytes()
     step = samples * 2
-    return [InputAudioRawFrame(audio=pcm[i * step : (i + 1) * step], sample_rate=rate, num_channels=1) for i in range(n)]
+    return [
+        InputAudioRawFrame(audio=pcm[i * step : (i + 1) * step], sample_rate=rate, num_channels=1)
+        for i in range(n)
+    ]
 
 
 async def _feed(svc: Any, frames: list[InputAudioRawFrame], mode: str) -> None:
@@ -388,8 +405,14 @@ async def _feed(svc: Any, frames: list[InputAudioRawFrame], mode: str) -> None:
     await svc.stop_sender()
 
 
-async def bench_send(cases: list[tuple[str, type, int, int]], frames: dict[int, list[InputAudioRawFrame]], stream: Stream,
-                     mode: str, warmup: int, reps: int) -> dict[str, Sample]:
+async def bench_send(
+    cases: list[tuple[str, type, int, int]],
+    frames: dict[int, list[InputAudioRawFrame]],
+    stream: Stream,
+    mode: str,
+    warmup: int,
+    reps: int,
+) -> dict[str, Sample]:
     """``cases``: (label, kind, frame rate, session input rate)."""
     out = {label: Sample() for label, *_ in cases}
     for rep in range(warmup + reps):
@@ -397,7 +420,9 @@ async def bench_send(cases: list[tuple[str, type, int, int]], frames: dict[int, 
             svc = await _new_ready(kind, stream, input_rate=session_rate)
             cpu, wall = await _timed(lambda: _feed(svc, frames[rate], mode))
             if mode != "harness":
-                assert svc.ws.sent > 0 and getattr(getattr(svc, "conn", None), "dropped_audio", 0) == 0
+                assert (
+                    svc.ws.sent > 0 and getattr(getattr(svc, "conn", None), "dropped_audio", 0) == 0
+                )
             if rep >= warmup:
                 out[label].add(cpu, wall)
     return out
@@ -419,8 +444,12 @@ async def verify(stream: Stream, frames: dict[int, list[InputAudioRawFrame]]) ->
         got[kind.name] = c
         ok = c.audio_frames == stream.n_audio and b"".join(c.audio) == expected
         if not ok:
-            raise SystemExit(f"{kind.name}: {c.audio_frames} audio frames, bytes equal: {b''.join(c.audio) == expected}")
-    notes.append(f"(a) both produced {stream.n_audio} `TTSAudioRawFrame`s with identical bytes ({len(expected):,} B, same order).")
+            raise SystemExit(
+                f"{kind.name}: {c.audio_frames} audio frames, bytes equal: {b''.join(c.audio) == expected}"
+            )
+    notes.append(
+        f"(a) both produced {stream.n_audio} `TTSAudioRawFrame`s with identical bytes ({len(expected):,} B, same order)."
+    )
     for name, c in got.items():
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(c.by_type.items(), key=lambda kv: -kv[1]))
         notes.append(f"(a) frames pushed by {name}: {c.frames} ({kinds}).")
@@ -433,16 +462,25 @@ async def verify(stream: Stream, frames: dict[int, list[InputAudioRawFrame]]) ->
             await svc.ready(stream)
             svc.ws.sent_messages.clear()
             await _feed(svc, frames[rate], "process_frame")
-            pcm = b"".join(base64.b64decode(json.loads(m)["audio"]) for m in svc.ws.sent_messages
-                           if json.loads(m)["type"] == "input_audio_buffer.append")
+            pcm = b"".join(
+                base64.b64decode(json.loads(m)["audio"])
+                for m in svc.ws.sent_messages
+                if json.loads(m)["type"] == "input_audio_buffer.append"
+            )
             n = sum(1 for m in svc.ws.sent_messages if '"input_audio_buffer.append"' in m)
             if session_rate == rate:
-                assert pcm == b"".join(f.audio for f in frames[rate]), f"{kind.name} sent different audio"
+                assert pcm == b"".join(f.audio for f in frames[rate]), (
+                    f"{kind.name} sent different audio"
+                )
             sent[kind.name] = (n, len(pcm))
-        desc = "; ".join(f"{k}: {n} appends of {b / n / (session_rate * 2) * 1000:.0f} ms on average, {b:,} B PCM"
-                         for k, (n, b) in sent.items())
-        notes.append(f"(b) {rate // 1000} kHz frames, session at {session_rate // 1000} kHz: {desc}"
-                     + (" (identical PCM)" if session_rate == rate else " (resampled by soxr)"))
+        desc = "; ".join(
+            f"{k}: {n} appends of {b / n / (session_rate * 2) * 1000:.0f} ms on average, {b:,} B PCM"
+            for k, (n, b) in sent.items()
+        )
+        notes.append(
+            f"(b) {rate // 1000} kHz frames, session at {session_rate // 1000} kHz: {desc}"
+            + (" (identical PCM)" if session_rate == rate else " (resampled by soxr)")
+        )
     return notes
 
 
@@ -479,6 +517,7 @@ def rss_growth_kb(kind: type, stream: Stream) -> int | None:
         os.close(r)
         value = -1
         try:
+
             async def child() -> int:
                 svc = await _new_ready(kind, stream)
                 gc.collect()
@@ -487,6 +526,7 @@ def rss_growth_kb(kind: type, stream: Stream) -> int | None:
                 before = _status_kb("VmRSS")
                 await svc.receive(stream.timed)
                 return _status_kb("VmHWM") - before
+
             value = asyncio.run(child())
         except Exception:  # noqa: BLE001 - report "n/a" rather than die in the child
             value = -1
@@ -503,7 +543,9 @@ def rss_growth_kb(kind: type, stream: Stream) -> int | None:
 # -- profiling ------------------------------------------------------------------------------------
 
 
-def profile(run: Callable[[], Awaitable[None]], setup: Callable[[], Awaitable[Any]], top: int = 14) -> str:
+def profile(
+    run: Callable[[], Awaitable[None]], setup: Callable[[], Awaitable[Any]], top: int = 14
+) -> str:
     """cProfile of one pass (fresh loop), top functions by own time."""
     prof = cProfile.Profile()
 
@@ -521,7 +563,11 @@ def profile(run: Callable[[], Awaitable[None]], setup: Callable[[], Awaitable[An
     start = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls"))
     import sysconfig
 
-    strip = [sysconfig.get_paths()["purelib"] + "/", sysconfig.get_paths()["stdlib"] + "/", str(ROOT) + "/"]
+    strip = [
+        sysconfig.get_paths()["purelib"] + "/",
+        sysconfig.get_paths()["stdlib"] + "/",
+        str(ROOT) + "/",
+    ]
 
     def short(ln: str) -> str:
         for prefix in strip:
@@ -552,11 +598,26 @@ def micro_costs(stream: Stream) -> list[tuple[str, float]]:
         ("both: `json.loads` of one audio delta (6400 base64 chars)", lambda: json.loads(msg)),
         ("both: `base64.b64decode` of 6400 chars", lambda: base64.b64decode(data["delta"])),
         ("both: `TTSAudioRawFrame(...)`", lambda: TTSAudioRawFrame(pcm, RATE, 1)),
-        ("pipecat: `ResponseAudioDelta.model_validate(dict)`", lambda: pev.ResponseAudioDelta.model_validate(data)),
-        ("ours: `VoiceLiveEventFrame(...)` (one per server event)", lambda: VoiceLiveEventFrame(event=data, direction="received", at=0.0)),
-        ("ours: `parse_server_event(dict)` again inside `session.receive`", lambda: parse_server_event(data)),
-        ("ours: `PlayAudio(...)` (frozen dataclass action)", lambda: act.PlayAudio(pcm, "r", "i", False)),
-        ("ours: soxr `resample_chunk` of 20 ms at 16 kHz -> 24 kHz", lambda: rs.resample_chunk(mic16)),
+        (
+            "pipecat: `ResponseAudioDelta.model_validate(dict)`",
+            lambda: pev.ResponseAudioDelta.model_validate(data),
+        ),
+        (
+            "ours: `VoiceLiveEventFrame(...)` (one per server event)",
+            lambda: VoiceLiveEventFrame(event=data, direction="received", at=0.0),
+        ),
+        (
+            "ours: `parse_server_event(dict)` again inside `session.receive`",
+            lambda: parse_server_event(data),
+        ),
+        (
+            "ours: `PlayAudio(...)` (frozen dataclass action)",
+            lambda: act.PlayAudio(pcm, "r", "i", False),
+        ),
+        (
+            "ours: soxr `resample_chunk` of 20 ms at 16 kHz -> 24 kHz",
+            lambda: rs.resample_chunk(mic16),
+        ),
     ]
     out = []
     for label, fn in cases:
@@ -594,7 +655,9 @@ def _machine() -> dict[str, str]:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+            cpu = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu
+            )
     except OSError:
         pass
     try:
@@ -602,35 +665,58 @@ def _machine() -> dict[str, str]:
     except (OSError, subprocess.CalledProcessError):
         nproc = str(os.cpu_count())
     try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         commit = "?"
     from importlib.metadata import version
 
-    return {"nproc": nproc, "cpu": cpu, "python": platform.python_version(), "pipecat": version("pipecat-ai"),
-            "os": f"{platform.system()} {platform.release()}", "commit": commit or "?"}
+    return {
+        "nproc": nproc,
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "pipecat": version("pipecat-ai"),
+        "os": f"{platform.system()} {platform.release()}",
+        "commit": commit or "?",
+    }
 
 
 def table(rows: list[Row]) -> str:
-    out = ["| path | per | ours CPU µs | pipecat CPU µs | **ours/pipecat CPU** | ours wall µs | pipecat wall µs | ours/pipecat wall |",
-           "|---|---|--:|--:|--:|--:|--:|--:|"]
+    out = [
+        "| path | per | ours CPU µs | pipecat CPU µs | **ours/pipecat CPU** | ours wall µs | pipecat wall µs | ours/pipecat wall |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
     for r in rows:
         if r.pipecat is None:
-            out.append(f"| {r.what} | {r.unit} | {r.ours[0]:.2f} | – | – | {r.ours[1]:.2f} | – | – |")
+            out.append(
+                f"| {r.what} | {r.unit} | {r.ours[0]:.2f} | – | – | {r.ours[1]:.2f} | – | – |"
+            )
             continue
         rc, rw = r.ratio  # type: ignore[misc]
-        out.append(f"| {r.what} | {r.unit} | {r.ours[0]:.2f} | {r.pipecat[0]:.2f} | **{rc:.2f}x** | {r.ours[1]:.2f} | {r.pipecat[1]:.2f} | {rw:.2f}x |")
+        out.append(
+            f"| {r.what} | {r.unit} | {r.ours[0]:.2f} | {r.pipecat[0]:.2f} | **{rc:.2f}x** | {r.ours[1]:.2f} | {r.pipecat[1]:.2f} | {rw:.2f}x |"
+        )
     return "\n".join(out)
 
 
 def mem_table(mem: dict[str, dict[str, int | None]]) -> str:
     out = ["| (c) memory during (a) | ours | pipecat | ours/pipecat |", "|---|--:|--:|--:|"]
-    for key, label in (("tracemalloc", "tracemalloc peak (KiB)"), ("rss", "peak RSS growth, forked child (KiB)")):
+    for key, label in (
+        ("tracemalloc", "tracemalloc peak (KiB)"),
+        ("rss", "peak RSS growth, forked child (KiB)"),
+    ):
         o, p = mem["ours"][key], mem["pipecat"][key]
         if o is None or p is None:
-            out.append(f"| {label} | {o if o is not None else 'n/a'} | {p if p is not None else 'n/a'} | – |")
+            out.append(
+                f"| {label} | {o if o is not None else 'n/a'} | {p if p is not None else 'n/a'} | – |"
+            )
         else:
-            out.append(f"| {label} | {o:,} | {p:,} | {o / p:.2f}x |" if p else f"| {label} | {o:,} | {p:,} | – |")
+            out.append(
+                f"| {label} | {o:,} | {p:,} | {o / p:.2f}x |"
+                if p
+                else f"| {label} | {o:,} | {p:,} | – |"
+            )
     return "\n".join(out)
 
 
@@ -641,7 +727,9 @@ def chart(rows: list[Row], mem: dict[str, dict[str, int | None]], path: Path, ti
     import matplotlib.pyplot as plt
 
     timed = [r for r in rows if r.pipecat is not None]
-    fig, (ax, axm) = plt.subplots(1, 2, figsize=(13, 0.55 * len(timed) + 2.6), gridspec_kw={"width_ratios": [3, 1.2]})
+    fig, (ax, axm) = plt.subplots(
+        1, 2, figsize=(13, 0.55 * len(timed) + 2.6), gridspec_kw={"width_ratios": [3, 1.2]}
+    )
     y = np.arange(len(timed))
     h = 0.38
     ours = [r.ours[0] for r in timed]
@@ -678,41 +766,125 @@ def chart(rows: list[Row], mem: dict[str, dict[str, int | None]], path: Path, ti
 # -- main -----------------------------------------------------------------------------------------
 
 
-async def measure(args: argparse.Namespace, stream: Stream, audio_only: Stream, frames: dict[int, list[InputAudioRawFrame]]) -> list[Row]:
+async def measure(
+    args: argparse.Namespace,
+    stream: Stream,
+    audio_only: Stream,
+    frames: dict[int, list[InputAudioRawFrame]],
+) -> list[Row]:
     rows: list[Row] = []
     w, n = args.warmup, args.reps
     kinds = [Ours, Pipecat]
     res = await bench_receive(kinds, stream, w, n)
     per = len(stream.timed)
-    rows.append(Row("a", f"(a) response, {stream.n_audio} audio + {stream.n_text} transcript deltas + lifecycle", "server event",
-                    res["ours"].median_us(per), res["pipecat"].median_us(per)))
+    rows.append(
+        Row(
+            "a",
+            f"(a) response, {stream.n_audio} audio + {stream.n_text} transcript deltas + lifecycle",
+            "server event",
+            res["ours"].median_us(per),
+            res["pipecat"].median_us(per),
+        )
+    )
     res2 = await bench_receive(kinds, audio_only, w, n)
-    rows.append(Row("a", f"(a) audio deltas only ({audio_only.n_audio} + lifecycle)", "audio delta",
-                    res2["ours"].median_us(audio_only.n_audio), res2["pipecat"].median_us(audio_only.n_audio)))
+    rows.append(
+        Row(
+            "a",
+            f"(a) audio deltas only ({audio_only.n_audio} + lifecycle)",
+            "audio delta",
+            res2["ours"].median_us(audio_only.n_audio),
+            res2["pipecat"].median_us(audio_only.n_audio),
+        )
+    )
     nf = len(frames[RATE])
     harness = await bench_send([("harness", Pipecat, RATE, RATE)], frames, stream, "harness", w, n)
-    for mode, label in (("process_frame", "process_frame"), ("inner", "`_audio_in` vs `_send_user_audio`")):
-        res3 = await bench_send([("ours", Ours, RATE, RATE), ("pipecat", Pipecat, RATE, RATE)], frames, stream, mode, w, n)
-        rows.append(Row("b", f"(b) 24 kHz mic, {label}", "40 ms frame", res3["ours"].median_us(nf), res3["pipecat"].median_us(nf)))
-    res4 = await bench_send([("ours", Ours, 16000, RATE), ("pipecat", Pipecat, 16000, 16000)], frames, stream, "process_frame", w, n)
-    rows.append(Row("b", "(b) 16 kHz mic: ours resamples to 24 kHz, pipecat sends 16 kHz", "40 ms frame",
-                    res4["ours"].median_us(nf), res4["pipecat"].median_us(nf)))
-    res5 = await bench_send([("ours", Ours, 16000, 16000), ("pipecat", Pipecat, 16000, 16000)], frames, stream, "process_frame", w, n)
-    rows.append(Row("b", "(b) 16 kHz mic, both sessions at 16 kHz (no resampling)", "40 ms frame",
-                    res5["ours"].median_us(nf), res5["pipecat"].median_us(nf)))
-    rows.append(Row("b", "(b) harness alone: one `asyncio.sleep(0)` per frame (included in every (b) row)", "40 ms frame",
-                    harness["harness"].median_us(nf), None))
+    for mode, label in (
+        ("process_frame", "process_frame"),
+        ("inner", "`_audio_in` vs `_send_user_audio`"),
+    ):
+        res3 = await bench_send(
+            [("ours", Ours, RATE, RATE), ("pipecat", Pipecat, RATE, RATE)],
+            frames,
+            stream,
+            mode,
+            w,
+            n,
+        )
+        rows.append(
+            Row(
+                "b",
+                f"(b) 24 kHz mic, {label}",
+                "40 ms frame",
+                res3["ours"].median_us(nf),
+                res3["pipecat"].median_us(nf),
+            )
+        )
+    res4 = await bench_send(
+        [("ours", Ours, 16000, RATE), ("pipecat", Pipecat, 16000, 16000)],
+        frames,
+        stream,
+        "process_frame",
+        w,
+        n,
+    )
+    rows.append(
+        Row(
+            "b",
+            "(b) 16 kHz mic: ours resamples to 24 kHz, pipecat sends 16 kHz",
+            "40 ms frame",
+            res4["ours"].median_us(nf),
+            res4["pipecat"].median_us(nf),
+        )
+    )
+    res5 = await bench_send(
+        [("ours", Ours, 16000, 16000), ("pipecat", Pipecat, 16000, 16000)],
+        frames,
+        stream,
+        "process_frame",
+        w,
+        n,
+    )
+    rows.append(
+        Row(
+            "b",
+            "(b) 16 kHz mic, both sessions at 16 kHz (no resampling)",
+            "40 ms frame",
+            res5["ours"].median_us(nf),
+            res5["pipecat"].median_us(nf),
+        )
+    )
+    rows.append(
+        Row(
+            "b",
+            "(b) harness alone: one `asyncio.sleep(0)` per frame (included in every (b) row)",
+            "40 ms frame",
+            harness["harness"].median_us(nf),
+            None,
+        )
+    )
     return rows
 
 
-def profiles(rows: list[Row], stream: Stream, frames: dict[int, list[InputAudioRawFrame]], threshold: float) -> list[tuple[str, str, str]]:
+def profiles(
+    rows: list[Row], stream: Stream, frames: dict[int, list[InputAudioRawFrame]], threshold: float
+) -> list[tuple[str, str, str]]:
     """cProfile ours and pipecat on every path where ours is slower (CPU ratio > threshold)."""
     out = []
-    plans: dict[str, tuple[Callable[[type], Callable[[], Awaitable[Any]]], Callable[[Any], Awaitable[None]]]] = {
-        "(a) response": (lambda k: (lambda: _new_ready(k, stream)), lambda s: s.receive(stream.timed)),
-        "(b) 24 kHz mic, process_frame": (lambda k: (lambda: _new_ready(k, stream)), lambda s: _feed(s, frames[RATE], "process_frame")),
-        "(b) 16 kHz mic: ours resamples": (lambda k: (lambda: _new_ready(k, stream, 24000 if k is Ours else 16000)),
-                                           lambda s: _feed(s, frames[16000], "process_frame")),
+    plans: dict[
+        str, tuple[Callable[[type], Callable[[], Awaitable[Any]]], Callable[[Any], Awaitable[None]]]
+    ] = {
+        "(a) response": (
+            lambda k: lambda: _new_ready(k, stream),
+            lambda s: s.receive(stream.timed),
+        ),
+        "(b) 24 kHz mic, process_frame": (
+            lambda k: lambda: _new_ready(k, stream),
+            lambda s: _feed(s, frames[RATE], "process_frame"),
+        ),
+        "(b) 16 kHz mic: ours resamples": (
+            lambda k: lambda: _new_ready(k, stream, 24000 if k is Ours else 16000),
+            lambda s: _feed(s, frames[16000], "process_frame"),
+        ),
     }
     for r in rows:
         ratio = r.ratio
@@ -726,19 +898,38 @@ def profiles(rows: list[Row], stream: Stream, frames: dict[int, list[InputAudioR
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--deltas", type=int, default=500, help="response.audio.delta events in the response (100 ms each)")
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--deltas",
+        type=int,
+        default=500,
+        help="response.audio.delta events in the response (100 ms each)",
+    )
     ap.add_argument("--frames", type=int, default=1500, help="40 ms microphone frames")
     ap.add_argument("--reps", type=int, default=21, help="measured repetitions (median reported)")
     ap.add_argument("--warmup", type=int, default=2, help="unmeasured repetitions first")
-    ap.add_argument("--profile-threshold", type=float, default=1.05, help="profile paths where ours/pipecat CPU exceeds this")
-    ap.add_argument("--no-write", action="store_true", help="print only; do not write bench/results/hotpath.*")
+    ap.add_argument(
+        "--profile-threshold",
+        type=float,
+        default=1.05,
+        help="profile paths where ours/pipecat CPU exceeds this",
+    )
+    ap.add_argument(
+        "--no-write", action="store_true", help="print only; do not write bench/results/hotpath.*"
+    )
     args = ap.parse_args()
     t_start = time.perf_counter()
 
     stream = build_stream(args.deltas)
-    audio_only = Stream(stream.prelude, [m for m in stream.timed if '"response.audio_transcript.delta"' not in m],
-                        stream.audio, stream.n_audio, 0)
+    audio_only = Stream(
+        stream.prelude,
+        [m for m in stream.timed if '"response.audio_transcript.delta"' not in m],
+        stream.audio,
+        stream.n_audio,
+        0,
+    )
     frames = {rate: mic_frames(rate, args.frames) for rate in (RATE, 16000)}
 
     # memory first, from a clean parent (the forked children inherit the same state)
@@ -755,8 +946,10 @@ def main() -> None:
     elapsed = time.perf_counter() - t_start
 
     m = _machine()
-    command = ".venv/bin/python -m bench.hotpath" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = ".venv/bin/python -m bench.hotpath" + (
+        " " + " ".join(sys.argv[1:]) if sys.argv[1:] else ""
+    )
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     stream_chars = sum(map(len, stream.timed))
     md = [
         "# Hot paths: ours (`VoiceLiveAgentService`) vs pipecat's `AzureVoiceLiveLLMService`",
@@ -809,18 +1002,29 @@ def main() -> None:
     ]
     slower = [r for r in rows if r.ratio is not None and r.ratio[0] > args.profile_threshold]
     if profs:
-        md += ["", f"## Where our time goes (cProfile, one pass; paths where ours/pipecat CPU > {args.profile_threshold})", ""]
+        md += [
+            "",
+            f"## Where our time goes (cProfile, one pass; paths where ours/pipecat CPU > {args.profile_threshold})",
+            "",
+        ]
         for what, who, text in profs:
             md += [f"**{what} — {who}**", "", "```", text, "```", ""]
     elif not slower:
-        md += ["", f"Ours is not slower than pipecat's on any path (CPU ratio ≤ {args.profile_threshold}); nothing profiled."]
+        md += [
+            "",
+            f"Ours is not slower than pipecat's on any path (CPU ratio ≤ {args.profile_threshold}); nothing profiled.",
+        ]
     text = "\n".join(md) + "\n"
     print(text)
     if not args.no_write:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "hotpath.md").write_text(text, encoding="utf-8")
-        chart(rows, mem, RESULTS / "hotpath.png",
-              f"{command} — {when} — nproc {m['nproc']}, Python {m['python']}, pipecat-ai {m['pipecat']}")
+        chart(
+            rows,
+            mem,
+            RESULTS / "hotpath.png",
+            f"{command} — {when} — nproc {m['nproc']}, Python {m['python']}, pipecat-ai {m['pipecat']}",
+        )
         print(f"wrote {RESULTS / 'hotpath.md'} and {RESULTS / 'hotpath.png'}")
 
 

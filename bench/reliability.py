@@ -39,14 +39,20 @@ AGENT = ("--api-key", API_KEY, "--agent-name", "my-agent", "--project-name", "pr
 
 def figures(out: ResumeOutcome) -> tuple[float, float, float]:
     fault = out.first.record.marks["fault"]
-    items = [t for t, e in out.second.record.client_events if e.get("type") == "conversation.item.create"]
+    items = [
+        t for t, e in out.second.record.client_events if e.get("type") == "conversation.item.create"
+    ]
     resumed = (items[-1] if items else out.second.record.marks["session_created"]) - fault
     return out.retry_s * 1000, out.reconnect_s * 1000, resumed * 1000
 
 
 async def run_once(name: str, session, folder: Path) -> tuple[float, float, float]:
     out: ResumeOutcome = await session(folder)
-    if out.run.code != 0 or len(out.server.conns) != 2 or "turn3_done" not in out.second.record.marks:
+    if (
+        out.run.code != 0
+        or len(out.server.conns) != 2
+        or "turn3_done" not in out.second.record.marks
+    ):
         raise SystemExit(f"{name}: the run did not reconnect and finish\n{out.run.describe()}")
     return figures(out)
 
@@ -58,11 +64,18 @@ def row(label: str, values: list[float]) -> str:
 async def main_async(runs: int) -> str:
     drop_session = resume_session(lambda c: drop)
     others = {
-        "close 1011 (model, transcript replayed)": resume_session(lambda c: (lambda conn: close_with(conn, 1011, "internal error"))),
-        "close 1001 session_expired (current agent, conversation-id)": resume_session(
-            lambda c: (lambda conn: close_with(conn, 1001, "session_expired")), AGENT, replay=0, agent=agent_info()
+        "close 1011 (model, transcript replayed)": resume_session(
+            lambda c: lambda conn: close_with(conn, 1011, "internal error")
         ),
-        "message over the 8 MiB limit (close 1009)": resume_session(lambda c: (lambda conn: send_oversized(conn, 9 * 1024 * 1024))),
+        "close 1001 session_expired (current agent, conversation-id)": resume_session(
+            lambda c: lambda conn: close_with(conn, 1001, "session_expired"),
+            AGENT,
+            replay=0,
+            agent=agent_info(),
+        ),
+        "message over the 8 MiB limit (close 1009)": resume_session(
+            lambda c: lambda conn: send_oversized(conn, 9 * 1024 * 1024)
+        ),
         "stalled peer, no pongs (ping interval 0.5 s, timeout 0.5 s)": resume_session(
             stalling, env=script_env(VOICELIVE_PING_INTERVAL="0.5", VOICELIVE_PING_TIMEOUT="0.5")
         ),
@@ -118,9 +131,16 @@ async def main_async(runs: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.reliability", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.reliability", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--runs", type=int, default=10, help="drop runs (default 10)")
-    parser.add_argument("--out", type=Path, default=RESULTS, help=f"results file (default {RESULTS.relative_to(ROOT)})")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS,
+        help=f"results file (default {RESULTS.relative_to(ROOT)})",
+    )
     args = parser.parse_args(argv)
     report = asyncio.run(main_async(args.runs))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -57,9 +57,14 @@ async def _serve(port_file: Path, out: Path) -> None:
     # conn -> (CLOCK_MONOTONIC s, audio s so far), for bench.session_cost's steady state
     arrivals: dict[int, list[tuple[float, float]]] = {}
     answers: list[dict[str, Any]] = []
-    answer_pcm = (np.random.default_rng(7).integers(-3000, 3000, int(ANSWER_S * RATE), dtype=np.int16)).tobytes()
+    answer_pcm = (
+        np.random.default_rng(7).integers(-3000, 3000, int(ANSWER_S * RATE), dtype=np.int16)
+    ).tobytes()
     chunk = RATE // 10 * 2
-    deltas = [base64.b64encode(answer_pcm[i : i + chunk]).decode() for i in range(0, len(answer_pcm), chunk)]
+    deltas = [
+        base64.b64encode(answer_pcm[i : i + chunk]).decode()
+        for i in range(0, len(answer_pcm), chunk)
+    ]
 
     async def handler(ws: Any) -> None:
         cid = id(ws)
@@ -83,7 +88,12 @@ async def _serve(port_file: Path, out: Path) -> None:
                 event = json.loads(message)
                 kind = event.get("type")
                 if kind == "session.update":
-                    await send({"type": "session.updated", "session": {**session, **event.get("session", {})}})
+                    await send(
+                        {
+                            "type": "session.updated",
+                            "session": {**session, **event.get("session", {})},
+                        }
+                    )
                 elif kind == "input_audio_buffer.append":
                     now = time.monotonic()
                     size = len(event.get("audio", "")) * 3 // 4
@@ -110,15 +120,35 @@ async def _serve(port_file: Path, out: Path) -> None:
 
     async def _answer(turn: int, send: Any) -> None:
         rid, iid = f"resp_{turn}_{time.monotonic_ns()}", f"item_{turn}_{time.monotonic_ns()}"
-        await send({"type": "input_audio_buffer.speech_started", "audio_start_ms": 0, "item_id": f"u{iid}"})
-        await send({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 1, "item_id": f"u{iid}"})
+        await send(
+            {"type": "input_audio_buffer.speech_started", "audio_start_ms": 0, "item_id": f"u{iid}"}
+        )
+        await send(
+            {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": 1, "item_id": f"u{iid}"}
+        )
         await send({"type": "response.created", "response": {"id": rid, "status": "in_progress"}})
         start = time.monotonic()
         for k, delta in enumerate(deltas):
-            await asyncio.sleep(max(0.0, start + k * 0.05 - time.monotonic()))  # 100 ms chunks at 2x
-            await send({"type": "response.audio.delta", "response_id": rid, "item_id": iid, "delta": delta})
-        await send({"type": "response.audio_transcript.done", "response_id": rid, "item_id": iid, "transcript": "An answer."})
-        await send({"type": "response.done", "response": {"id": rid, "status": "completed", "usage": {"total_tokens": 1}}})
+            await asyncio.sleep(
+                max(0.0, start + k * 0.05 - time.monotonic())
+            )  # 100 ms chunks at 2x
+            await send(
+                {"type": "response.audio.delta", "response_id": rid, "item_id": iid, "delta": delta}
+            )
+        await send(
+            {
+                "type": "response.audio_transcript.done",
+                "response_id": rid,
+                "item_id": iid,
+                "transcript": "An answer.",
+            }
+        )
+        await send(
+            {
+                "type": "response.done",
+                "response": {"id": rid, "status": "completed", "usage": {"total_tokens": 1}},
+            }
+        )
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -184,15 +214,35 @@ def run_once(k: int, workers: int, seconds: float, tmp: Path) -> Run:
     port_file, stats_file = tmp / "port", tmp / f"stats_{k}_{workers}.json"
     port_file.unlink(missing_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen([sys.executable, "-m", "bench.sessions", "--serve", str(port_file), str(stats_file)], env=env)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.sessions", "--serve", str(port_file), str(stats_file)],
+        env=env,
+    )
     while not port_file.exists() or not port_file.read_text():
         time.sleep(0.05)
     port = int(port_file.read_text())
     argv = [
-        sys.executable, "-m", "pipelines.batch", str(convs), "--out", str(out), "--workers", str(workers),
-        "--per-worker", str(math.ceil(k / workers)), "--max-connects-per-minute", "1000000",
-        "--endpoint", f"http://127.0.0.1:{port}", "--api-key", "bench-key-0123456789", "--model", "bench",
-        "--idle-grace", "0.5", "--plain",
+        sys.executable,
+        "-m",
+        "pipelines.batch",
+        str(convs),
+        "--out",
+        str(out),
+        "--workers",
+        str(workers),
+        "--per-worker",
+        str(math.ceil(k / workers)),
+        "--max-connects-per-minute",
+        "1000000",
+        "--endpoint",
+        f"http://127.0.0.1:{port}",
+        "--api-key",
+        "bench-key-0123456789",
+        "--model",
+        "bench",
+        "--idle-grace",
+        "0.5",
+        "--plain",
     ]
     started = time.monotonic()
     log = open(tmp / f"batch_{k}_{workers}.out", "w+")
@@ -222,9 +272,15 @@ def run_once(k: int, workers: int, seconds: float, tmp: Path) -> Run:
     stats = json.loads(stats_file.read_text())
     all_lags = [lag for conn in stats["lags"].values() for _, lag in conn]
     run.mic_lag_p99_ms = float(np.percentile(all_lags, 99)) if all_lags else 0.0
-    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {"conversations": []}
+    summary = (
+        json.loads((out / "summary.json").read_text())
+        if (out / "summary.json").exists()
+        else {"conversations": []}
+    )
     run.ok = sum(c["ok"] for c in summary["conversations"])
-    run.failures = [f"{c['conversation']}: {c['failure']}" for c in summary["conversations"] if not c["ok"]][:5]
+    run.failures = [
+        f"{c['conversation']}: {c['failure']}" for c in summary["conversations"] if not c["ok"]
+    ][:5]
     latencies: list[float] = []
     for conv in sorted(out.glob("*/report.json")):
         report = json.loads(conv.read_text())
@@ -239,7 +295,11 @@ def run_once(k: int, workers: int, seconds: float, tmp: Path) -> Run:
             mic_ok = not window or max(window) <= ON_TIME_MS
             if latency is not None and latency <= ON_TIME_MS and mic_ok:
                 run.on_time += 1
-    run.latency_p99_ms = float(np.percentile(latencies, 99)) if len(latencies) >= 100 else (max(latencies) if latencies else None)
+    run.latency_p99_ms = (
+        float(np.percentile(latencies, 99))
+        if len(latencies) >= 100
+        else (max(latencies) if latencies else None)
+    )
     if run.ok < k:
         print(output[-2000:])
     return run
@@ -290,8 +350,18 @@ def plot(runs: list[Run], path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     for workers in sorted({r.workers for r in runs}):
         rs = [r for r in runs if r.workers == workers]
-        a.plot([r.sessions for r in rs], [100 * r.on_time_share for r in rs], "o-", label=f"{workers} worker(s)")
-        b.plot([r.sessions for r in rs], [r.cpu_pct / r.sessions for r in rs], "o-", label=f"{workers} worker(s)")
+        a.plot(
+            [r.sessions for r in rs],
+            [100 * r.on_time_share for r in rs],
+            "o-",
+            label=f"{workers} worker(s)",
+        )
+        b.plot(
+            [r.sessions for r in rs],
+            [r.cpu_pct / r.sessions for r in rs],
+            "o-",
+            label=f"{workers} worker(s)",
+        )
     a.set_xlabel("concurrent sessions")
     a.set_ylabel("answers on time (%)")
     a.set_ylim(0, 105)
@@ -305,7 +375,9 @@ def plot(runs: list[Run], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.sessions", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.sessions", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 100, 200, 300])
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--seconds", type=float, default=24.0)

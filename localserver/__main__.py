@@ -43,10 +43,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port (0 = pick a free one)")
     parser.add_argument("--api-key", default=None, help="accept only this key (default: any key)")
-    parser.add_argument("--lead-ms", type=int, default=Pacing.lead_ms,
-                        help="how far response audio may run ahead of real time (ms)")
-    parser.add_argument("--pace", type=float, default=Pacing.pace,
-                        help="speed of response audio after the lead, x real time (0 = unpaced)")
+    parser.add_argument(
+        "--lead-ms",
+        type=int,
+        default=Pacing.lead_ms,
+        help="how far response audio may run ahead of real time (ms)",
+    )
+    parser.add_argument(
+        "--pace",
+        type=float,
+        default=Pacing.pace,
+        help="speed of response audio after the lead, x real time (0 = unpaced)",
+    )
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)
 

@@ -53,12 +53,20 @@ class Committed:
 class InputAudio:
     """Audio in -> turn signals, for one session."""
 
-    def __init__(self, fmt: str, rate: int, vad: VadSettings | None, phrases: Sequence[str] | None,
-                 channels: int = 1) -> None:
+    def __init__(
+        self,
+        fmt: str,
+        rate: int,
+        vad: VadSettings | None,
+        phrases: Sequence[str] | None,
+        channels: int = 1,
+    ) -> None:
         self.fmt, self.rate, self.channels = fmt, rate, channels
         # Stereo = the client's echo reference on channel 1: removed from channel 0 first.
         self._echo = EchoCanceller() if channels == 2 else None
-        self._resampler = soxr.ResampleStream(rate, RATE, 1, dtype="int16") if rate != RATE else None
+        self._resampler = (
+            soxr.ResampleStream(rate, RATE, 1, dtype="int16") if rate != RATE else None
+        )
         self._phrases = list(phrases) if phrases else None
         self._recognizer: Recognizer | None = None
         self._buf = bytearray()  # 16 kHz int16 since sample index self._buf_start
@@ -73,7 +81,9 @@ class InputAudio:
         """Switch turn detection (None = manual turns); any speech in progress is dropped."""
         self.vad = vad
         self._detector = (
-            VoiceActivityDetector(vad.threshold, vad.min_speech_ms, vad.silence_duration_ms) if vad else None
+            VoiceActivityDetector(vad.threshold, vad.min_speech_ms, vad.silence_duration_ms)
+            if vad
+            else None
         )
         if self._detector:
             self._detector.frames = self._total // (RATE // 50)

@@ -150,7 +150,7 @@ def agents_help() -> str:
     lines = [
         f"  {default.name} (the default, for any name not listed below) understands these",
         "    phrases; speech recognition is narrowed to them, so other speech gets",
-        "    \"I did not catch that.\" (other typed text gets \"You said: ...\"):",
+        '    "I did not catch that." (other typed text gets "You said: ..."):',
         *(f"      {phrase}" for phrase in default.known_phrases),
     ]
     for name in sorted(_REGISTRY):

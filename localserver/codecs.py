@@ -20,7 +20,9 @@ def _alaw_table() -> np.ndarray:
     sign = codes & 0x80
     exponent = (codes >> 4) & 0x07
     mantissa = codes & 0x0F
-    magnitude = np.where(exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << (exponent - 1))
+    magnitude = np.where(
+        exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << (exponent - 1)
+    )
     return np.where(sign != 0, magnitude, -magnitude).astype(np.int16)
 
 

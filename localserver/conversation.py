@@ -56,7 +56,9 @@ class Conversation:
                 return entry
         raise ItemNotFound(item_id)
 
-    def add(self, item: dict[str, Any], previous_item_id: str | None = None, *, heard: str | None = None) -> tuple[Entry, str | None]:
+    def add(
+        self, item: dict[str, Any], previous_item_id: str | None = None, *, heard: str | None = None
+    ) -> tuple[Entry, str | None]:
         """Insert ``item`` after ``previous_item_id`` ("root" = first; None = at the end).
 
         Returns (the entry, the id of the item now before it)."""
@@ -87,10 +89,14 @@ class Conversation:
         Raises :class:`ItemNotFound`, or ValueError with the real service's wording."""
         entry = self.get(item_id)
         item = entry.item
-        if item.get("role") != "assistant" or not any(p.get("type") == "audio" for p in item.get("content", [])):
+        if item.get("role") != "assistant" or not any(
+            p.get("type") == "audio" for p in item.get("content", [])
+        ):
             raise ValueError("Only assistant messages with audio content can be truncated.")
         if audio_end_ms > entry.audio_ms:
-            raise ValueError(f"Audio content of {entry.audio_ms}ms is already shorter than {audio_end_ms}ms")
+            raise ValueError(
+                f"Audio content of {entry.audio_ms}ms is already shorter than {audio_end_ms}ms"
+            )
         heard = [w.text for w in entry.words if w.offset_ms < audio_end_ms]
         for part in item["content"]:
             if part.get("type") == "audio":

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from localserver.codecs import encode
-from localserver.session_config import output_rate
 from localserver.conversation import Conversation, Entry
 from localserver.server_events import assistant_item, new_id, response_object, server_event, usage
+from localserver.session_config import output_rate
 from localserver.tts import SpokenWord, synthesize_async
 
 EventSender = Callable[[dict[str, Any]], Awaitable[None]]
@@ -42,10 +42,19 @@ class Cancelled(Exception):
 class ResponseRunner:
     """Produces one response; :meth:`run` sends every event, :meth:`cancel` stops it."""
 
-    def __init__(self, send: EventSender, conversation: Conversation, stream: AsyncIterator[str],
-                 params: dict[str, Any], conversation_id: str, pacing: Pacing, *,
-                 word_timestamps: bool, in_conversation: bool = True,
-                 input_audio_ms: int = 0) -> None:
+    def __init__(
+        self,
+        send: EventSender,
+        conversation: Conversation,
+        stream: AsyncIterator[str],
+        params: dict[str, Any],
+        conversation_id: str,
+        pacing: Pacing,
+        *,
+        word_timestamps: bool,
+        in_conversation: bool = True,
+        input_audio_ms: int = 0,
+    ) -> None:
         self.id = new_id("resp")
         self._send, self._conversation, self._stream = send, conversation, stream
         self.params, self._conversation_id, self._pacing = params, conversation_id, pacing
@@ -94,7 +103,12 @@ class ResponseRunner:
         return task.result()
 
     def _ref(self) -> dict[str, Any]:
-        return {"response_id": self.id, "item_id": self.item_id, "output_index": 0, "content_index": 0}
+        return {
+            "response_id": self.id,
+            "item_id": self.item_id,
+            "output_index": 0,
+            "content_index": 0,
+        }
 
     async def _emit(self, event_type: str, **fields: Any) -> None:
         await self._send(server_event(event_type, **self._ref(), **fields))
@@ -126,10 +140,12 @@ class ResponseRunner:
         step = max(1, rate * self._pacing.chunk_ms // 1000)
         next_word = 0
         for start in range(0, len(speech.pcm), step):
-            chunk = speech.pcm[start:start + step]
+            chunk = speech.pcm[start : start + step]
             chunk_end_ms = base_ms + (start + len(chunk)) * 1000 // rate
             while next_word < len(words) and words[next_word].offset_ms < chunk_end_ms:
-                await self._say_word(words[next_word], tokens[next_word] if next_word < len(tokens) else "")
+                await self._say_word(
+                    words[next_word], tokens[next_word] if next_word < len(tokens) else ""
+                )
                 next_word += 1
             await self._pace(base_ms + start * 1000 // rate)
             data = encode(chunk, fmt)
@@ -138,7 +154,7 @@ class ResponseRunner:
             self.entry.audio_ms = chunk_end_ms
         for i in range(next_word, len(words)):
             await self._say_word(words[i], tokens[i] if i < len(tokens) else "")
-        rest = "".join(tokens[len(words):])
+        rest = "".join(tokens[len(words) :])
         if rest:
             self._text += rest
             await self._emit("response.audio_transcript.delta", delta=rest)
@@ -147,8 +163,13 @@ class ResponseRunner:
         self._check()
         self.entry.words.append(word)
         if self._word_timestamps:
-            await self._emit("response.audio_timestamp.delta", audio_offset_ms=word.offset_ms,
-                             audio_duration_ms=word.duration_ms, text=word.text, timestamp_type="word")
+            await self._emit(
+                "response.audio_timestamp.delta",
+                audio_offset_ms=word.offset_ms,
+                audio_duration_ms=word.duration_ms,
+                text=word.text,
+                timestamp_type="word",
+            )
         if token:
             self._text += token
             await self._emit("response.audio_transcript.delta", delta=token)
@@ -169,16 +190,36 @@ class ResponseRunner:
         """Send the whole response (or its cancelled end)."""
         self._t0 = time.monotonic()
         send = self._send
-        await send(server_event("response.created", response=response_object(self.id, self._conversation_id, self.params)))
+        await send(
+            server_event(
+                "response.created",
+                response=response_object(self.id, self._conversation_id, self.params),
+            )
+        )
         status, details = "completed", None
         try:
-            await self._send(server_event("response.output_item.added", response_id=self.id, output_index=0,
-                                          item=assistant_item(self.item_id, "in_progress", [])))
+            await self._send(
+                server_event(
+                    "response.output_item.added",
+                    response_id=self.id,
+                    output_index=0,
+                    item=assistant_item(self.item_id, "in_progress", []),
+                )
+            )
             if self._in_conversation:
                 before = self._conversation.add_entry(self.entry)
-                await send(server_event("conversation.item.created", previous_item_id=before,
-                                        item=assistant_item(self.item_id, "in_progress", [])))
-            part = {"type": "audio", "transcript": ""} if self.audio_out else {"type": "text", "text": ""}
+                await send(
+                    server_event(
+                        "conversation.item.created",
+                        previous_item_id=before,
+                        item=assistant_item(self.item_id, "in_progress", []),
+                    )
+                )
+            part = (
+                {"type": "audio", "transcript": ""}
+                if self.audio_out
+                else {"type": "text", "text": ""}
+            )
             await self._emit("response.content_part.added", part=part)
             await self._body()
         except Cancelled:
@@ -187,13 +228,24 @@ class ResponseRunner:
         self.entry.item.update(status=item_status, content=self._content())
         out_item = assistant_item(self.item_id, item_status, self._content())
         if status == "completed":
-            await send(server_event("response.output_item.done", response_id=self.id, output_index=0, item=out_item))
+            await send(
+                server_event(
+                    "response.output_item.done", response_id=self.id, output_index=0, item=out_item
+                )
+            )
         audio_tokens = self.entry.audio_ms * 20 // 1000
         text_tokens = max(1, len(self._text) // 4)
         history_tokens = sum(len(t.text) // 4 + 1 for t in self._conversation.history())
         done = response_object(
-            self.id, self._conversation_id, self.params, status=status, status_details=details,
-            output=[out_item], usage_obj=usage(history_tokens, self._input_audio_ms * 10 // 1000, text_tokens, audio_tokens),
+            self.id,
+            self._conversation_id,
+            self.params,
+            status=status,
+            status_details=details,
+            output=[out_item],
+            usage_obj=usage(
+                history_tokens, self._input_audio_ms * 10 // 1000, text_tokens, audio_tokens
+            ),
         )
         await send(server_event("response.done", response=done))
 

@@ -56,22 +56,40 @@ def connection_info(path: str) -> ConnectionInfo:
         raise HandshakeError(HTTPStatus.NOT_FOUND, f"Resource not found. Use {PATH}.")
     q = _query(path)
     if not q.get("api-version"):
-        raise HandshakeError(HTTPStatus.BAD_REQUEST, "Missing required query parameter: 'api-version'.")
+        raise HandshakeError(
+            HTTPStatus.BAD_REQUEST, "Missing required query parameter: 'api-version'."
+        )
     if "agent-id" in q:
         missing = [k for k in ("agent-project-name", "agent-access-token") if not q.get(k)]
         if missing:
-            raise HandshakeError(HTTPStatus.BAD_REQUEST, f"Missing required query parameter: '{missing[0]}'.")
-        return ConnectionInfo("agent-classic", q.get("model") or "gpt-4o", agent_id=q["agent-id"],
-                              project=q["agent-project-name"], conversation_id=q.get("conversation-id"))
+            raise HandshakeError(
+                HTTPStatus.BAD_REQUEST, f"Missing required query parameter: '{missing[0]}'."
+            )
+        return ConnectionInfo(
+            "agent-classic",
+            q.get("model") or "gpt-4o",
+            agent_id=q["agent-id"],
+            project=q["agent-project-name"],
+            conversation_id=q.get("conversation-id"),
+        )
     if "agent-name" in q:
         if not q.get("agent-project-name"):
-            raise HandshakeError(HTTPStatus.BAD_REQUEST, "Missing required query parameter: 'agent-project-name'.")
-        return ConnectionInfo("agent", q.get("model") or "gpt-4o", agent_name=q["agent-name"],
-                              project=q["agent-project-name"], agent_version=q.get("agent-version"),
-                              conversation_id=q.get("conversation-id"))
+            raise HandshakeError(
+                HTTPStatus.BAD_REQUEST, "Missing required query parameter: 'agent-project-name'."
+            )
+        return ConnectionInfo(
+            "agent",
+            q.get("model") or "gpt-4o",
+            agent_name=q["agent-name"],
+            project=q["agent-project-name"],
+            agent_version=q.get("agent-version"),
+            conversation_id=q.get("conversation-id"),
+        )
     if q.get("model"):
         return ConnectionInfo("model", q["model"])
-    raise HandshakeError(HTTPStatus.BAD_REQUEST, "Missing required query parameter: 'model' (or an agent).")
+    raise HandshakeError(
+        HTTPStatus.BAD_REQUEST, "Missing required query parameter: 'model' (or an agent)."
+    )
 
 
 class LocalServer:
@@ -81,8 +99,15 @@ class LocalServer:
     Use ``async with LocalServer(port=0) as server: ...`` or ``await start_local_server()``.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
-                 pacing: Pacing | None = None, brain_factory: Callable[[str | None], Brain] = get_brain) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_key: str | None = None,
+        pacing: Pacing | None = None,
+        brain_factory: Callable[[str | None], Brain] = get_brain,
+    ) -> None:
         self.host, self.port, self.api_key = host, port, api_key
         self.options = SessionOptions(pacing=pacing or Pacing())
         self.brain_factory = brain_factory
@@ -97,11 +122,19 @@ class LocalServer:
 
     async def start(self) -> LocalServer:
         """Bind and start serving (port 0 picks a free port)."""
-        self._server = await serve(self._handle, self.host, self.port, process_request=self._process_request,
-                                   max_size=MAX_CLIENT_EVENT_BYTES, compression=None)
+        self._server = await serve(
+            self._handle,
+            self.host,
+            self.port,
+            process_request=self._process_request,
+            max_size=MAX_CLIENT_EVENT_BYTES,
+            compression=None,
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         phrases = self.brain_factory(None).known_phrases
-        await asyncio.to_thread(lambda: POOL.release(POOL.acquire(phrases)))  # first session starts warm
+        await asyncio.to_thread(
+            lambda: POOL.release(POOL.acquire(phrases))
+        )  # first session starts warm
         log.info("Voice Live local server listening on %s", self.url)
         return self
 
@@ -122,8 +155,12 @@ class LocalServer:
     async def __aenter__(self) -> LocalServer:
         return await self.start()
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -133,8 +170,10 @@ class LocalServer:
             return connection.respond(exc.status, exc.message + "\n")
         key = credential(request.headers, _query(request.path))
         if key is None or (self.api_key is not None and key != self.api_key):
-            return connection.respond(HTTPStatus.UNAUTHORIZED, "Access denied due to invalid subscription key or "
-                                      "wrong API endpoint.\n")
+            return connection.respond(
+                HTTPStatus.UNAUTHORIZED,
+                "Access denied due to invalid subscription key or wrong API endpoint.\n",
+            )
         return None
 
     async def _handle(self, connection: ServerConnection) -> None:

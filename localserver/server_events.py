@@ -71,7 +71,9 @@ def assistant_item(item_id: str, status: str, content: list[dict[str, Any]]) -> 
     }
 
 
-def usage(input_text_tokens: int, input_audio_tokens: int, out_text: int, out_audio: int) -> dict[str, Any]:
+def usage(
+    input_text_tokens: int, input_audio_tokens: int, out_text: int, out_audio: int
+) -> dict[str, Any]:
     """A ``usage`` object in the real trace shape (token counts are estimates)."""
     total_in = input_text_tokens + input_audio_tokens
     return {
@@ -85,7 +87,11 @@ def usage(input_text_tokens: int, input_audio_tokens: int, out_text: int, out_au
             "image_tokens": 0,
             "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0},
         },
-        "output_token_details": {"text_tokens": out_text, "audio_tokens": out_audio, "reasoning_tokens": 0},
+        "output_token_details": {
+            "text_tokens": out_text,
+            "audio_tokens": out_audio,
+            "reasoning_tokens": 0,
+        },
     }
 
 

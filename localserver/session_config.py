@@ -10,34 +10,88 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-SESSION_FIELDS = frozenset({
-    "model", "modalities", "animation", "voice", "instructions", "input_audio_sampling_rate",
-    "input_audio_format", "output_audio_format", "turn_detection", "input_audio_noise_reduction",
-    "input_audio_echo_cancellation", "avatar", "input_audio_transcription",
-    "output_audio_timestamp_types", "tools", "tool_choice", "parallel_tool_calls", "temperature",
-    "max_response_output_tokens", "reasoning_effort", "interim_response", "include", "metadata",
-    # echoed by the real service although not in the SDK model; read-only fields a client may
-    # echo back
-    "truncation_strategy", "greeting", "handoff", "id", "object", "expires_at", "agent",
-})
+SESSION_FIELDS = frozenset(
+    {
+        "model",
+        "modalities",
+        "animation",
+        "voice",
+        "instructions",
+        "input_audio_sampling_rate",
+        "input_audio_format",
+        "output_audio_format",
+        "turn_detection",
+        "input_audio_noise_reduction",
+        "input_audio_echo_cancellation",
+        "avatar",
+        "input_audio_transcription",
+        "output_audio_timestamp_types",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "temperature",
+        "max_response_output_tokens",
+        "reasoning_effort",
+        "interim_response",
+        "include",
+        "metadata",
+        # echoed by the real service although not in the SDK model; read-only fields a client may
+        # echo back
+        "truncation_strategy",
+        "greeting",
+        "handoff",
+        "id",
+        "object",
+        "expires_at",
+        "agent",
+    }
+)
 _READ_ONLY = frozenset({"id", "object", "expires_at", "agent", "model"})
 
-VAD_TYPES = frozenset({
-    "server_vad", "semantic_vad", "azure_semantic_vad", "azure_semantic_vad_en",
-    "azure_semantic_vad_multilingual",
-})
-TURN_DETECTION_FIELDS = frozenset({
-    "type", "threshold", "prefix_padding_ms", "silence_duration_ms", "speech_duration_ms",
-    "create_response", "interrupt_response", "auto_truncate", "end_of_utterance_detection",
-    "idle_timeout_ms", "appended_text_after_truncation", "remove_filler_words", "languages",
-    "eagerness", "profile", "neg_threshold", "window_size", "distinct_ci_phones", "require_vowel",
-    "require_vowel_assistant_speaking", "speech_duration_assistant_speaking_ms",
-})
+VAD_TYPES = frozenset(
+    {
+        "server_vad",
+        "semantic_vad",
+        "azure_semantic_vad",
+        "azure_semantic_vad_en",
+        "azure_semantic_vad_multilingual",
+    }
+)
+TURN_DETECTION_FIELDS = frozenset(
+    {
+        "type",
+        "threshold",
+        "prefix_padding_ms",
+        "silence_duration_ms",
+        "speech_duration_ms",
+        "create_response",
+        "interrupt_response",
+        "auto_truncate",
+        "end_of_utterance_detection",
+        "idle_timeout_ms",
+        "appended_text_after_truncation",
+        "remove_filler_words",
+        "languages",
+        "eagerness",
+        "profile",
+        "neg_threshold",
+        "window_size",
+        "distinct_ci_phones",
+        "require_vowel",
+        "require_vowel_assistant_speaking",
+        "speech_duration_assistant_speaking_ms",
+    }
+)
 TRANSCRIPTION_FIELDS = frozenset({"model", "language", "custom_speech", "phrase_list", "prompt"})
 INPUT_FORMATS = {"pcm16": None, "g711_ulaw": 8000, "g711_alaw": 8000}
 OUTPUT_FORMATS = {
-    "pcm16": 24000, "pcm16_8000hz": 8000, "pcm16_16000hz": 16000, "pcm16-8000hz": 8000,
-    "pcm16-16000hz": 16000, "g711_ulaw": 8000, "g711_alaw": 8000,
+    "pcm16": 24000,
+    "pcm16_8000hz": 8000,
+    "pcm16_16000hz": 16000,
+    "pcm16-8000hz": 8000,
+    "pcm16-16000hz": 16000,
+    "g711_ulaw": 8000,
+    "g711_alaw": 8000,
 }
 MODALITIES = frozenset({"text", "audio", "animation", "avatar"})
 
@@ -68,16 +122,31 @@ def turn_detection_defaults(vad_type: str) -> dict[str, Any]:
     """What ``session.updated`` echoes for a ``vad_type`` turn_detection with nothing else set."""
     if vad_type == "server_vad":
         return {
-            "type": vad_type, "threshold": 0.5, "prefix_padding_ms": 400, "silence_duration_ms": 500,
-            "create_response": True, "interrupt_response": True, "idle_timeout_ms": None,
-            "speech_duration_ms": None, "end_of_utterance_detection": None, "auto_truncate": False,
+            "type": vad_type,
+            "threshold": 0.5,
+            "prefix_padding_ms": 400,
+            "silence_duration_ms": 500,
+            "create_response": True,
+            "interrupt_response": True,
+            "idle_timeout_ms": None,
+            "speech_duration_ms": None,
+            "end_of_utterance_detection": None,
+            "auto_truncate": False,
             "appended_text_after_truncation": None,
         }
     return {
-        "type": vad_type, "threshold": None, "prefix_padding_ms": None, "silence_duration_ms": None,
-        "speech_duration_ms": None, "create_response": True, "interrupt_response": True,
-        "remove_filler_words": False, "end_of_utterance_detection": None, "auto_truncate": False,
-        "idle_timeout_ms": None, "appended_text_after_truncation": None,
+        "type": vad_type,
+        "threshold": None,
+        "prefix_padding_ms": None,
+        "silence_duration_ms": None,
+        "speech_duration_ms": None,
+        "create_response": True,
+        "interrupt_response": True,
+        "remove_filler_words": False,
+        "end_of_utterance_detection": None,
+        "auto_truncate": False,
+        "idle_timeout_ms": None,
+        "appended_text_after_truncation": None,
     }
 
 
@@ -101,12 +170,19 @@ def vad_settings(turn_detection: dict[str, Any] | None) -> VadSettings | None:
     )
 
 
-def default_session(session_id: str, model: str, agent: dict[str, Any] | None, ttl_s: int = 3600) -> dict[str, Any]:
+def default_session(
+    session_id: str, model: str, agent: dict[str, Any] | None, ttl_s: int = 3600
+) -> dict[str, Any]:
     """The ``session`` of ``session.created`` (trace defaults; agents transcribe by default)."""
     transcription = None
     if agent is not None:
-        transcription = {"model": "azure-speech", "language": None, "prompt": None,
-                         "custom_speech": None, "phrase_list": None}
+        transcription = {
+            "model": "azure-speech",
+            "language": None,
+            "prompt": None,
+            "custom_speech": None,
+            "phrase_list": None,
+        }
     turn_detection = turn_detection_defaults("server_vad")
     turn_detection.update(prefix_padding_ms=300, silence_duration_ms=200)
     session: dict[str, Any] = {
@@ -142,8 +218,9 @@ def default_session(session_id: str, model: str, agent: dict[str, Any] | None, t
 def _check_keys(obj: dict[str, Any], allowed: frozenset[str], prefix: str) -> None:
     for key in obj:
         if key not in allowed:
-            raise SessionUpdateRejected("unknown_parameter", f"Unknown parameter: '{prefix}.{key}'.",
-                                        f"{prefix}.{key}")
+            raise SessionUpdateRejected(
+                "unknown_parameter", f"Unknown parameter: '{prefix}.{key}'.", f"{prefix}.{key}"
+            )
 
 
 def _invalid(param: str, value: Any, allowed: Any) -> SessionUpdateRejected:
@@ -159,18 +236,24 @@ def _merged_turn_detection(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise SessionUpdateRejected("invalid_type",
-                                    "Invalid type for 'session.turn_detection': expected an object.",
-                                    "session.turn_detection")
+        raise SessionUpdateRejected(
+            "invalid_type",
+            "Invalid type for 'session.turn_detection': expected an object.",
+            "session.turn_detection",
+        )
     _check_keys(value, TURN_DETECTION_FIELDS, "session.turn_detection")
     vad_type = value.get("type", "server_vad")
     if vad_type not in VAD_TYPES:
         raise _invalid("session.turn_detection.type", vad_type, VAD_TYPES)
     threshold = value.get("threshold")
-    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
-        raise SessionUpdateRejected("decimal_out_of_range",
-                                    "Invalid 'session.turn_detection.threshold': expected a "
-                                    "number between 0 and 1.", "session.turn_detection.threshold")
+    if threshold is not None and not (
+        isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0
+    ):
+        raise SessionUpdateRejected(
+            "decimal_out_of_range",
+            "Invalid 'session.turn_detection.threshold': expected a number between 0 and 1.",
+            "session.turn_detection.threshold",
+        )
     merged = turn_detection_defaults(vad_type)
     merged.update(value)
     return merged
@@ -180,24 +263,31 @@ def _merged_transcription(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise SessionUpdateRejected("invalid_type",
-                                    "Invalid type for 'session.input_audio_transcription'.",
-                                    "session.input_audio_transcription")
+        raise SessionUpdateRejected(
+            "invalid_type",
+            "Invalid type for 'session.input_audio_transcription'.",
+            "session.input_audio_transcription",
+        )
     _check_keys(value, TRANSCRIPTION_FIELDS, "session.input_audio_transcription")
-    merged: dict[str, Any] = {key: None for key in ("model", "language", "prompt", "custom_speech", "phrase_list")}
+    merged: dict[str, Any] = {
+        key: None for key in ("model", "language", "prompt", "custom_speech", "phrase_list")
+    }
     merged.update(value)
     return merged
 
 
-def apply_update(current: dict[str, Any], update: Any, agent_mode: bool) -> tuple[dict[str, Any], list[str]]:
+def apply_update(
+    current: dict[str, Any], update: Any, agent_mode: bool
+) -> tuple[dict[str, Any], list[str]]:
     """Validate ``update`` and merge it into a copy of ``current``.
 
     Returns (new effective session, names of fields ignored with a warning). Raises
     :class:`SessionUpdateRejected` with the real error code when the update is rejected as a whole.
     """
     if not isinstance(update, dict):
-        raise SessionUpdateRejected("invalid_type", "Invalid type for 'session': expected an object.",
-                                    "session")
+        raise SessionUpdateRejected(
+            "invalid_type", "Invalid type for 'session': expected an object.", "session"
+        )
     _check_keys(update, SESSION_FIELDS, "session")
     new = copy.deepcopy(current)
     ignored: list[str] = []
@@ -225,7 +315,9 @@ def apply_update(current: dict[str, Any], update: Any, agent_mode: bool) -> tupl
             new[key] = value
         elif key == "input_audio_sampling_rate":
             if value not in (8000, 16000, 24000, 44100, 48000):
-                raise _invalid("session.input_audio_sampling_rate", value, (8000, 16000, 24000, 44100, 48000))
+                raise _invalid(
+                    "session.input_audio_sampling_rate", value, (8000, 16000, 24000, 44100, 48000)
+                )
             new[key] = value
         elif key == "voice" and isinstance(value, str):
             new[key] = {"name": value, "type": "openai"}
@@ -240,7 +332,9 @@ def apply_update(current: dict[str, Any], update: Any, agent_mode: bool) -> tupl
 
 def input_rate(session: dict[str, Any]) -> int:
     """Sample rate of the client's input audio."""
-    return INPUT_FORMATS.get(session["input_audio_format"]) or int(session.get("input_audio_sampling_rate") or 24000)
+    return INPUT_FORMATS.get(session["input_audio_format"]) or int(
+        session.get("input_audio_sampling_rate") or 24000
+    )
 
 
 def output_rate(fmt: str | None) -> int:

@@ -17,15 +17,8 @@ from typing import Any
 from localserver.audio_input import Committed, InputAudio, VadSpeechStarted, VadSpeechStopped
 from localserver.brain import Brain
 from localserver.client_events import ClientEventError, check_event, check_item
-from localserver.session_config import (
-    SessionUpdateRejected,
-    apply_update,
-    default_session,
-    input_channels,
-    input_rate,
-    vad_settings,
-)
 from localserver.conversation import Conversation, ItemNotFound
+from localserver.responder import Pacing, ResponseRunner
 from localserver.server_events import (
     error_event,
     new_id,
@@ -34,7 +27,14 @@ from localserver.server_events import (
     user_audio_item,
     warning_event,
 )
-from localserver.responder import Pacing, ResponseRunner
+from localserver.session_config import (
+    SessionUpdateRejected,
+    apply_update,
+    default_session,
+    input_channels,
+    input_rate,
+    vad_settings,
+)
 from localserver.tools import (
     FunctionCallRunner,
     ToolCall,
@@ -71,13 +71,19 @@ class SessionOptions:
 class ServerSession:
     """The protocol state machine of one connection; ``send`` writes a server event."""
 
-    def __init__(self, send: Any, info: ConnectionInfo, brain: Brain, options: SessionOptions) -> None:
+    def __init__(
+        self, send: Any, info: ConnectionInfo, brain: Brain, options: SessionOptions
+    ) -> None:
         self._send_raw, self.info, self.brain, self.options = send, info, brain, options
         agent = None
         if info.mode != "model":
-            agent = {"type": "agent", "name": info.agent_name or brain.name, "description": brain.description,
-                     "agent_id": info.agent_id or f"{info.agent_name}:{info.agent_version or '1'}",
-                     "thread_id": info.conversation_id or new_id("thread")}
+            agent = {
+                "type": "agent",
+                "name": info.agent_name or brain.name,
+                "description": brain.description,
+                "agent_id": info.agent_id or f"{info.agent_name}:{info.agent_version or '1'}",
+                "thread_id": info.conversation_id or new_id("thread"),
+            }
         self.config = default_session(new_id("sess"), info.model, agent, options.ttl_s)
         self.conversation = Conversation()
         self.conversation_id = new_id("conv")
@@ -94,7 +100,9 @@ class ServerSession:
         """Write one server event to the client."""
         await self._send_raw(json.dumps(event))
 
-    async def _error(self, code: str | None, message: str, param: str | None, event_id: str | None) -> None:
+    async def _error(
+        self, code: str | None, message: str, param: str | None, event_id: str | None
+    ) -> None:
         await self.send(error_event(code, message, param=param, client_event_id=event_id))
 
     def _phrases(self) -> list[str] | None:
@@ -107,9 +115,13 @@ class ServerSession:
         return phrases or None
 
     def _new_input(self) -> InputAudio:
-        return InputAudio(self.config["input_audio_format"], input_rate(self.config),
-                          vad_settings(self.config["turn_detection"]), self._phrases(),
-                          input_channels(self.config))
+        return InputAudio(
+            self.config["input_audio_format"],
+            input_rate(self.config),
+            vad_settings(self.config["turn_detection"]),
+            self._phrases(),
+            input_channels(self.config),
+        )
 
     @property
     def response_active(self) -> bool:
@@ -138,7 +150,12 @@ class ServerSession:
         if self._runner_task is not None:
             await asyncio.wait({self._runner_task}, timeout=5)
         for task in (worker, self._runner_task):
-            if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+            if (
+                task is not None
+                and task.done()
+                and not task.cancelled()
+                and task.exception() is not None
+            ):
                 log.debug("session task ended with %r (client gone)", task.exception())
         if worker in done:
             self._input.close()
@@ -150,9 +167,18 @@ class ServerSession:
         try:
             event = json.loads(message)
         except (ValueError, UnicodeDecodeError) as exc:
-            await self._error("invalid_json", f"The server could not parse the client event as JSON: {exc}.", None, None)
+            await self._error(
+                "invalid_json",
+                f"The server could not parse the client event as JSON: {exc}.",
+                None,
+                None,
+            )
             return
-        event_id = event.get("event_id") if isinstance(event, dict) and isinstance(event.get("event_id"), str) else None
+        event_id = (
+            event.get("event_id")
+            if isinstance(event, dict) and isinstance(event.get("event_id"), str)
+            else None
+        )
         try:
             kind = check_event(event)
             await getattr(self, "_on_" + kind.replace(".", "_"))(event, event_id)
@@ -164,35 +190,57 @@ class ServerSession:
     # ---- session --------------------------------------------------------------------------
     async def _on_session_update(self, event: dict[str, Any], event_id: str | None) -> None:
         old = self.config
-        self.config, ignored = apply_update(self.config, event["session"], self.info.mode != "model")
+        self.config, ignored = apply_update(
+            self.config, event["session"], self.info.mode != "model"
+        )
         for name in ignored:
-            await self.send(warning_event("unsupported_parameter", f"'session.{name}' is not supported in agent mode and was ignored.", f"session.{name}"))
+            await self.send(
+                warning_event(
+                    "unsupported_parameter",
+                    f"'session.{name}' is not supported in agent mode and was ignored.",
+                    f"session.{name}",
+                )
+            )
         shape = lambda c: (c["input_audio_format"], input_rate(c), input_channels(c))  # noqa: E731
         if shape(old) != shape(self.config):
             await self._queue.put(("reset", None, None))
         else:
-            await self._queue.put(("config", (vad_settings(self.config["turn_detection"]), self._phrases()), None))
+            await self._queue.put(
+                ("config", (vad_settings(self.config["turn_detection"]), self._phrases()), None)
+            )
         await self.send(server_event("session.updated", session=self.config))
 
     # ---- input audio ----------------------------------------------------------------------
-    async def _on_input_audio_buffer_append(self, event: dict[str, Any], event_id: str | None) -> None:
+    async def _on_input_audio_buffer_append(
+        self, event: dict[str, Any], event_id: str | None
+    ) -> None:
         audio = event["audio"]
         if len(audio) * 3 // 4 > MAX_APPEND_BYTES:
-            raise ClientEventError("string_above_max_length", f"Invalid 'audio': string too long. Expected at most "
-                                   f"{MAX_APPEND_BYTES} bytes of audio, but got {len(audio) * 3 // 4}.", "audio")
+            raise ClientEventError(
+                "string_above_max_length",
+                f"Invalid 'audio': string too long. Expected at most "
+                f"{MAX_APPEND_BYTES} bytes of audio, but got {len(audio) * 3 // 4}.",
+                "audio",
+            )
         try:
             data = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
-            raise ClientEventError("invalid_value", "Invalid 'audio'. Expected base64-encoded audio data.", "audio") from None
+            raise ClientEventError(
+                "invalid_value", "Invalid 'audio'. Expected base64-encoded audio data.", "audio"
+            ) from None
         width = 1 if self.config["input_audio_format"].startswith("g711") else 2
         frame_bytes = width * input_channels(self.config)
         self.audio_received_ms += len(data) * 1000 // (frame_bytes * input_rate(self.config))
         await self._queue.put(("audio", data, event_id))
 
-    async def _on_input_audio_buffer_commit(self, event: dict[str, Any], event_id: str | None) -> None:
+    async def _on_input_audio_buffer_commit(
+        self, event: dict[str, Any], event_id: str | None
+    ) -> None:
         await self._queue.put(("commit", None, event_id))
 
-    async def _on_input_audio_buffer_clear(self, event: dict[str, Any], event_id: str | None) -> None:
+    async def _on_input_audio_buffer_clear(
+        self, event: dict[str, Any], event_id: str | None
+    ) -> None:
         await self._queue.put(("clear", None, event_id))
 
     async def _audio_worker(self) -> None:
@@ -209,9 +257,14 @@ class ServerSession:
             elif kind == "commit":
                 committed = await asyncio.to_thread(self._input.commit)
                 if committed is None:
-                    await self._error("input_audio_buffer_commit_empty", "Error committing input audio buffer: buffer "
-                                      f"too small. Expected at least 100ms of audio, but buffer only has "
-                                      f"{self._input.buffered_ms:.2f}ms of audio.", None, event_id)
+                    await self._error(
+                        "input_audio_buffer_commit_empty",
+                        "Error committing input audio buffer: buffer "
+                        f"too small. Expected at least 100ms of audio, but buffer only has "
+                        f"{self._input.buffered_ms:.2f}ms of audio.",
+                        None,
+                        event_id,
+                    )
                 else:
                     await self._commit_user_turn(committed)
             elif kind == "clear":
@@ -228,15 +281,28 @@ class ServerSession:
     async def _on_signal(self, signal: VadSpeechStarted | VadSpeechStopped) -> None:
         if isinstance(signal, VadSpeechStarted):
             self._pending_item = new_id("item")
-            await self.send(server_event("input_audio_buffer.speech_started", audio_start_ms=signal.audio_start_ms,
-                                         item_id=self._pending_item))
+            await self.send(
+                server_event(
+                    "input_audio_buffer.speech_started",
+                    audio_start_ms=signal.audio_start_ms,
+                    item_id=self._pending_item,
+                )
+            )
             vad = self._input.vad
             if vad is not None and vad.interrupt_response and self._runner and self.response_active:
                 await self._cancel_response("turn_detected")
             return
         item_id = self._pending_item or new_id("item")
-        await self.send(server_event("input_audio_buffer.speech_stopped", audio_end_ms=signal.audio_end_ms, item_id=item_id))
-        await self._commit_user_turn(Committed(signal.audio_end_ms - signal.audio_start_ms, signal.transcript), item_id)
+        await self.send(
+            server_event(
+                "input_audio_buffer.speech_stopped",
+                audio_end_ms=signal.audio_end_ms,
+                item_id=item_id,
+            )
+        )
+        await self._commit_user_turn(
+            Committed(signal.audio_end_ms - signal.audio_start_ms, signal.transcript), item_id
+        )
         vad = self._input.vad
         if vad is not None and vad.create_response and not self.response_active:
             await self._start_response({}, None)
@@ -245,15 +311,29 @@ class ServerSession:
         item_id = item_id or self._pending_item or new_id("item")
         self._pending_item = None
         _, before = self.conversation.add(user_audio_item(item_id), heard=committed.transcript)
-        await self.send(server_event("input_audio_buffer.committed", previous_item_id=before, item_id=item_id))
-        await self.send(server_event("conversation.item.created", previous_item_id=before, item=user_audio_item(item_id)))
+        await self.send(
+            server_event("input_audio_buffer.committed", previous_item_id=before, item_id=item_id)
+        )
+        await self.send(
+            server_event(
+                "conversation.item.created", previous_item_id=before, item=user_audio_item(item_id)
+            )
+        )
         if self.config.get("input_audio_transcription"):
             self.conversation.get(item_id).item["content"][0]["transcript"] = committed.transcript
-            await self.send(server_event("conversation.item.input_audio_transcription.completed", item_id=item_id,
-                                         content_index=0, transcript=committed.transcript))
+            await self.send(
+                server_event(
+                    "conversation.item.input_audio_transcription.completed",
+                    item_id=item_id,
+                    content_index=0,
+                    transcript=committed.transcript,
+                )
+            )
 
     # ---- conversation items ---------------------------------------------------------------
-    async def _on_conversation_item_create(self, event: dict[str, Any], event_id: str | None) -> None:
+    async def _on_conversation_item_create(
+        self, event: dict[str, Any], event_id: str | None
+    ) -> None:
         item = check_item(event["item"])
         previous = event.get("previous_item_id")
         if previous not in (None, "root"):
@@ -261,55 +341,94 @@ class ServerSession:
         item_id = item.get("id") or new_id("item")
         echoed = normalise_client_item(item, item_id)
         _, before = self.conversation.add(echoed, previous)
-        await self.send(server_event("conversation.item.created", previous_item_id=before, item=echoed))
+        await self.send(
+            server_event("conversation.item.created", previous_item_id=before, item=echoed)
+        )
 
     def _get_item(self, item_id: Any, param: str = "item_id") -> Any:
         try:
             return self.conversation.get(item_id)
         except ItemNotFound:
-            raise ClientEventError("item_not_found", f"Item with item_id '{item_id}' not found.", param) from None
+            raise ClientEventError(
+                "item_not_found", f"Item with item_id '{item_id}' not found.", param
+            ) from None
 
-    async def _on_conversation_item_retrieve(self, event: dict[str, Any], event_id: str | None) -> None:
+    async def _on_conversation_item_retrieve(
+        self, event: dict[str, Any], event_id: str | None
+    ) -> None:
         self._get_item(event["item_id"])
-        await self.send(server_event("conversation.item.retrieved", item=self.conversation.retrieved(event["item_id"])))
+        await self.send(
+            server_event(
+                "conversation.item.retrieved", item=self.conversation.retrieved(event["item_id"])
+            )
+        )
 
-    async def _on_conversation_item_delete(self, event: dict[str, Any], event_id: str | None) -> None:
+    async def _on_conversation_item_delete(
+        self, event: dict[str, Any], event_id: str | None
+    ) -> None:
         self._get_item(event["item_id"])
         self.conversation.delete(event["item_id"])
         await self.send(server_event("conversation.item.deleted", item_id=event["item_id"]))
 
-    async def _on_conversation_item_truncate(self, event: dict[str, Any], event_id: str | None) -> None:
+    async def _on_conversation_item_truncate(
+        self, event: dict[str, Any], event_id: str | None
+    ) -> None:
         self._get_item(event["item_id"])
         try:
             self.conversation.truncate(event["item_id"], int(event["audio_end_ms"]))
         except ValueError as exc:
             raise ClientEventError("invalid_value", str(exc), "audio_end_ms") from None
-        await self.send(server_event("conversation.item.truncated", item_id=event["item_id"],
-                                     content_index=event.get("content_index", 0), audio_end_ms=event["audio_end_ms"]))
+        await self.send(
+            server_event(
+                "conversation.item.truncated",
+                item_id=event["item_id"],
+                content_index=event.get("content_index", 0),
+                audio_end_ms=event["audio_end_ms"],
+            )
+        )
 
     async def _on_input_text_delta(self, event: dict[str, Any], event_id: str | None) -> None:
-        self._text_inputs[event["id"]] = self._text_inputs.get(event["id"], "") + str(event["delta"])
+        self._text_inputs[event["id"]] = self._text_inputs.get(event["id"], "") + str(
+            event["delta"]
+        )
 
     async def _on_input_text_done(self, event: dict[str, Any], event_id: str | None) -> None:
         text = self._text_inputs.pop(event["id"], "")
-        item = {"id": event["id"], "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+        item = {
+            "id": event["id"],
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": text}],
+        }
         await self._on_conversation_item_create({"item": item}, event_id)
 
-    async def _on_output_audio_buffer_clear(self, event: dict[str, Any], event_id: str | None) -> None:
+    async def _on_output_audio_buffer_clear(
+        self, event: dict[str, Any], event_id: str | None
+    ) -> None:
         await self.send(server_event("output_audio_buffer.cleared"))
 
     # ---- responses ------------------------------------------------------------------------
     async def _on_response_create(self, event: dict[str, Any], event_id: str | None) -> None:
         if self.response_active and self._runner:
-            raise ClientEventError("conversation_already_has_active_response", "Conversation already has an active "
-                                   f"response in progress: {self._runner.id}. Wait until the response is finished "
-                                   "before creating a new one.", None)
+            raise ClientEventError(
+                "conversation_already_has_active_response",
+                "Conversation already has an active "
+                f"response in progress: {self._runner.id}. Wait until the response is finished "
+                "before creating a new one.",
+                None,
+            )
         await self._start_response(event.get("response") or {}, event_id)
 
     async def _on_response_cancel(self, event: dict[str, Any], event_id: str | None) -> None:
         wanted = event.get("response_id")
-        if not self.response_active or self._runner is None or (wanted and wanted != self._runner.id):
-            raise ClientEventError("response_cancel_not_active", "Cancellation failed: no active response found", None)
+        if (
+            not self.response_active
+            or self._runner is None
+            or (wanted and wanted != self._runner.id)
+        ):
+            raise ClientEventError(
+                "response_cancel_not_active", "Cancellation failed: no active response found", None
+            )
         await self._cancel_response("client_cancelled")
 
     async def _cancel_response(self, reason: str) -> None:
@@ -323,29 +442,45 @@ class ServerSession:
         params = {
             "modalities": overrides.get("modalities") or self.config["modalities"],
             "voice": overrides.get("voice") or self.config["voice"],
-            "output_audio_format": overrides.get("output_audio_format") or self.config["output_audio_format"] or "pcm16",
+            "output_audio_format": overrides.get("output_audio_format")
+            or self.config["output_audio_format"]
+            or "pcm16",
             "temperature": overrides.get("temperature", self.config.get("temperature")),
-            "max_output_tokens": overrides.get("max_output_tokens", self.config.get("max_response_output_tokens", "inf")),
+            "max_output_tokens": overrides.get(
+                "max_output_tokens", self.config.get("max_response_output_tokens", "inf")
+            ),
             "metadata": overrides.get("metadata"),
         }
         pregenerated = overrides.get("pre_generated_assistant_message")
         call = None if pregenerated else self._tool_asked_for(overrides)
         if call is not None:
             self._runner = FunctionCallRunner(
-                self.send, self.conversation, call, params, self.conversation_id,
+                self.send,
+                self.conversation,
+                call,
+                params,
+                self.conversation_id,
                 input_audio_ms=self.audio_received_ms,
             )
             self._runner_task = asyncio.create_task(self._runner.run())
             return
-        stream = _fixed_text(pregenerated) if pregenerated else self.brain.respond(self.conversation.history())
+        stream = (
+            _fixed_text(pregenerated)
+            if pregenerated
+            else self.brain.respond(self.conversation.history())
+        )
         self._runner = ResponseRunner(
-            self.send, self.conversation, stream, params, self.conversation_id, self.options.pacing,
+            self.send,
+            self.conversation,
+            stream,
+            params,
+            self.conversation_id,
+            self.options.pacing,
             word_timestamps="word" in (self.config.get("output_audio_timestamp_types") or []),
             in_conversation=overrides.get("conversation", "auto") != "none",
             input_audio_ms=self.audio_received_ms,
         )
         self._runner_task = asyncio.create_task(self._runner.run())
-
 
     def _tool_asked_for(self, overrides: dict[str, Any]) -> ToolCall | None:
         """In model mode, the declared tool the user's last words ask for (None after a tool's

@@ -14,7 +14,9 @@ from localserver.tts import synthesize
 from processors.console import say
 
 
-def speak_to_wav(text: str, path: str | Path, rate: int = 24000, pad_ms: int = 0) -> tuple[int, int]:
+def speak_to_wav(
+    text: str, path: str | Path, rate: int = 24000, pad_ms: int = 0
+) -> tuple[int, int]:
     """Write ``text`` spoken at ``rate`` Hz with ``pad_ms`` of silence before and after.
 
     Returns (speech start ms, speech end ms) within the file: the first and last sample above
@@ -34,7 +36,9 @@ def speak_to_wav(text: str, path: str | Path, rate: int = 24000, pad_ms: int = 0
 
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point."""
-    parser = argparse.ArgumentParser(prog="python -m localserver.speak", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m localserver.speak", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("text")
     parser.add_argument("out", help="output WAV path")
     parser.add_argument("--rate", type=int, default=24000)

@@ -52,7 +52,9 @@ class Recognizer:
             known = self._in_dictionary(self.phrases)
             if known:
                 alternatives = " | ".join(sorted({normalise(p) for p in known}))
-                self._decoder.add_jsgf_string(_GRAMMAR, f"#JSGF V1.0;\ngrammar {_GRAMMAR};\npublic <s> = {alternatives};\n")
+                self._decoder.add_jsgf_string(
+                    _GRAMMAR, f"#JSGF V1.0;\ngrammar {_GRAMMAR};\npublic <s> = {alternatives};\n"
+                )
                 self._decoder.activate_search(_GRAMMAR)
                 self.mode = "grammar"
             else:  # nothing pronounceable: open vocabulary after all
@@ -66,7 +68,9 @@ class Recognizer:
         self._dithered = 0  # samples fed since the recogniser was made (the dither's phase)
 
     def _in_dictionary(self, phrases: Sequence[str]) -> list[str]:
-        return [p for p in phrases if all(self._decoder.lookup_word(w) for w in normalise(p).split())]
+        return [
+            p for p in phrases if all(self._decoder.lookup_word(w) for w in normalise(p).split())
+        ]
 
     def start(self) -> None:
         """Begin an utterance (ends any unfinished one)."""
@@ -112,8 +116,9 @@ class Recognizer:
         ("what time" for "what time is it"): accept a prefix covering at least half of exactly
         one phrase."""
         matches = [
-            written for key, written in self._written.items()
-            if key.split()[:len(heard)] == heard and 2 * len(heard) >= len(key.split())
+            written
+            for key, written in self._written.items()
+            if key.split()[: len(heard)] == heard and 2 * len(heard) >= len(key.split())
         ]
         return matches[0] if len(matches) == 1 else None
 
@@ -121,7 +126,7 @@ class Recognizer:
         """Recognise one whole utterance."""
         self.start()
         for i in range(0, len(pcm), 320):
-            self.feed(pcm[i:i + 320])
+            self.feed(pcm[i : i + 320])
         return self.finish()
 
 

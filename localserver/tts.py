@@ -77,8 +77,14 @@ class _Engine:
         lib.espeak_Initialize.restype = ctypes.c_int
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-            ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
         ]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
@@ -132,7 +138,7 @@ def _word_timings(text: str, events: list[tuple[int, int, int]], total_ms: int) 
     starts = sorted(events, key=lambda e: e[2])
     words: list[SpokenWord] = []
     for i, (pos, length, start_ms) in enumerate(starts):
-        word = text[max(pos - 1, 0): max(pos - 1, 0) + length].strip()
+        word = text[max(pos - 1, 0) : max(pos - 1, 0) + length].strip()
         if not word:
             continue
         end_ms = starts[i + 1][2] if i + 1 < len(starts) else total_ms

@@ -48,7 +48,9 @@ class VadEvent:
 class VoiceActivityDetector:
     """Turns a stream of 16 kHz int16 audio into speech start/stop events."""
 
-    def __init__(self, threshold: float = 0.5, min_speech_ms: int = 100, silence_duration_ms: int = 500) -> None:
+    def __init__(
+        self, threshold: float = 0.5, min_speech_ms: int = 100, silence_duration_ms: int = 500
+    ) -> None:
         self._vad = webrtcvad.Vad(webrtc_mode(threshold))
         gate = 10 ** (energy_gate_dbfs(threshold) / 20) * 32768.0
         self._gate_sq = gate * gate
@@ -82,7 +84,7 @@ class VoiceActivityDetector:
         data = np.concatenate([self._pending, pcm]) if len(self._pending) else pcm
         usable = len(data) - len(data) % FRAME_SAMPLES
         for i in range(0, usable, FRAME_SAMPLES):
-            speech = self.is_speech(data[i:i + FRAME_SAMPLES])
+            speech = self.is_speech(data[i : i + FRAME_SAMPLES])
             self.frames += 1
             if not self.in_speech:
                 self._run = self._run + 1 if speech else 0

@@ -35,21 +35,21 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker  # noqa: E402
 from pipecat.processors.frame_processor import FrameProcessor  # noqa: E402
 from pipecat.workers.runner import WorkerRunner  # noqa: E402
 
-from pipelines.processes import exit_without_finalizing  # noqa: E402
 from pipelines.config import AgentConfig, parse_config, shorten  # noqa: E402
 from pipelines.console import LiveView, wants_live_view  # noqa: E402
+from pipelines.processes import exit_without_finalizing  # noqa: E402
 from processors.console import error, install_last_resort, say  # noqa: E402
-from processors.technical_log import TechnicalLogProcessor  # noqa: E402
-from processors.logsetup import configure_console  # noqa: E402
 from processors.echo_reference import EchoReference  # noqa: E402
+from processors.logsetup import configure_console  # noqa: E402
 from processors.recorder import ConversationRecorder  # noqa: E402
-from processors.session_report import SessionReportProcessor, report_path, save_report  # noqa: E402
 from processors.session_log import SessionLogProcessor, session_timestamp  # noqa: E402
+from processors.session_report import SessionReportProcessor, report_path, save_report  # noqa: E402
+from processors.technical_log import TechnicalLogProcessor  # noqa: E402
 from processors.voicelive.connection import ConnectionSettings, Credentials  # noqa: E402
 from processors.voicelive.endpoint import Endpoint, Model  # noqa: E402
 from processors.voicelive.errors import ConfigError  # noqa: E402
-from processors.voicelive.wire import session_update  # noqa: E402
 from processors.voicelive.service import VoiceLiveAgentService  # noqa: E402
+from processors.voicelive.wire import session_update  # noqa: E402
 
 SAMPLE_RATE = 24000
 STOP_DEADLINE_S = 1.0  # Ctrl-C, SIGTERM or q end the process within this, whatever the state
@@ -166,7 +166,9 @@ def build_agent_pipeline(
     """
     ep = endpoint or config.endpoint
     if ep is None:
-        raise ConfigError("no endpoint: set AZURE_VOICE_LIVE_ENDPOINT, pass --endpoint, or use --local")
+        raise ConfigError(
+            "no endpoint: set AZURE_VOICE_LIVE_ENDPOINT, pass --endpoint, or use --local"
+        )
     settings = ConnectionSettings(
         endpoint=ep,
         target=config.target,
@@ -177,7 +179,10 @@ def build_agent_pipeline(
     )
     playback = getattr(output, "playback", None)
     service = VoiceLiveAgentService(
-        settings, config.session_config, playback=playback, greeting=config.greeting,
+        settings,
+        config.session_config,
+        playback=playback,
+        greeting=config.greeting,
         tool_timeout_s=config.tool_timeout_s,
     )
     for name, handler in (config.tools.handlers() if config.tools else {}).items():
@@ -203,8 +208,9 @@ def build_agent_pipeline(
     taps = [recorder, *taps] if recorder is not None else taps
     if config.session_config.client_echo_reference:  # stereo: the microphone + what was played
         taps.append(EchoReference(playback))
-    pipeline = Pipeline([input, *taps, service, session_log, technical_log, report,
-                         *(processors or []), output])
+    pipeline = Pipeline(
+        [input, *taps, service, session_log, technical_log, report, *(processors or []), output]
+    )
     worker = PipelineWorker(
         pipeline,
         params=PipelineParams(audio_in_sample_rate=SAMPLE_RATE, audio_out_sample_rate=SAMPLE_RATE),
@@ -214,8 +220,17 @@ def build_agent_pipeline(
         cancel_on_idle_timeout=False,
         cancel_timeout_secs=STOP_DEADLINE_S,  # pipecat's 20 s would outlast a Ctrl-C's patience
     )
-    app = AgentPipeline(pipeline, worker, service, session_log, technical_log, input, output,
-                        report=report, recorder=recorder)
+    app = AgentPipeline(
+        pipeline,
+        worker,
+        service,
+        session_log,
+        technical_log,
+        input,
+        output,
+        report=report,
+        recorder=recorder,
+    )
     worker.add_event_handler("on_pipeline_error", app._on_pipeline_error)
     return app
 
@@ -233,19 +248,25 @@ def make_transports(config: AgentConfig) -> tuple[FrameProcessor, FrameProcessor
     try:
         if config.input_wav is not None:
             input_t: FrameProcessor = WavInputTransport(
-                config.input_wav, sample_rate=config.session_config.input_sample_rate)
+                config.input_wav, sample_rate=config.session_config.input_sample_rate
+            )
         else:
             from transports.pyaudio import PyAudioInputTransport
 
             # the microphone at the session's rate when the device can do it: resampled once at most
-            input_t = PyAudioInputTransport(device=config.input_device, audio_process=audio or False,
-                                            sample_rate=config.session_config.input_sample_rate)
+            input_t = PyAudioInputTransport(
+                device=config.input_device,
+                audio_process=audio or False,
+                sample_rate=config.session_config.input_sample_rate,
+            )
         if config.output_wav is not None:
             output_t: FrameProcessor = WavOutputTransport(config.output_wav)
         else:
             from transports.pyaudio import PyAudioOutputTransport
 
-            output_t = PyAudioOutputTransport(device=config.output_device, audio_process=audio or False)
+            output_t = PyAudioOutputTransport(
+                device=config.output_device, audio_process=audio or False
+            )
     except BaseException:
         if audio is not None:
             audio.close()
@@ -317,7 +338,11 @@ class _Stopper:
         asyncio.ensure_future(self._app.cancel(reason))
 
     def _deadline(self, code: int) -> None:
-        late = None if self.finished else f"the session did not stop within {STOP_DEADLINE_S:.0f} s: exiting now"
+        late = (
+            None
+            if self.finished
+            else f"the session did not stop within {STOP_DEADLINE_S:.0f} s: exiting now"
+        )
         self._exit_now(code, late)
 
     @staticmethod
@@ -353,7 +378,10 @@ async def run_agent(config: AgentConfig, processors: list[FrameProcessor] | None
             return 2
         view = LiveView() if wants_live_view(config.plain) else None
         app = build_agent_pipeline(
-            config, input=input_t, output=output_t, endpoint=endpoint,
+            config,
+            input=input_t,
+            output=output_t,
+            endpoint=endpoint,
             input_processors=view.input_processors() if view else None,
             processors=[*(processors or []), *(view.processors() if view else [])],
         )
@@ -411,8 +439,9 @@ async def run_agent(config: AgentConfig, processors: list[FrameProcessor] | None
             await local.close()
 
 
-def main(argv: list[str] | None = None,
-         processors: Callable[[], list[FrameProcessor]] | None = None) -> int:
+def main(
+    argv: list[str] | None = None, processors: Callable[[], list[FrameProcessor]] | None = None
+) -> int:
     """Entry point of ``python -m pipelines.agent`` / ``voicelive-agent``; ``processors`` builds
     extra processors for the default pipeline once the configuration is valid."""
     install_last_resort()

@@ -35,8 +35,6 @@ from processors.voicelive.endpoint import (
     Target,
 )
 from processors.voicelive.errors import ConfigError
-from transports.errors import TransportError
-from transports.wavfile import check_wav
 from processors.voicelive.session_config import (
     TURN_DETECTION_TYPES,
     EchoCancellation,
@@ -48,6 +46,8 @@ from processors.voicelive.session_config import (
     guess_voice_type,
     quickstart_session,
 )
+from transports.errors import TransportError
+from transports.wavfile import check_wav
 
 if TYPE_CHECKING:
     from processors.tools import ToolSet
@@ -111,7 +111,9 @@ class AgentConfig:
 
 def shorten(message: str, longest: int = 120) -> str:
     """Keep an error to one readable line: a pasted value of thousands of characters is cut."""
-    return re.sub(rf"[^\s'\"]{{{longest},}}", lambda m: f"{m[0][:60]}…({len(m[0])} characters)", message)
+    return re.sub(
+        rf"[^\s'\"]{{{longest},}}", lambda m: f"{m[0][:60]}…({len(m[0])} characters)", message
+    )
 
 
 SECRET_FLAGS = ("--api-key", "--agent-access-token")
@@ -148,7 +150,9 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
         guesses = []
-        for word in re.findall(r"(--[\w-]+)", message.partition(":")[2] if "unrecognized" in message else ""):
+        for word in re.findall(
+            r"(--[\w-]+)", message.partition(":")[2] if "unrecognized" in message else ""
+        ):
             match = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.7)
             if match:
                 guesses.append(f"{word}: did you mean {match[0]}?")
@@ -170,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Flags override environment variables, which override .env. Press q and Enter to quit.",
     )
     conn = p.add_argument_group("connection")
-    conn.add_argument("--endpoint", help=f"https://… or wss://… resource endpoint [{ENV['endpoint']}]")
+    conn.add_argument(
+        "--endpoint", help=f"https://… or wss://… resource endpoint [{ENV['endpoint']}]"
+    )
     conn.add_argument(
         "--api-version",
         help=f"API version [{ENV['api_version']}; default {DEFAULT_API_VERSION}, "
@@ -183,53 +189,103 @@ def build_parser() -> argparse.ArgumentParser:
         "(environment or .env), --api-key-file, or '--api-key -' (asked for on a terminal, else "
         "read from the first line of stdin)",
     )
-    conn.add_argument("--api-key-file", type=_path, metavar="PATH", help="read the API key from this file (one line)")
-    conn.add_argument("--local", action="store_true", help="start the embedded local Voice-Live-compatible server and talk to it")
+    conn.add_argument(
+        "--api-key-file",
+        type=_path,
+        metavar="PATH",
+        help="read the API key from this file (one line)",
+    )
+    conn.add_argument(
+        "--local",
+        action="store_true",
+        help="start the embedded local Voice-Live-compatible server and talk to it",
+    )
     conn.add_argument("--debug", action="store_true", help="ask the service for debug=on")
     mode = p.add_argument_group("agent or model (one of)")
     mode.add_argument("--agent-id", help=f"classic agent id [{ENV['agent_id']}]")
     mode.add_argument("--project-name", help=f"Foundry project name [{ENV['project_name']}]")
-    mode.add_argument("--agent-access-token", help=f"classic agent access token; default: an Entra token [{ENV['agent_access_token']}]")
+    mode.add_argument(
+        "--agent-access-token",
+        help=f"classic agent access token; default: an Entra token [{ENV['agent_access_token']}]",
+    )
     mode.add_argument("--agent-name", help=f"current agent name [{ENV['agent_name']}]")
     mode.add_argument("--agent-version", help=f"current agent version [{ENV['agent_version']}]")
-    mode.add_argument("--conversation-id", help=f"resume a current-agent conversation [{ENV['conversation_id']}]")
-    mode.add_argument("--model", help=f"model mode instead of an agent, e.g. gpt-realtime [{ENV['model']}]")
+    mode.add_argument(
+        "--conversation-id", help=f"resume a current-agent conversation [{ENV['conversation_id']}]"
+    )
+    mode.add_argument(
+        "--model", help=f"model mode instead of an agent, e.g. gpt-realtime [{ENV['model']}]"
+    )
     sess = p.add_argument_group("session (defaults: the quickstart's session)")
-    sess.add_argument("--vad", choices=[*TURN_DETECTION_TYPES, "none"],
-                      help="turn detection; none = manual turns")
+    sess.add_argument(
+        "--vad", choices=[*TURN_DETECTION_TYPES, "none"], help="turn detection; none = manual turns"
+    )
     sess.add_argument("--vad-threshold", type=float, help="VAD threshold, 0.0-1.0")
     sess.add_argument("--prefix-padding-ms", type=int, help="audio kept before detected speech")
     sess.add_argument("--silence-duration-ms", type=int, help="silence that ends a turn")
     sess.add_argument("--voice", help="voice name, e.g. en-US-Ava:DragonHDLatestNeural or alloy")
     sess.add_argument("--instructions", help="system instructions (model mode only)")
-    sess.add_argument("--transcription-model", help="input transcription model, e.g. azure-speech or whisper-1")
-    sess.add_argument("--no-noise-suppression", action="store_true", help="turn off Azure deep noise suppression")
     sess.add_argument(
-        "--echo-reference", choices=["client", "server", "none"],
+        "--transcription-model", help="input transcription model, e.g. azure-speech or whisper-1"
+    )
+    sess.add_argument(
+        "--no-noise-suppression", action="store_true", help="turn off Azure deep noise suppression"
+    )
+    sess.add_argument(
+        "--echo-reference",
+        choices=["client", "server", "none"],
         help="echo cancellation: client = send what the speaker played with the microphone "
         "(stereo); server (default) = the service's own; none = off",
     )
     sess.add_argument(
         "--no-echo-cancellation", action="store_true", help="the same as --echo-reference none"
     )
-    sess.add_argument("--session-json", type=_path, help="JSON object merged into the session.update session (advanced)")
+    sess.add_argument(
+        "--session-json",
+        type=_path,
+        help="JSON object merged into the session.update session (advanced)",
+    )
     sess.add_argument(
         "--tools", metavar="MODULE", help="a .py file or module whose functions the model may call"
     )
     sess.add_argument(
-        "--tool-timeout", type=float, default=10.0, metavar="SECONDS",
+        "--tool-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
         help="a tool call not done by then is answered with an error (default 10)",
     )
     io = p.add_argument_group("audio and logs")
-    io.add_argument("--input-wav", type=_path, help="read the microphone from this WAV (paced in real time) and exit when done")
-    io.add_argument("--output-wav", type=_path, help="record the speaker's timeline to this WAV instead of playing it")
+    io.add_argument(
+        "--input-wav",
+        type=_path,
+        help="read the microphone from this WAV (paced in real time) and exit when done",
+    )
+    io.add_argument(
+        "--output-wav",
+        type=_path,
+        help="record the speaker's timeline to this WAV instead of playing it",
+    )
     io.add_argument("--input-device", help="PyAudio input device index or name substring")
     io.add_argument("--output-device", help="PyAudio output device index or name substring")
     io.add_argument("--list-devices", action="store_true", help="print the audio devices and exit")
-    io.add_argument("--audio-process", action="store_true",
-                    help="run the microphone and speaker streams in their own lean process")
-    io.add_argument("--log-dir", type=_path, default=Path("logs"), help="folder for the session, event and technical logs (default: logs)")
-    io.add_argument("--idle-grace", type=float, default=1.5, help="with --input-wav: seconds of agent idleness before exiting")
+    io.add_argument(
+        "--audio-process",
+        action="store_true",
+        help="run the microphone and speaker streams in their own lean process",
+    )
+    io.add_argument(
+        "--log-dir",
+        type=_path,
+        default=Path("logs"),
+        help="folder for the session, event and technical logs (default: logs)",
+    )
+    io.add_argument(
+        "--idle-grace",
+        type=float,
+        default=1.5,
+        help="with --input-wav: seconds of agent idleness before exiting",
+    )
     io.add_argument("--verbose", action="store_true", help="show debug lines on the console")
     _add_console_flags(p)
     return p
@@ -239,12 +295,17 @@ def _add_console_flags(p: argparse.ArgumentParser) -> None:
     """The operator's console: live view, greeting, recording, device check."""
     con = p.add_argument_group("console")
     con.add_argument(
-        "--greeting", nargs="?", const="", metavar="TEXT",
+        "--greeting",
+        nargs="?",
+        const="",
+        metavar="TEXT",
         help="the agent speaks first; in model mode TEXT instructs that first response, "
         "in agent mode it is said as is",
     )
     con.add_argument(
-        "--record", type=_path, metavar="FILE.wav",
+        "--record",
+        type=_path,
+        metavar="FILE.wav",
         help="record the conversation: stereo 24 kHz, left the microphone as sent, "
         "right the agent as played",
     )
@@ -252,7 +313,8 @@ def _add_console_flags(p: argparse.ArgumentParser) -> None:
         "--plain", action="store_true", help="plain log lines instead of the live view"
     )
     con.add_argument(
-        "--check-devices", action="store_true",
+        "--check-devices",
+        action="store_true",
         help="record 3 s from the microphone, play it back on the speaker, "
         "say whether the microphone heard anything",
     )
@@ -269,7 +331,10 @@ def _resolve(args: argparse.Namespace, env: dict[str, str]) -> dict[str, str | N
         flag = getattr(args, dest)
         name = "--" + dest.replace("_", "-")
         if flag is not None and not flag.strip():
-            raise ConfigError(f"{name} is empty: give a value, or leave the flag out to use {var}" + (" or Entra ID" if dest in SECRETS else ""))
+            raise ConfigError(
+                f"{name} is empty: give a value, or leave the flag out to use {var}"
+                + (" or Entra ID" if dest in SECRETS else "")
+            )
         if flag is not None:
             value, source = flag.strip(), name
         else:
@@ -286,8 +351,10 @@ def _endpoint(raw: str | None) -> Endpoint:
     """:meth:`Endpoint.parse` plus what it lets through: spaces, a user:password, an Azure path."""
     text = (raw or "").strip()
     if not text:
-        raise ConfigError(f"no endpoint: set {ENV['endpoint']} or pass --endpoint "
-                          "https://<resource>.services.ai.azure.com, or try --local (no Azure needed)")
+        raise ConfigError(
+            f"no endpoint: set {ENV['endpoint']} or pass --endpoint "
+            "https://<resource>.services.ai.azure.com, or try --local (no Azure needed)"
+        )
     parts = urlsplit(text)
     if parts.username is not None or parts.password is not None:
         raise ConfigError(
@@ -299,7 +366,9 @@ def _endpoint(raw: str | None) -> Endpoint:
         raise ConfigError(f"endpoint {text!r} contains a space")
     path = parts.path.rstrip("/")
     if endpoint.host.lower().endswith(".azure.com") and path not in ("", "/voice-live/realtime"):
-        raise ConfigError(f"endpoint {text!r} has a path ({path}): give the resource alone, e.g. {parts.scheme}://{parts.netloc}/")
+        raise ConfigError(
+            f"endpoint {text!r} has a path ({path}): give the resource alone, e.g. {parts.scheme}://{parts.netloc}/"
+        )
     return endpoint
 
 
@@ -312,7 +381,11 @@ def _api_version(values: dict[str, str | None], endpoint: Endpoint | None, targe
             f"the endpoint says api-version={in_url} but --api-version ({ENV['api_version']}) "
             f"says {given}: give it once"
         )
-    return given or in_url or (CLASSIC_AGENT_API_VERSION if isinstance(target, ClassicAgent) else DEFAULT_API_VERSION)
+    return (
+        given
+        or in_url
+        or (CLASSIC_AGENT_API_VERSION if isinstance(target, ClassicAgent) else DEFAULT_API_VERSION)
+    )
 
 
 def _target(values: dict[str, str | None], flags: argparse.Namespace, local: bool) -> Target:
@@ -325,10 +398,16 @@ def _target(values: dict[str, str | None], flags: argparse.Namespace, local: boo
     modes = [m for m in ("agent_id", "agent_name", "model") if source.get(m)]
     if len(modes) > 1:
         names = " and ".join("--" + m.replace("_", "-") for m in modes)
-        raise ConfigError(f"{names} are different modes: give only one of --agent-id, --agent-name or --model")
+        raise ConfigError(
+            f"{names} are different modes: give only one of --agent-id, --agent-name or --model"
+        )
     if not modes:
         if local:
-            return ClassicAgent(LOCAL_AGENT_ID, values.get("project_name") or LOCAL_PROJECT, values.get("agent_access_token") or LOCAL_KEY)
+            return ClassicAgent(
+                LOCAL_AGENT_ID,
+                values.get("project_name") or LOCAL_PROJECT,
+                values.get("agent_access_token") or LOCAL_KEY,
+            )
         raise ConfigError(
             f"no agent or model: set --agent-id and --project-name "
             f"({ENV['agent_id']}, {ENV['project_name']}), "
@@ -340,10 +419,21 @@ def _target(values: dict[str, str | None], flags: argparse.Namespace, local: boo
     project = source.get("project_name") or (LOCAL_PROJECT if local else None)  # --local: any name
     flag = "--agent-id" if mode == "agent_id" else "--agent-name"
     if not project:
-        raise ConfigError(f"{flag} needs a project: pass --project-name or set {ENV['project_name']}")
+        raise ConfigError(
+            f"{flag} needs a project: pass --project-name or set {ENV['project_name']}"
+        )
     if mode == "agent_id":
-        return ClassicAgent(str(source["agent_id"]), project, source.get("agent_access_token") or (LOCAL_KEY if local else None))
-    return Agent(str(source["agent_name"]), project, source.get("agent_version"), source.get("conversation_id"))
+        return ClassicAgent(
+            str(source["agent_id"]),
+            project,
+            source.get("agent_access_token") or (LOCAL_KEY if local else None),
+        )
+    return Agent(
+        str(source["agent_name"]),
+        project,
+        source.get("agent_version"),
+        source.get("conversation_id"),
+    )
 
 
 def _session(args: argparse.Namespace, target: Target) -> SessionConfig:
@@ -437,9 +527,13 @@ def _check_files(args: argparse.Namespace) -> None:
         if not out.parent.is_dir():
             raise ConfigError(f"--output-wav folder {str(out.parent)!r} does not exist")
         if out.is_dir():
-            raise ConfigError(f"--output-wav {str(args.output_wav)!r} is a folder: name a .wav file")
+            raise ConfigError(
+                f"--output-wav {str(args.output_wav)!r} is a folder: name a .wav file"
+            )
         if args.input_wav is not None and out == args.input_wav.resolve():
-            raise ConfigError("--output-wav must not be the --input-wav file (it would be overwritten)")
+            raise ConfigError(
+                "--output-wav must not be the --input-wav file (it would be overwritten)"
+            )
         _probe_writable(out, "--output-wav", str(args.output_wav))
     if args.record is not None:
         _check_record(args)
@@ -475,7 +569,9 @@ def _probe_writable(path: Path, flag: str, shown: str) -> None:
             os.unlink(probe)
     except OSError as exc:
         where = shown if path.exists() else str(path.parent)
-        raise ConfigError(f"{flag} {shown!r} cannot be written ({exc.strerror or exc} in {where!r})") from None
+        raise ConfigError(
+            f"{flag} {shown!r} cannot be written ({exc.strerror or exc} in {where!r})"
+        ) from None
 
 
 def _check_log_dir(log_dir: Path) -> None:
@@ -484,10 +580,16 @@ def _check_log_dir(log_dir: Path) -> None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        what = "is a file" if existing == log_dir.absolute() else f"is under {str(existing)!r}, which is a file"
+        what = (
+            "is a file"
+            if existing == log_dir.absolute()
+            else f"is under {str(existing)!r}, which is a file"
+        )
         raise ConfigError(f"--log-dir {str(log_dir)!r} {what}, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--log-dir {str(log_dir)!r} is not writable (no write permission on {str(existing)!r})")
+        raise ConfigError(
+            f"--log-dir {str(log_dir)!r} is not writable (no write permission on {str(existing)!r})"
+        )
     try:  # os.access says yes to root everywhere, /sys and /proc included
         os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".voicelive-probe-"))
     except OSError as exc:
@@ -540,18 +642,24 @@ def _read_key_file(path: Path) -> str:
     except FileNotFoundError:
         raise ConfigError(f"--api-key-file {shown!r} not found") from None
     except IsADirectoryError:
-        raise ConfigError(f"--api-key-file {shown!r} is a folder: name the file that holds the key") from None
+        raise ConfigError(
+            f"--api-key-file {shown!r} is a folder: name the file that holds the key"
+        ) from None
     except UnicodeDecodeError:
         raise ConfigError(f"--api-key-file {shown!r} is not UTF-8 text") from None
     except OSError as exc:
-        raise ConfigError(f"--api-key-file {shown!r} cannot be read ({exc.strerror or exc})") from None
+        raise ConfigError(
+            f"--api-key-file {shown!r} cannot be read ({exc.strerror or exc})"
+        ) from None
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in lines:
         add_secret(line)
     if not lines:
         raise ConfigError(f"--api-key-file {shown!r} is empty: put the key in it, on one line")
     if len(lines) > 1:
-        raise ConfigError(f"--api-key-file {shown!r} holds {len(lines)} lines: put the key alone on one line")
+        raise ConfigError(
+            f"--api-key-file {shown!r} holds {len(lines)} lines: put the key alone on one line"
+        )
     return lines[0]
 
 
@@ -595,7 +703,9 @@ def parse_config(
     Every secret (key, access token) is registered with the redactor as soon as it is read."""
     args = (parser or build_parser()).parse_args(argv)
     if env is None:
-        file_values = _read_dotenv(Path(dotenv_path)) if dotenv_path and Path(dotenv_path).is_file() else {}
+        file_values = (
+            _read_dotenv(Path(dotenv_path)) if dotenv_path and Path(dotenv_path).is_file() else {}
+        )
         env = {**file_values, **os.environ}
     for dest in SECRETS:
         add_secret(env.get(ENV[dest]))

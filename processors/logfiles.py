@@ -27,7 +27,7 @@ _CLOSE = object()
 BATCH_WAIT_S = 0.02  # while lines come in bursts, the writer wakes at most 50 times a second
 
 
-def open_private(path: Path, mode: str = "a") -> "os.PathLike[str] | object":
+def open_private(path: Path, mode: str = "a") -> os.PathLike[str] | object:
     """Open ``path`` for text writing, creating it with permissions 0600."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC)
     fd = os.open(path, flags, 0o600)
@@ -178,7 +178,9 @@ class LineWriter:
     def _fail(self, exc: OSError) -> None:
         if self.error is None:  # disk full, file too large: say so once, on one line
             why = exc.strerror or exc
-            self.error = f"log file '{self.path}' cannot be written ({why}): its later lines are lost"
+            self.error = (
+                f"log file '{self.path}' cannot be written ({why}): its later lines are lost"
+            )
             error(self.error)
 
     def _finish(self) -> None:

@@ -66,7 +66,9 @@ class InterceptHandler(logging.Handler):
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
-        logger.bind(origin=record.name).opt(depth=0, exception=record.exc_info).log(level, record.getMessage())
+        logger.bind(origin=record.name).opt(depth=0, exception=record.exc_info).log(
+            level, record.getMessage()
+        )
 
 
 class TechnicalOnlyHandler(logging.Handler):
@@ -80,7 +82,12 @@ class TechnicalOnlyHandler(logging.Handler):
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             text += f": {type(exc).__name__}: {exc}"
-        logger.bind(origin=record.name, console=False).log(record.levelname if record.levelname in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO", text)
+        logger.bind(origin=record.name, console=False).log(
+            record.levelname
+            if record.levelname in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+            else "INFO",
+            text,
+        )
 
 
 def send_to_technical_log_only(*names: str) -> None:
@@ -246,7 +253,13 @@ def resume_console() -> int:
     def keep(record: dict) -> bool:
         if record["extra"].get("console") is False:
             return False
-        ours = record["name"].split(".")[0] in ("processors", "pipelines", "transports", "localserver", "__main__")
+        ours = record["name"].split(".")[0] in (
+            "processors",
+            "pipelines",
+            "transports",
+            "localserver",
+            "__main__",
+        )
         return verbose or ours or record["level"].no >= logging.CRITICAL
 
     sink = logger.add(

@@ -157,8 +157,13 @@ class SessionLogProcessor(FrameProcessor):
             self._local_record({"type": "client.reconnecting", "reason": frame.reason})
         elif isinstance(frame, ReconnectedFrame):
             self._line(f"Reconnected: {frame.reason}")
-            self._local_record({"type": "client.reconnected", "reason": frame.reason,
-                                "session_id": frame.session_id})
+            self._local_record(
+                {
+                    "type": "client.reconnected",
+                    "reason": frame.reason,
+                    "session_id": frame.session_id,
+                }
+            )
         elif isinstance(frame, TranscriptionFrame) and frame.text.strip():
             self._user_input(frame.text, typed=False)
         elif isinstance(frame, InputTextRawFrame) and frame.text.strip():
@@ -212,7 +217,11 @@ class SessionLogProcessor(FrameProcessor):
         event = frame.event
         self._open()
         assert self._events is not None
-        record = {"at": datetime.fromtimestamp(frame.at).astimezone().isoformat(timespec="milliseconds"), "direction": frame.direction, "event": event}
+        record = {
+            "at": datetime.fromtimestamp(frame.at).astimezone().isoformat(timespec="milliseconds"),
+            "direction": frame.direction,
+            "event": event,
+        }
         self._events.write(json.dumps(record, ensure_ascii=False, default=str))
 
     async def cleanup(self) -> None:

@@ -25,10 +25,10 @@ from typing import Any
 
 from loguru import logger
 from pipecat.frames.frames import (
-    ErrorFrame,
-    Frame,
     CancelFrame,
     EndFrame,
+    ErrorFrame,
+    Frame,
     InterruptionFrame,
     TranscriptionFrame,
     TTSAudioRawFrame,

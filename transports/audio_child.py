@@ -145,8 +145,9 @@ class AudioChild:
         """Open the requested device (stopped) and answer ``R`` or ``E``."""
         direction = request["dir"]
         try:
-            device = Device(request.get("device"), direction, int(request["rate"]),
-                            request.get("fpb"))
+            device = Device(
+                request.get("device"), direction, int(request["rate"]), request.get("fpb")
+            )
             if direction == "output":
                 self.speaker = ChildDriver(device, self.source, name="audio-child-out")
                 self.speaker.open()
@@ -157,12 +158,20 @@ class AudioChild:
             _reply("E", {"error": str(exc)})
             return
         info = device.info
-        _reply("R", {"index": info.index, "name": info.name, "host_api": info.host_api,
-                     "max_input_channels": info.max_input_channels,
-                     "max_output_channels": info.max_output_channels,
-                     "default_sample_rate": info.default_sample_rate,
-                     "rate": device.rate, "fpb": device.frames_per_buffer,
-                     "latency": device.latency})
+        _reply(
+            "R",
+            {
+                "index": info.index,
+                "name": info.name,
+                "host_api": info.host_api,
+                "max_input_channels": info.max_input_channels,
+                "max_output_channels": info.max_output_channels,
+                "default_sample_rate": info.default_sample_rate,
+                "rate": device.rate,
+                "fpb": device.frames_per_buffer,
+                "latency": device.latency,
+            },
+        )
 
     def _mic_callback(self, in_data, frame_count, time_info, status):
         self.shared.in_write(in_data)
@@ -239,8 +248,7 @@ def main() -> None:
         os.setpriority(os.PRIO_PROCESS, 0, AUDIO_NICE)
     except OSError:
         pass  # not permitted: stay at the parent's priority
-    shared = SharedAudio(int(config["fd"]), int(config["out_capacity"]),
-                         int(config["in_capacity"]))
+    shared = SharedAudio(int(config["fd"]), int(config["out_capacity"]), int(config["in_capacity"]))
     child = AudioChild(shared)
     try:
         serve(child)

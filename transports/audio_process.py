@@ -67,19 +67,34 @@ class AudioProcess:
     def __init__(self, *, speaker_seconds: float = 120.0, mic_seconds: float = 10.0):
         if not hasattr(os, "memfd_create"):
             raise TransportError("--audio-process needs Linux (memfd shared memory)")
-        self.shared = SharedAudio.create(int(speaker_seconds * MAX_RATE * 2),
-                                         int(mic_seconds * MAX_RATE * 2))
-        config = {"fd": self.shared.fd, "out_capacity": self.shared.out_capacity,
-                  "in_capacity": self.shared.in_capacity, "spawner": os.getpid(),
-                  "parent": os.getpid() if threading.current_thread() is threading.main_thread()
-                  else None}
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        self.shared = SharedAudio.create(
+            int(speaker_seconds * MAX_RATE * 2), int(mic_seconds * MAX_RATE * 2)
+        )
+        config = {
+            "fd": self.shared.fd,
+            "out_capacity": self.shared.out_capacity,
+            "in_capacity": self.shared.in_capacity,
+            "spawner": os.getpid(),
+            "parent": os.getpid()
+            if threading.current_thread() is threading.main_thread()
+            else None,
+        }
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+        }
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "transports.audio_child", json.dumps(config)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=[self.shared.fd],
-                start_new_session=True, env=env, cwd=ROOT)
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                pass_fds=[self.shared.fd],
+                start_new_session=True,
+                env=env,
+                cwd=ROOT,
+            )
         except OSError as exc:
             self.shared.close_fd()
             raise TransportError(f"cannot start the audio process: {exc}") from None
@@ -99,8 +114,9 @@ class AudioProcess:
 
     # ------------------------------------------------------------- set-up
 
-    def open_device(self, direction: str, device: int | str | None, rate: int,
-                    frames_per_buffer: int | None) -> OpenedDevice:
+    def open_device(
+        self, direction: str, device: int | str | None, rate: int, frames_per_buffer: int | None
+    ) -> OpenedDevice:
         """Have the child open a stream (stopped); blocks until it answers. One-line
         :class:`TransportError` for anything a user can fix."""
         request = {"dir": direction, "device": device, "rate": rate, "fpb": frames_per_buffer}
@@ -108,11 +124,14 @@ class AudioProcess:
         kind, payload = self._read_reply(START_TIMEOUT_S)
         if kind == "E":
             raise TransportError(payload["error"])
-        info = AudioDevice(index=payload["index"], name=payload["name"],
-                           host_api=payload["host_api"],
-                           max_input_channels=payload["max_input_channels"],
-                           max_output_channels=payload["max_output_channels"],
-                           default_sample_rate=payload["default_sample_rate"])
+        info = AudioDevice(
+            index=payload["index"],
+            name=payload["name"],
+            host_api=payload["host_api"],
+            max_input_channels=payload["max_input_channels"],
+            max_output_channels=payload["max_output_channels"],
+            default_sample_rate=payload["default_sample_rate"],
+        )
         self._users += 1
         return OpenedDevice(info, payload["rate"], payload["fpb"], payload["latency"])
 
@@ -189,8 +208,10 @@ class AudioProcess:
             self._detach()
             if not self._closed:
                 code = self.process.poll()
-                logger.error(f"the audio process (pid {self.pid}) ended unexpectedly "
-                             f"(exit code {code}); no more audio in or out")
+                logger.error(
+                    f"the audio process (pid {self.pid}) ended unexpectedly "
+                    f"(exit code {code}); no more audio in or out"
+                )
         while self._take_line()[0] is not None:
             pass
 

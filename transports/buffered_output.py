@@ -45,9 +45,9 @@ from pipecat.processors.frame_processor import FrameDirection
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import TransportParams
 
+from transports.pcm import PcmResampler
 from transports.pipecat_internals import process_frame_bypassing_media_sender
 from transports.playback import PlaybackBuffer
-from transports.pcm import PcmResampler
 
 BOT_SPEAKING_PERIOD_SECS = 0.2
 BOT_DRY_STOP_SECS = 0.35
@@ -59,14 +59,27 @@ class BufferedOutputTransport(BaseOutputTransport):
     end_padding_secs: float = 0.15
     """Silence the device plays after the last queued sample before it is stopped on EndFrame."""
 
-    def __init__(self, *, sample_rate: int = 24000, channels: int = 1, max_seconds: float = 600.0,
-                 params: TransportParams | None = None, **kwargs):
-        params = (params or TransportParams()).model_copy(update={
-            "audio_out_enabled": True, "audio_out_sample_rate": sample_rate,
-            "audio_out_channels": channels, "audio_out_end_silence_secs": 0})
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 24000,
+        channels: int = 1,
+        max_seconds: float = 600.0,
+        params: TransportParams | None = None,
+        **kwargs,
+    ):
+        params = (params or TransportParams()).model_copy(
+            update={
+                "audio_out_enabled": True,
+                "audio_out_sample_rate": sample_rate,
+                "audio_out_channels": channels,
+                "audio_out_end_silence_secs": 0,
+            }
+        )
         super().__init__(params, **kwargs)
-        self.playback = PlaybackBuffer(sample_rate=sample_rate, channels=channels,
-                                       max_seconds=max_seconds)
+        self.playback = PlaybackBuffer(
+            sample_rate=sample_rate, channels=channels, max_seconds=max_seconds
+        )
         """The buffer the device drains; the service reads per-item played counts from it."""
         self._resampler: PcmResampler | None = None
         self._item_id: str | None = None
@@ -211,8 +224,9 @@ class BufferedOutputTransport(BaseOutputTransport):
             if not fresh:
                 return
             await self._set_bot_speaking(True)
-        if playback.is_idle and (not playback.streaming
-                                 or now - playback.last_audio_at >= BOT_DRY_STOP_SECS):
+        if playback.is_idle and (
+            not playback.streaming or now - playback.last_audio_at >= BOT_DRY_STOP_SECS
+        ):
             await self._set_bot_speaking(False)
         elif now - self._last_speaking_frame >= BOT_SPEAKING_PERIOD_SECS:
             self._last_speaking_frame = now

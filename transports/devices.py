@@ -86,11 +86,13 @@ def pyaudio_session() -> Iterator[pyaudio.PyAudio]:
 
 def _device(pa: pyaudio.PyAudio, info: dict) -> AudioDevice:
     return AudioDevice(
-        index=int(info["index"]), name=str(info["name"]),
+        index=int(info["index"]),
+        name=str(info["name"]),
         host_api=str(pa.get_host_api_info_by_index(info["hostApi"])["name"]),
         max_input_channels=int(info["maxInputChannels"]),
         max_output_channels=int(info["maxOutputChannels"]),
-        default_sample_rate=int(info["defaultSampleRate"]))
+        default_sample_rate=int(info["defaultSampleRate"]),
+    )
 
 
 def list_devices(pa: pyaudio.PyAudio) -> list[AudioDevice]:
@@ -101,25 +103,37 @@ def list_devices(pa: pyaudio.PyAudio) -> list[AudioDevice]:
 def default_device(pa: pyaudio.PyAudio, direction: Direction) -> AudioDevice:
     """The system default device for ``direction``; :class:`TransportError` when there is none."""
     try:
-        info = (pa.get_default_input_device_info() if direction == "input"
-                else pa.get_default_output_device_info())
+        info = (
+            pa.get_default_input_device_info()
+            if direction == "input"
+            else pa.get_default_output_device_info()
+        )
     except OSError:
-        raise TransportError(f"no default {direction} audio device available "
-                             f"(see --list-devices)") from None
+        raise TransportError(
+            f"no default {direction} audio device available (see --list-devices)"
+        ) from None
     return _device(pa, info)
 
 
-def format_devices(devices: list[AudioDevice], default_input: int | None = None,
-                   default_output: int | None = None) -> str:
+def format_devices(
+    devices: list[AudioDevice], default_input: int | None = None, default_output: int | None = None
+) -> str:
     """A plain-text table of ``devices``; defaults are marked ``*in`` / ``*out``."""
-    header = f"{'index':>5}  {'name':<32} {'host API':<12} {'in':>3} {'out':>3} {'rate':>6}  default"
+    header = (
+        f"{'index':>5}  {'name':<32} {'host API':<12} {'in':>3} {'out':>3} {'rate':>6}  default"
+    )
     lines = [header]
     for d in devices:
-        marks = " ".join(m for m, on in (("*in", d.index == default_input),
-                                         ("*out", d.index == default_output)) if on)
-        lines.append(f"{d.index:>5}  {d.name[:32]:<32} {d.host_api[:12]:<12} "
-                     f"{d.max_input_channels:>3} {d.max_output_channels:>3} "
-                     f"{d.default_sample_rate:>6}  {marks}".rstrip())
+        marks = " ".join(
+            m
+            for m, on in (("*in", d.index == default_input), ("*out", d.index == default_output))
+            if on
+        )
+        lines.append(
+            f"{d.index:>5}  {d.name[:32]:<32} {d.host_api[:12]:<12} "
+            f"{d.max_input_channels:>3} {d.max_output_channels:>3} "
+            f"{d.default_sample_rate:>6}  {marks}".rstrip()
+        )
     if not devices:
         lines.append("(no audio devices found)")
     return "\n".join(lines)
@@ -140,8 +154,9 @@ def print_devices(file: TextIO | None = None) -> None:
     say(format_devices(devices, *defaults), stream=file)
 
 
-def resolve_device(pa: pyaudio.PyAudio, spec: int | str | None,
-                   direction: Direction) -> AudioDevice:
+def resolve_device(
+    pa: pyaudio.PyAudio, spec: int | str | None, direction: Direction
+) -> AudioDevice:
     """Find a device: ``None`` = the default, an int (or digits) = an index, else a name
     substring (an exact name wins, then the first match that has ``direction`` channels)."""
     if spec is None or spec == "":
@@ -151,11 +166,14 @@ def resolve_device(pa: pyaudio.PyAudio, spec: int | str | None,
         index = int(spec)
         match = next((d for d in devices if d.index == index), None)
         if match is None:
-            raise TransportError(f"no audio device with index {index} "
-                                 f"(there are {len(devices)}; see --list-devices)")
+            raise TransportError(
+                f"no audio device with index {index} (there are {len(devices)}; see --list-devices)"
+            )
         if match.channels(direction) < 1:
-            raise TransportError(f"audio device {index} '{match.name}' has no {direction} "
-                                 "channels (see --list-devices)")
+            raise TransportError(
+                f"audio device {index} '{match.name}' has no {direction} "
+                "channels (see --list-devices)"
+            )
         return match
     wanted = str(spec).casefold()
     usable = [d for d in devices if d.channels(direction) > 0]
@@ -166,22 +184,28 @@ def resolve_device(pa: pyaudio.PyAudio, spec: int | str | None,
     raise TransportError(f"no {direction} audio device matching '{spec}' (see --list-devices)")
 
 
-def choose_format(pa: pyaudio.PyAudio, device: AudioDevice, direction: Direction,
-                  preferred_rate: int = 24000) -> int:
+def choose_format(
+    pa: pyaudio.PyAudio, device: AudioDevice, direction: Direction, preferred_rate: int = 24000
+) -> int:
     """The rate to open ``device`` at in mono int16: ``preferred_rate`` if supported, else the
     device's default rate; :class:`TransportError` if it cannot do mono int16 at all."""
     for rate in dict.fromkeys((preferred_rate, device.default_sample_rate)):
-        kwargs = {f"{direction}_device": device.index, f"{direction}_channels": 1,
-                  f"{direction}_format": pyaudio.paInt16}
+        kwargs = {
+            f"{direction}_device": device.index,
+            f"{direction}_channels": 1,
+            f"{direction}_format": pyaudio.paInt16,
+        }
         try:
             with quiet_stderr():
                 if pa.is_format_supported(rate, **kwargs):
                     return rate
         except ValueError:
             continue
-    raise TransportError(f"audio device {device.index} '{device.name}' does not support "
-                         f"mono 16-bit {direction} at {preferred_rate} or "
-                         f"{device.default_sample_rate} Hz")
+    raise TransportError(
+        f"audio device {device.index} '{device.name}' does not support "
+        f"mono 16-bit {direction} at {preferred_rate} or "
+        f"{device.default_sample_rate} Hz"
+    )
 
 
 def device_error(error: Exception, device: AudioDevice, direction: Direction) -> TransportError:

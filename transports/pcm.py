@@ -40,8 +40,9 @@ class PcmResampler:
         if self.in_rate == self.out_rate:
             return samples
         if self._stream is None:
-            self._stream = soxr.ResampleStream(self.in_rate, self.out_rate, self.channels,
-                                               dtype="int16", quality=self._quality)
+            self._stream = soxr.ResampleStream(
+                self.in_rate, self.out_rate, self.channels, dtype="int16", quality=self._quality
+            )
         if self.channels > 1:
             samples = samples.reshape(-1, self.channels)
         self._pending = True
@@ -117,7 +118,7 @@ class Chunker:
         size, count = self.size, len(self._pending) // self.size
         if not count:
             return []
-        chunks = [bytes(self._pending[i * size:(i + 1) * size]) for i in range(count)]
+        chunks = [bytes(self._pending[i * size : (i + 1) * size]) for i in range(count)]
         del self._pending[: count * size]
         return chunks
 

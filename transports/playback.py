@@ -147,8 +147,9 @@ class PlaybackBuffer:
 
     async def wait_flushed(self, since_count: int, timeout: float) -> bool:
         """Wait until :attr:`flush_count` exceeds ``since_count``; False on timeout."""
-        return await self._wait_until(self._flushed_event, lambda: self.flush_count > since_count,
-                                      timeout)
+        return await self._wait_until(
+            self._flushed_event, lambda: self.flush_count > since_count, timeout
+        )
 
     async def wait_drained(self, timeout: float) -> bool:
         """Wait until the device has taken everything queued; False on timeout."""
@@ -168,7 +169,7 @@ class PlaybackBuffer:
                 chunk = chunks[0]
                 item_id, data, offset = chunk
                 take = min(need - got, len(data) - offset)
-                parts.append(memoryview(data)[offset:offset + take])
+                parts.append(memoryview(data)[offset : offset + take])
                 got += take
                 frames = take // self.frame_bytes
                 self._played[item_id] = self._played.get(item_id, 0) + frames
@@ -258,10 +259,15 @@ class PlaybackBuffer:
         """A snapshot of the counters."""
         with self._lock:
             return PlaybackStats(
-                frames_played=self._frames_played, frames_read=self._frames_read,
-                underruns=self._underruns, underrun_frames=self._underrun_frames,
-                overflows=self._overflows, overflow_frames=self._overflow_frames,
-                flush_count=self.flush_count, flushed_frames=self._flushed_frames)
+                frames_played=self._frames_played,
+                frames_read=self._frames_read,
+                underruns=self._underruns,
+                underrun_frames=self._underrun_frames,
+                overflows=self._overflows,
+                overflow_frames=self._overflow_frames,
+                flush_count=self.flush_count,
+                flushed_frames=self._flushed_frames,
+            )
 
     # ---------------------------------------------------------------- internals
 
@@ -269,8 +275,12 @@ class PlaybackBuffer:
         self._received[item_id] = 0
         if len(self._received) > _MAX_TRACKED_ITEMS:
             oldest = next(iter(self._received))
-            for table in (self._received, self._played, self._first_played_at,
-                          self._last_played_at):
+            for table in (
+                self._received,
+                self._played,
+                self._first_played_at,
+                self._last_played_at,
+            ):
                 table.pop(oldest, None)
 
     def _drop_oldest(self, nbytes: int) -> None:
@@ -325,8 +335,9 @@ class PlaybackBuffer:
             if self.on_drained:
                 self.on_drained()
 
-    async def _wait_until(self, event: asyncio.Event, done: Callable[[], bool],
-                          timeout: float) -> bool:
+    async def _wait_until(
+        self, event: asyncio.Event, done: Callable[[], bool], timeout: float
+    ) -> bool:
         if self._loop is None:
             self._bind_running_loop()
         loop = asyncio.get_running_loop()

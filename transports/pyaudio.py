@@ -55,7 +55,9 @@ from transports.streams import Device, OutputDriver
 DEVICE_CALL_TIMEOUT_S = 3.0  # longest wait for PortAudio to stop or close a stream
 
 
-async def _blocking(fn: Callable[[], None], what: str, timeout: float = DEVICE_CALL_TIMEOUT_S) -> None:
+async def _blocking(
+    fn: Callable[[], None], what: str, timeout: float = DEVICE_CALL_TIMEOUT_S
+) -> None:
     """Run a blocking PortAudio call in a daemon thread; give up waiting after ``timeout``.
 
     A PortAudio call that never returns must not hang the pipeline's end (or, through the
@@ -82,8 +84,10 @@ async def _blocking(fn: Callable[[], None], what: str, timeout: float = DEVICE_C
     threading.Thread(target=run, name=f"pyaudio-{what}", daemon=True).start()
     try:
         await asyncio.wait_for(asyncio.shield(done), timeout)
-    except asyncio.TimeoutError:
-        logger.warning(f"the audio device did not {what} within {timeout:.0f} s; going on without it")
+    except TimeoutError:
+        logger.warning(
+            f"the audio device did not {what} within {timeout:.0f} s; going on without it"
+        )
 
 
 def _audio_process(option: AudioProcess | bool | None) -> tuple[AudioProcess | None, bool]:
@@ -118,10 +122,17 @@ class PyAudioInputTransport(BaseInputTransport):
             one shared with the output transport.
     """
 
-    def __init__(self, device: int | str | None = None, *, sample_rate: int = 24000,
-                 preferred_rate: int | None = None, frames_per_buffer: int | None = None,
-                 params: TransportParams | None = None,
-                 audio_process: AudioProcess | bool = False, **kwargs):
+    def __init__(
+        self,
+        device: int | str | None = None,
+        *,
+        sample_rate: int = 24000,
+        preferred_rate: int | None = None,
+        frames_per_buffer: int | None = None,
+        params: TransportParams | None = None,
+        audio_process: AudioProcess | bool = False,
+        **kwargs,
+    ):
         self._audio, owned = _audio_process(audio_process)
         rate = preferred_rate or sample_rate
         if self._audio is not None:
@@ -131,9 +142,13 @@ class PyAudioInputTransport(BaseInputTransport):
         else:
             self._device = Device(device, "input", rate, frames_per_buffer)
             info, device_rate = self._device.info, self._device.rate
-        params = (params or TransportParams()).model_copy(update={
-            "audio_in_enabled": True, "audio_in_sample_rate": sample_rate,
-            "audio_in_channels": 1})
+        params = (params or TransportParams()).model_copy(
+            update={
+                "audio_in_enabled": True,
+                "audio_in_sample_rate": sample_rate,
+                "audio_in_channels": 1,
+            }
+        )
         super().__init__(params, **kwargs)
         self.device = info
         """The :class:`AudioDevice` in use."""
@@ -141,11 +156,15 @@ class PyAudioInputTransport(BaseInputTransport):
         self._overflows = 0
         # LQ: 6 ms of delay and near-steady 20 ms frames; HQ delays 30 ms and delivers 40 ms
         # bursts every other callback (soxr's block size), which a microphone should not do.
-        self._resampler = (PcmResampler(self.device_rate, sample_rate, quality="LQ")
-                           if self.device_rate != sample_rate else None)
+        self._resampler = (
+            PcmResampler(self.device_rate, sample_rate, quality="LQ")
+            if self.device_rate != sample_rate
+            else None
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._period_bytes = 2 * (opened.frames_per_buffer if self._audio else
-                                  self._device.frames_per_buffer)
+        self._period_bytes = 2 * (
+            opened.frames_per_buffer if self._audio else self._device.frames_per_buffer
+        )
         self._released = False
 
     @property
@@ -202,7 +221,7 @@ class PyAudioInputTransport(BaseInputTransport):
         data = self._audio.shared.in_read()
         step = self._period_bytes
         for at in range(0, len(data), step):
-            self._on_audio(data[at:at + step])
+            self._on_audio(data[at : at + step])
 
     def _callback(self, in_data, frame_count, time_info, status):
         """PortAudio thread: hand the bytes to the loop, nothing else."""
@@ -240,15 +259,23 @@ class PyAudioOutputTransport(BufferedOutputTransport):
             :class:`~transports.shared_playback.SharedPlayback` over its shared memory.
     """
 
-    def __init__(self, device: int | str | None = None, *, preferred_rate: int = 24000,
-                 frames_per_buffer: int | None = None, max_seconds: float = 600.0,
-                 params: TransportParams | None = None,
-                 audio_process: AudioProcess | bool = False, **kwargs):
+    def __init__(
+        self,
+        device: int | str | None = None,
+        *,
+        preferred_rate: int = 24000,
+        frames_per_buffer: int | None = None,
+        max_seconds: float = 600.0,
+        params: TransportParams | None = None,
+        audio_process: AudioProcess | bool = False,
+        **kwargs,
+    ):
         self._audio, owned = _audio_process(audio_process)
         self._driver: OutputDriver | None = None
         if self._audio is not None:
-            self._opened = _open_in_child(self._audio, owned, "output", device, preferred_rate,
-                                          frames_per_buffer)
+            self._opened = _open_in_child(
+                self._audio, owned, "output", device, preferred_rate, frames_per_buffer
+            )
             self._device = None
             info, rate, fpb = self._opened.info, self._opened.rate, self._opened.frames_per_buffer
         else:
@@ -259,8 +286,9 @@ class PyAudioOutputTransport(BufferedOutputTransport):
         """The :class:`AudioDevice` in use."""
         self.frames_per_buffer = fpb
         if self._audio is not None:
-            self.playback = SharedPlayback(self._audio.shared, self._audio.send, rate,
-                                           max_seconds=max_seconds)
+            self.playback = SharedPlayback(
+                self._audio.shared, self._audio.send, rate, max_seconds=max_seconds
+            )
         else:
             self._driver = OutputDriver(self._device, self.playback, name="pyaudio-out")
         self._released = False

@@ -45,8 +45,14 @@ class SharedPlayback(PlaybackBuffer):
         send: sends a one-byte command to the child (``w`` start, ``f`` flush).
     """
 
-    def __init__(self, shared: SharedAudio, send: Callable[[bytes], None], sample_rate: int,
-                 channels: int = 1, max_seconds: float = 600.0):
+    def __init__(
+        self,
+        shared: SharedAudio,
+        send: Callable[[bytes], None],
+        sample_rate: int,
+        channels: int = 1,
+        max_seconds: float = 600.0,
+    ):
         super().__init__(sample_rate=sample_rate, channels=channels, max_seconds=max_seconds)
         self._shared = shared
         self._h = shared.h
@@ -104,8 +110,9 @@ class SharedPlayback(PlaybackBuffer):
     async def wait_flushed(self, since_count: int, timeout: float) -> bool:
         """Wait until the child applied the flushes after ``since_count``; False on timeout."""
         target = max(since_count + 1, 1)
-        return await self._wait_until(self._flushed_event,
-                                      lambda: self._h[FLUSH_ACK] >= target, timeout)
+        return await self._wait_until(
+            self._flushed_event, lambda: self._h[FLUSH_ACK] >= target, timeout
+        )
 
     def on_child_event(self, code: bytes) -> None:
         """The audio process's speaker events, on the loop."""
@@ -146,8 +153,9 @@ class SharedPlayback(PlaybackBuffer):
             r = self._h[OUT_R]
             if self._h[FLUSH_ACK] == self._settled:  # else R may have jumped: settle again
                 break
-        live = sum(max(0, min(r, end) - start) for item, start, end in self._segments
-                   if item == item_id)
+        live = sum(
+            max(0, min(r, end) - start) for item, start, end in self._segments if item == item_id
+        )
         return self._played.get(item_id, 0) + live // self.frame_bytes
 
     def queued_frames(self) -> int:
@@ -183,7 +191,12 @@ class SharedPlayback(PlaybackBuffer):
         """A snapshot of the counters (the device-side ones kept by the child)."""
         h = self._h
         return PlaybackStats(
-            frames_played=h[FRAMES_PLAYED], frames_read=h[FRAMES_READ],
-            underruns=h[UNDERRUNS], underrun_frames=h[UNDERRUN_FRAMES],
-            overflows=self._overflows, overflow_frames=self._overflow_frames,
-            flush_count=self._requested, flushed_frames=self._flushed_frames)
+            frames_played=h[FRAMES_PLAYED],
+            frames_read=h[FRAMES_READ],
+            underruns=h[UNDERRUNS],
+            underrun_frames=h[UNDERRUN_FRAMES],
+            overflows=self._overflows,
+            overflow_frames=self._overflow_frames,
+            flush_count=self._requested,
+            flushed_frames=self._flushed_frames,
+        )

@@ -49,8 +49,8 @@ class SharedAudio:
         self._mm = mmap.mmap(fd, self.size)
         view = memoryview(self._mm)
         self.h = view[:HEADER_BYTES].cast("q")
-        self._out = view[HEADER_BYTES:HEADER_BYTES + self.out_capacity]
-        self._in = view[HEADER_BYTES + self.out_capacity:self.size]
+        self._out = view[HEADER_BYTES : HEADER_BYTES + self.out_capacity]
+        self._in = view[HEADER_BYTES + self.out_capacity : self.size]
 
     @classmethod
     def create(cls, out_capacity: int, in_capacity: int) -> SharedAudio:
@@ -77,17 +77,17 @@ class SharedAudio:
     def _put(ring: memoryview, capacity: int, pos: int, data: bytes | memoryview) -> None:
         at = pos % capacity
         first = min(len(data), capacity - at)
-        ring[at:at + first] = data[:first]
+        ring[at : at + first] = data[:first]
         if first < len(data):
-            ring[:len(data) - first] = data[first:]
+            ring[: len(data) - first] = data[first:]
 
     @staticmethod
     def _get(ring: memoryview, capacity: int, pos: int, n: int) -> bytes:
         at = pos % capacity
         first = min(n, capacity - at)
         if first == n:
-            return ring[at:at + n].tobytes()
-        return ring[at:capacity].tobytes() + ring[:n - first].tobytes()
+            return ring[at : at + n].tobytes()
+        return ring[at:capacity].tobytes() + ring[: n - first].tobytes()
 
     # ----------------------------------------------- speaker ring, writer side
 

@@ -61,8 +61,13 @@ def abort_stream(stream: pyaudio.Stream) -> None:
 class Device:
     """A PyAudio instance, one resolved device and at most one stream on it."""
 
-    def __init__(self, spec: int | str | None, direction: Direction, preferred_rate: int,
-                 frames_per_buffer: int | None):
+    def __init__(
+        self,
+        spec: int | str | None,
+        direction: Direction,
+        preferred_rate: int,
+        frames_per_buffer: int | None,
+    ):
         self.direction = direction
         for attempt in (1, 2):
             self.pa = open_pyaudio()
@@ -90,14 +95,22 @@ class Device:
 
     def open(self, callback: Callable, start: bool) -> None:
         """Open the callback stream (blocking)."""
-        kwargs = {"input": True, "input_device_index": self.info.index} \
-            if self.direction == "input" else \
-            {"output": True, "output_device_index": self.info.index}
+        kwargs = (
+            {"input": True, "input_device_index": self.info.index}
+            if self.direction == "input"
+            else {"output": True, "output_device_index": self.info.index}
+        )
         try:
             with quiet_stderr():
-                self.stream = self.pa.open(format=pyaudio.paInt16, channels=1, rate=self.rate,
-                                           frames_per_buffer=self.frames_per_buffer,
-                                           stream_callback=callback, start=start, **kwargs)
+                self.stream = self.pa.open(
+                    format=pyaudio.paInt16,
+                    channels=1,
+                    rate=self.rate,
+                    frames_per_buffer=self.frames_per_buffer,
+                    stream_callback=callback,
+                    start=start,
+                    **kwargs,
+                )
         except (OSError, ValueError) as e:
             raise device_error(e, self.info, self.direction) from None
 
@@ -137,8 +150,11 @@ class Device:
         """PortAudio's reported stream latency in seconds (0 when no stream is open)."""
         if self.stream is None:
             return 0.0
-        return (self.stream.get_input_latency() if self.direction == "input"
-                else self.stream.get_output_latency())
+        return (
+            self.stream.get_input_latency()
+            if self.direction == "input"
+            else self.stream.get_output_latency()
+        )
 
 
 class PcmSource(Protocol):
@@ -184,8 +200,7 @@ class OutputDriver:
         period = self.device.frames_per_buffer / self.device.rate
         # pitfall: ALSA->pulse drops the last ~40-60 ms if stopped right after the last buffer
         self.end_padding_secs = max(MIN_END_PADDING_S, self.device.latency + period)
-        self._thread = threading.Thread(target=self._run, name=f"{self.name}-control",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"{self.name}-control", daemon=True)
         self._thread.start()
 
     def wake(self) -> None:

@@ -41,15 +41,27 @@ class WavInputTransport(BaseInputTransport):
         params: extra pipecat transport parameters (audio input is always enabled).
     """
 
-    def __init__(self, path: str | os.PathLike, *, chunk_ms: int = 40, realtime: bool = True,
-                 trailing_silence_ms: int | None = None, sample_rate: int = 24000,
-                 params: TransportParams | None = None, **kwargs):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        chunk_ms: int = 40,
+        realtime: bool = True,
+        trailing_silence_ms: int | None = None,
+        sample_rate: int = 24000,
+        params: TransportParams | None = None,
+        **kwargs,
+    ):
         if chunk_ms <= 0:
             raise ValueError("chunk_ms must be positive")
         check_wav(path)
-        params = (params or TransportParams()).model_copy(update={
-            "audio_in_enabled": True, "audio_in_sample_rate": sample_rate,
-            "audio_in_channels": 1})
+        params = (params or TransportParams()).model_copy(
+            update={
+                "audio_in_enabled": True,
+                "audio_in_sample_rate": sample_rate,
+                "audio_in_channels": 1,
+            }
+        )
         super().__init__(params, **kwargs)
         self.path = os.fspath(path)
         self.chunk_ms = chunk_ms
@@ -99,8 +111,11 @@ class WavInputTransport(BaseInputTransport):
         chunk_bytes = 2 * chunk_frames
         chunk_secs = chunk_frames / self.sample_rate
         pcm = self._pcm
-        silence_chunks = (None if self.trailing_silence_ms is None
-                          else -(-self.trailing_silence_ms // self.chunk_ms))
+        silence_chunks = (
+            None
+            if self.trailing_silence_ms is None
+            else -(-self.trailing_silence_ms // self.chunk_ms)
+        )
         t0 = loop.time()
         k = 0
         offset = 0
@@ -116,13 +131,14 @@ class WavInputTransport(BaseInputTransport):
                 await asyncio.sleep(0)
                 t0 = loop.time() - (k + 1) * chunk_secs  # silence is paced from here on
             if in_file:
-                audio = pcm[offset:offset + chunk_bytes]  # the file's last chunk may be short
+                audio = pcm[offset : offset + chunk_bytes]  # the file's last chunk may be short
                 offset += chunk_bytes
             else:
                 audio = bytes(chunk_bytes)
                 silence_chunks = None if silence_chunks is None else silence_chunks - 1
-            await self.push_audio_frame(InputAudioRawFrame(
-                audio=audio, sample_rate=self.sample_rate, num_channels=1))
+            await self.push_audio_frame(
+                InputAudioRawFrame(audio=audio, sample_rate=self.sample_rate, num_channels=1)
+            )
             self.frames_pushed += len(audio) // 2
             k += 1
             if in_file and offset >= len(pcm):
@@ -143,16 +159,28 @@ class WavOutputTransport(BufferedOutputTransport):
         params: extra pipecat transport parameters.
     """
 
-    def __init__(self, path: str | os.PathLike, *, sample_rate: int = 24000,
-                 realtime: bool = True, tick_ms: int = 40, params: TransportParams | None = None,
-                 **kwargs):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        sample_rate: int = 24000,
+        realtime: bool = True,
+        tick_ms: int = 40,
+        params: TransportParams | None = None,
+        **kwargs,
+    ):
         self.path = check_writable(path)
         super().__init__(sample_rate=sample_rate, params=params, **kwargs)
         self.realtime = realtime
         if not realtime:
             self.end_padding_secs = 0.0
-        self.recorder = WavRecorder(self.path, self.playback, realtime=realtime,
-                                    tick_secs=tick_ms / 1000, on_error=self._on_recorder_error)
+        self.recorder = WavRecorder(
+            self.path,
+            self.playback,
+            realtime=realtime,
+            tick_secs=tick_ms / 1000,
+            on_error=self._on_recorder_error,
+        )
         """The clock thread writing the file (``started_at``, ``frames_written``)."""
         self.failure: str | None = None
         """Why the file could not be (fully) written, one line; the processor is then unusable

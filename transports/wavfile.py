@@ -55,9 +55,13 @@ def check_wav(path: str | os.PathLike) -> tuple[int, int, int]:
             channels, frames = wav.getnchannels(), wav.getnframes()
     except wave.Error as e:
         reason = "floating-point samples are not supported" if "format: 3" in str(e) else str(e)
-        raise TransportError(f"input WAV '{name}' cannot be read ({reason}): {CONVERT_HINT}") from None
+        raise TransportError(
+            f"input WAV '{name}' cannot be read ({reason}): {CONVERT_HINT}"
+        ) from None
     except EOFError:
-        raise TransportError(f"input WAV '{name}' is empty or cut short (no complete WAV header)") from None
+        raise TransportError(
+            f"input WAV '{name}' is empty or cut short (no complete WAV header)"
+        ) from None
     except OSError as e:
         raise TransportError(f"input WAV '{name}' cannot be read: {e.strerror or e}") from None
     if width not in (1, 2, 3, 4):
@@ -127,8 +131,15 @@ class WavRecorder:
     ``realtime=False``: whatever is queued is written as soon as the thread sees it, no silence.
     """
 
-    def __init__(self, path: str | os.PathLike, buffer: PlaybackBuffer, *, realtime: bool = True,
-                 tick_secs: float = 0.04, on_error: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        buffer: PlaybackBuffer,
+        *,
+        realtime: bool = True,
+        tick_secs: float = 0.04,
+        on_error: Callable[[str], None] | None = None,
+    ):
         self.path = Path(path)
         self.on_error = on_error
         """Called once, from the clock thread, with a one-line reason if writing fails."""
@@ -150,8 +161,9 @@ class WavRecorder:
         try:
             self._file = open(self.path, "wb")
         except OSError as e:
-            raise TransportError(f"output WAV '{self.path}' cannot be created ({e.strerror})") \
-                from None
+            raise TransportError(
+                f"output WAV '{self.path}' cannot be created ({e.strerror})"
+            ) from None
         self._wav = wave.open(self._file, "wb")
         self._wav.setnchannels(self.buffer.channels)
         self._wav.setsampwidth(2)

@@ -35,8 +35,10 @@ RATE = 24000
 CHUNK_MS = 100
 SILENCE_MS = 500
 QUERY = urlencode({"api-version": "2026-07-15", "model": "gpt-realtime"})
-SESSION = {"input_audio_transcription": {"model": "azure-speech"},
-           "turn_detection": {"type": "server_vad", "silence_duration_ms": SILENCE_MS}}
+SESSION = {
+    "input_audio_transcription": {"model": "azure-speech"},
+    "turn_detection": {"type": "server_vad", "silence_duration_ms": SILENCE_MS},
+}
 
 
 def question_audio() -> tuple[bytes, int]:
@@ -52,11 +54,23 @@ class ServerProcess:
     def __init__(self, *args: str) -> None:
         self.args = args
 
-    async def __aenter__(self) -> "ServerProcess":
+    async def __aenter__(self) -> ServerProcess:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "localserver", "--port", "0", *self.args, cwd=ROOT, stdout=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "localserver",
+            "--port",
+            "0",
+            *self.args,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )
         line = (await asyncio.wait_for(self.proc.stdout.readline(), 30)).decode()
-        self.url = line.strip().rsplit(" ", 1)[-1].replace("http://", "ws://") + "/voice-live/realtime?" + QUERY
+        self.url = (
+            line.strip().rsplit(" ", 1)[-1].replace("http://", "ws://")
+            + "/voice-live/realtime?"
+            + QUERY
+        )
         return self
 
     def cpu_s(self) -> float:
@@ -76,9 +90,12 @@ class Outcome:
     ok: bool
 
 
-async def session(url: str, audio: bytes, speech_end_ms: int, realtime: bool, timeout: float = 60) -> Outcome:
+async def session(
+    url: str, audio: bytes, speech_end_ms: int, realtime: bool, timeout: float = 60
+) -> Outcome:
     """One client: stream the question, wait for the whole answer."""
     async with connect(url, additional_headers={"api-key": "bench"}, max_size=None) as ws:
+
         async def expect(kind: str) -> dict:
             while True:
                 event = json.loads(await asyncio.wait_for(ws.recv(), timeout))
@@ -86,6 +103,7 @@ async def session(url: str, audio: bytes, speech_end_ms: int, realtime: bool, ti
                     return event
                 if event["type"] == "response.audio.delta":
                     deltas.append((time.monotonic(), len(event["delta"]) * 3 // 4))
+
         deltas: list[tuple[float, int]] = []
         await expect("session.created")
         await ws.send(json.dumps({"type": "session.update", "session": SESSION}))
@@ -98,7 +116,7 @@ async def session(url: str, audio: bytes, speech_end_ms: int, realtime: bool, ti
             for i, start in enumerate(range(0, len(audio), step)):
                 if realtime:
                     await asyncio.sleep(max(0.0, t0 + i * CHUNK_MS / 1000 - time.monotonic()))
-                chunk = base64.b64encode(audio[start:start + step]).decode()
+                chunk = base64.b64encode(audio[start : start + step]).decode()
                 await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": chunk}))
 
         send_task = asyncio.create_task(sender())
@@ -111,7 +129,9 @@ async def session(url: str, audio: bytes, speech_end_ms: int, realtime: bool, ti
         receive_s = max(deltas[-1][0] - t_first, 1e-3) if deltas else float("nan")
         lag = (t_stop - due_turn) * 1000 if realtime else 0.0
         first = (t_first - t_stop) * 1000
-        ratio = (answer_s - 1.5) / receive_s if realtime else answer_s / receive_s  # 1.5 s lead is sent at once
+        ratio = (
+            (answer_s - 1.5) / receive_s if realtime else answer_s / receive_s
+        )  # 1.5 s lead is sent at once
         return Outcome(lag, first, ratio, lag <= 500 and first <= 1000 and ratio >= 0.9)
 
 
@@ -124,7 +144,13 @@ async def measure_rtf(audio: bytes, speech_end_ms: int, runs: int = 5) -> dict[s
             await session(server.url, audio, speech_end_ms, realtime=False)
         cpu, wall = server.cpu_s() - cpu0, time.monotonic() - wall0
     audio_s = runs * len(audio) / (RATE * 2)
-    return {"audio_s": audio_s, "cpu_s": cpu, "wall_s": wall, "x_rt_cpu": audio_s / cpu, "x_rt_wall": audio_s / wall}
+    return {
+        "audio_s": audio_s,
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "x_rt_cpu": audio_s / cpu,
+        "x_rt_wall": audio_s / wall,
+    }
 
 
 async def ramp(audio: bytes, speech_end_ms: int, max_sessions: int, budget_s: float) -> list[dict]:
@@ -144,16 +170,29 @@ async def ramp(audio: bytes, speech_end_ms: int, max_sessions: int, budget_s: fl
                     return await session(server.url, audio, speech_end_ms, realtime=True)
                 except Exception as exc:  # a session that fails counts as not keeping up
                     return exc
+
             results = await asyncio.gather(*(staggered(i, n) for i in range(n)))
             outcomes = [r for r in results if isinstance(r, Outcome)]
             cpu = server.cpu_s() - cpu0
             wall = time.monotonic() - wall0
             kept = sum(o.ok for o in outcomes)
-            rows.append({"n": n, "kept_up": kept, "failed": n - len(outcomes),
-                         "turn_lag_p95_ms": float(np.percentile([o.turn_lag_ms for o in outcomes], 95)) if outcomes else None,
-                         "first_audio_p95_ms": float(np.percentile([o.first_audio_ms for o in outcomes], 95)) if outcomes else None,
-                         "delivery_min": min((o.delivery_ratio for o in outcomes), default=None),
-                         "server_cpu_pct": 100 * cpu / wall})
+            rows.append(
+                {
+                    "n": n,
+                    "kept_up": kept,
+                    "failed": n - len(outcomes),
+                    "turn_lag_p95_ms": float(np.percentile([o.turn_lag_ms for o in outcomes], 95))
+                    if outcomes
+                    else None,
+                    "first_audio_p95_ms": float(
+                        np.percentile([o.first_audio_ms for o in outcomes], 95)
+                    )
+                    if outcomes
+                    else None,
+                    "delivery_min": min((o.delivery_ratio for o in outcomes), default=None),
+                    "server_cpu_pct": 100 * cpu / wall,
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
             if kept < n:
                 break
@@ -164,7 +203,8 @@ def write_report(rtf: dict[str, float], rows: list[dict], audio_s: float, path: 
     best = max((r["n"] for r in rows if r["kept_up"] == r["n"]), default=0)
     fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
     lines = [
-        "# Local Voice Live server benchmark", "",
+        "# Local Voice Live server benchmark",
+        "",
         f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
         f"Python {platform.python_version()}; "
         "generated by `bench/localserver/bench_localserver.py` on "

@@ -98,8 +98,11 @@ class Session:
             await response_start(conn, turn)
             await conn.stream_audio(turn.response_id, turn.item_id, turn.audio, speed=1000)
             await asyncio.sleep(self.rng.uniform(0.3, 0.7))
-            await conn.send(_with("input_audio_buffer.speech_started", audio_start_ms=1000,
-                                  item_id=f"item_U{k}"))
+            await conn.send(
+                _with(
+                    "input_audio_buffer.speech_started", audio_start_ms=1000, item_id=f"item_U{k}"
+                )
+            )
             await response_end(conn, turn, status="cancelled", transcript_done=False)
             await asyncio.sleep(QUIET_S)
         self.done.set()
@@ -110,7 +113,7 @@ def heard_timeline(capture: SpeakerCapture) -> tuple[np.ndarray, np.ndarray]:
     samples, times = [], []
     for at, block in list(capture.blocks):
         n = len(block) // 2
-        samples.append(np.frombuffer(block[:2 * n], dtype=np.int16))
+        samples.append(np.frombuffer(block[: 2 * n], dtype=np.int16))
         times.append(at + np.arange(n) / RATE)
     if not samples:
         return np.zeros(0, np.int16), np.zeros(0)
@@ -141,7 +144,7 @@ def score(label: str, marks: list, capture: SpeakerCapture, out: Results) -> Non
         first, last = window[0], window[-1]
         out.add(label, "first audio (ms)", (times[first] - first_at) * 1000)
         out.add(label, "barge-in stop (ms)", (times[last] - barge_at) * 1000)
-        out.add(label, "gaps heard (per answer)", gaps(samples[first:last + 1]))
+        out.add(label, "gaps heard (per answer)", gaps(samples[first : last + 1]))
 
 
 async def run_client(side: str, gil: bool, session: Session, rig: PulseRig, out: Results) -> None:
@@ -152,9 +155,20 @@ async def run_client(side: str, gil: bool, session: Session, rig: PulseRig, out:
     async with ReplayServer(session) as server:
         env = {**os.environ, **rig.env, "PYTHONPATH": str(ROOT)}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.transports.client", "--side", side, "--endpoint",
-            server.url, "--marks", str(marks_file), *(["--gil"] if gil else []), cwd=ROOT,
-            env=env, stdin=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "bench.transports.client",
+            "--side",
+            side,
+            "--endpoint",
+            server.url,
+            "--marks",
+            str(marks_file),
+            *(["--gil"] if gil else []),
+            cwd=ROOT,
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+        )
         if session.listen_s:
             await asyncio.wait_for(session.listening.wait(), 60)
             children = audio_children(proc.pid)
@@ -175,8 +189,11 @@ async def run_client(side: str, gil: bool, session: Session, rig: PulseRig, out:
         pa0, ta0 = cpu_ticks(rig.daemon_pid), time.monotonic()
         await asyncio.wait_for(session.done.wait(), 60 + 3 * session.trials)
         pa1, ta1 = cpu_ticks(rig.daemon_pid), time.monotonic()
-        out.add(label, "PulseAudio daemon CPU during trials (% of a core)",
-                100 * (pa1 - pa0) / TICK / (ta1 - ta0))
+        out.add(
+            label,
+            "PulseAudio daemon CPU during trials (% of a core)",
+            100 * (pa1 - pa0) / TICK / (ta1 - ta0),
+        )
         proc.stdin.close()
         await asyncio.wait_for(proc.wait(), 30)
     await asyncio.to_thread(capture.wait_for_samples, len(capture.samples()) + RATE // 5, 5)
@@ -198,8 +215,10 @@ async def main_async(args: argparse.Namespace) -> None:
                     logger.info(f"round {r + 1}/{args.rounds}: {side}{' +GIL' if gil else ''}")
                     listen = args.listen if not gil else 0.0
                     await run_client(side, gil, Session(per_round, listen, seed=r), rig, out)
-    command = (f"python -m bench.transports.bargein --trials {args.trials} "
-               f"--rounds {args.rounds} --listen {args.listen:g}")
+    command = (
+        f"python -m bench.transports.bargein --trials {args.trials} "
+        f"--rounds {args.rounds} --listen {args.listen:g}"
+    )
     print(write_report(out, RESULTS, command))
 
 
@@ -207,8 +226,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=100, help="barge-in trials per configuration")
     parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds")
-    parser.add_argument("--listen", type=float, default=10.0,
-                        help="seconds of listening-only CPU per unloaded client run")
+    parser.add_argument(
+        "--listen",
+        type=float,
+        default=10.0,
+        help="seconds of listening-only CPU per unloaded client run",
+    )
     args = parser.parse_args()
     logger.remove()
     logger.add(lambda m: print(m, end=""), level="INFO")

@@ -53,9 +53,16 @@ def make_transports(side: str):
     if side == "stock":
         from pipecat.transports.local.audio import LocalAudioTransport, LocalAudioTransportParams
 
-        stock = LocalAudioTransport(LocalAudioTransportParams(
-            audio_in_enabled=True, audio_in_sample_rate=24000, audio_out_enabled=True,
-            audio_out_sample_rate=24000, audio_out_10ms_chunks=1, audio_out_end_silence_secs=0))
+        stock = LocalAudioTransport(
+            LocalAudioTransportParams(
+                audio_in_enabled=True,
+                audio_in_sample_rate=24000,
+                audio_out_enabled=True,
+                audio_out_sample_rate=24000,
+                audio_out_10ms_chunks=1,
+                audio_out_end_silence_secs=0,
+            )
+        )
         return stock.input(), stock.output()
     from transports.pyaudio import PyAudioInputTransport, PyAudioOutputTransport
 
@@ -64,8 +71,10 @@ def make_transports(side: str):
         from transports.audio_process import AudioProcess
 
         audio = AudioProcess()
-    return (PyAudioInputTransport(frames_per_buffer=480, audio_process=audio or False),
-            PyAudioOutputTransport(audio_process=audio or False))
+    return (
+        PyAudioInputTransport(frames_per_buffer=480, audio_process=audio or False),
+        PyAudioOutputTransport(audio_process=audio or False),
+    )
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -73,9 +82,20 @@ async def run(args: argparse.Namespace) -> int:
     from pipelines.config import parse_config
 
     log_dir = tempfile.mkdtemp(prefix="bench-client-")
-    config, _ = parse_config(["--endpoint", args.endpoint, "--api-key", "K-bench-transports",
-                              "--model", "gpt-realtime", "--log-dir", log_dir], env={},
-                             dotenv_path=None)
+    config, _ = parse_config(
+        [
+            "--endpoint",
+            args.endpoint,
+            "--api-key",
+            "K-bench-transports",
+            "--model",
+            "gpt-realtime",
+            "--log-dir",
+            log_dir,
+        ],
+        env={},
+        dotenv_path=None,
+    )
     input_t, output_t = make_transports(args.side)
     app = build_agent_pipeline(config, input=input_t, output=output_t)
     app.technical_log.attach()

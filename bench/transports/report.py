@@ -9,8 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-SIDES = {"ours": "ours, in process", "audio-process": "ours, --audio-process",
-         "stock": "pipecat LocalAudioTransport"}
+SIDES = {
+    "ours": "ours, in process",
+    "audio-process": "ours, --audio-process",
+    "stock": "pipecat LocalAudioTransport",
+}
 TIMED = ("first audio (ms)", "barge-in stop (ms)")
 BREAKDOWN = ("first audio: delta parsed -> queued (ms)", "first audio: delta parsed -> handed (ms)")
 GOALS = {"first audio (ms)": 15.0, "barge-in stop (ms)": 20.0}  # p99, issue 10
@@ -65,13 +68,16 @@ def _cell(results: Results, label: str, metric: str) -> str:
 
 def table(results: Results) -> str:
     labels = results.labels()
-    head = ["metric", *[SIDES[label.split(" ")[0]] + label[len(label.split(" ")[0]):]
-                        for label in labels]]
+    head = [
+        "metric",
+        *[SIDES[label.split(" ")[0]] + label[len(label.split(" ")[0]) :] for label in labels],
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for metric in results.metrics():
         name = metric + (" p50 / p99 or max" if metric in TIMED + BREAKDOWN else "")
-        lines.append(f"| {name} | " + " | ".join(_cell(results, label, metric)
-                                                 for label in labels) + " |")
+        lines.append(
+            f"| {name} | " + " | ".join(_cell(results, label, metric) for label in labels) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -83,54 +89,73 @@ def comparisons(results: Results) -> list[str]:
             tail = results.tail(label, metric)
             if tail and " +GIL" not in label:
                 kind, value = tail
-                met = "met" if kind == "p99" and value <= GOALS[metric] else (
-                    "not met" if value > GOALS[metric] else "met on the max (fewer than 100)")
-                lines.append(f"- {metric} {kind}, {label}: {value:.1f} ms (goal p99 <= "
-                             f"{GOALS[metric]:.0f} ms: {met})")
+                met = (
+                    "met"
+                    if kind == "p99" and value <= GOALS[metric]
+                    else ("not met" if value > GOALS[metric] else "met on the max (fewer than 100)")
+                )
+                lines.append(
+                    f"- {metric} {kind}, {label}: {value:.1f} ms (goal p99 <= "
+                    f"{GOALS[metric]:.0f} ms: {met})"
+                )
         for side in SIDES:
             base, loaded = results.values(side, metric), results.values(f"{side} +GIL", metric)
             if len(base) and len(loaded):
                 p50 = np.percentile(loaded, 50) - np.percentile(base, 50)
                 tail = results.tail(side + " +GIL", metric)[1] - results.tail(side, metric)[1]
-                lines.append(f"- {metric}, {side}: GIL holder adds {p50:+.1f} ms p50, "
-                             f"{tail:+.1f} ms at the tail")
+                lines.append(
+                    f"- {metric}, {side}: GIL holder adds {p50:+.1f} ms p50, "
+                    f"{tail:+.1f} ms at the tail"
+                )
         ours, stock = results.values("ours", metric), results.values("stock", metric)
         ap = results.values("audio-process", metric)
         if len(ours) and len(stock) and np.percentile(ours, 50) > 0:
             base = np.percentile(ours, 50)
-            ratio = (f"; audio-process / ours: {np.percentile(ap, 50) / base:.2f}x"
-                     if len(ap) else "")
-            lines.append(f"- {metric} p50, stock / ours: {np.percentile(stock, 50) / base:.2f}x"
-                         + ratio)
+            ratio = (
+                f"; audio-process / ours: {np.percentile(ap, 50) / base:.2f}x" if len(ap) else ""
+            )
+            lines.append(
+                f"- {metric} p50, stock / ours: {np.percentile(stock, 50) / base:.2f}x" + ratio
+            )
     cpu = "listening CPU, both processes (% of a core)"
     ours, ap = results.values("ours", cpu), results.values("audio-process", cpu)
     stock = results.values("stock", cpu)
     if len(ours) and len(ap):
-        lines.append(f"- listening CPU, pipeline + audio process vs one process: "
-                     f"{ap.mean():.2f} % vs {ours.mean():.2f} % ({ap.mean() / ours.mean():.2f}x);"
-                     + (f" stock: {stock.mean():.2f} %" if len(stock) else ""))
+        lines.append(
+            f"- listening CPU, pipeline + audio process vs one process: "
+            f"{ap.mean():.2f} % vs {ours.mean():.2f} % ({ap.mean() / ours.mean():.2f}x);"
+            + (f" stock: {stock.mean():.2f} %" if len(stock) else "")
+        )
     return lines
 
 
 def write_report(results: Results, folder: Path, command: str, stem: str = "transports") -> str:
     """Write ``<stem>.md`` under ``folder``; return the markdown."""
     folder.mkdir(parents=True, exist_ok=True)
-    text = "\n".join([
-        "# Transports: ours (in process, --audio-process) vs pipecat's LocalAudioTransport", "",
-        f"Command: `{command}` ({platform.node()}, {platform.machine()}, Python "
-        f"{platform.python_version()}, 2 cores shared with other jobs: interleaved rounds, read "
-        "the ratios). PulseAudio pipe-sink speaker and null-sink mic at 24 kHz mono. Periods: "
-        "ours 10 ms speaker callback, 20 ms mic; stock 10 ms output writes "
-        "(`audio_out_10ms_chunks=1`) to a blocking stream, 20 ms mic (fixed in pipecat). The "
-        "default agent pipeline as shipped (service, session and technical logs) runs in a "
-        "client process per configuration; +GIL = a thread in it holds the GIL 30 ms of "
-        "every 40 ms.", "",
-        table(results), "",
-        *comparisons(results), "",
-        "Clocks start when the client's service parsed the server event and stop when the "
-        "sample arrives at the speaker FIFO (PulseAudio's buffering included). Gaps: runs of "
-        ">= 1 ms of silence inside what was heard of an answer. Listening CPU over the first "
-        "seconds of each unloaded run (mic streaming, nothing played), from /proc.", ""])
+    text = "\n".join(
+        [
+            "# Transports: ours (in process, --audio-process) vs pipecat's LocalAudioTransport",
+            "",
+            f"Command: `{command}` ({platform.node()}, {platform.machine()}, Python "
+            f"{platform.python_version()}, 2 cores shared with other jobs: interleaved rounds, read "
+            "the ratios). PulseAudio pipe-sink speaker and null-sink mic at 24 kHz mono. Periods: "
+            "ours 10 ms speaker callback, 20 ms mic; stock 10 ms output writes "
+            "(`audio_out_10ms_chunks=1`) to a blocking stream, 20 ms mic (fixed in pipecat). The "
+            "default agent pipeline as shipped (service, session and technical logs) runs in a "
+            "client process per configuration; +GIL = a thread in it holds the GIL 30 ms of "
+            "every 40 ms.",
+            "",
+            table(results),
+            "",
+            *comparisons(results),
+            "",
+            "Clocks start when the client's service parsed the server event and stop when the "
+            "sample arrives at the speaker FIFO (PulseAudio's buffering included). Gaps: runs of "
+            ">= 1 ms of silence inside what was heard of an answer. Listening CPU over the first "
+            "seconds of each unloaded run (mic streaming, nothing played), from /proc.",
+            "",
+        ]
+    )
     (folder / f"{stem}.md").write_text(text)
     (folder / f"{stem}.json").write_text(json.dumps(figures(results, command), indent=1) + "\n")
     return text
@@ -146,7 +171,11 @@ def figures(results: Results, command: str) -> dict[str, object]:
             if not len(v):
                 continue
             kind, value = results.tail(label, metric) or ("max", 0.0)
-            out.setdefault(label, {})[metric] = {"n": len(v), "mean": float(v.mean()),
-                                                 "p50": float(np.percentile(v, 50)),
-                                                 "tail": kind, "tail_value": value}
+            out.setdefault(label, {})[metric] = {
+                "n": len(v),
+                "mean": float(v.mean()),
+                "p50": float(np.percentile(v, 50)),
+                "tail": kind,
+                "tail_value": value,
+            }
     return {"bench": "transports", "command": command, "figures": out}

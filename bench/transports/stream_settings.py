@@ -58,10 +58,19 @@ def client(mode: str, fpb: int, trials: int) -> dict:
     def callback(in_data, frames, time_info, status):
         if status & pyaudio.paOutputUnderflow:
             state["underflows"] += 1
-        return (tone_bytes[:2 * frames] if state["on"] else silence[:2 * frames]), pyaudio.paContinue
+        return (
+            tone_bytes[: 2 * frames] if state["on"] else silence[: 2 * frames]
+        ), pyaudio.paContinue
 
-    stream = pa.open(format=pyaudio.paInt16, channels=1, rate=RATE, output=True,
-                     frames_per_buffer=fpb, stream_callback=callback, start=mode != "idle")
+    stream = pa.open(
+        format=pyaudio.paInt16,
+        channels=1,
+        rate=RATE,
+        output=True,
+        frames_per_buffer=fpb,
+        stream_callback=callback,
+        start=mode != "idle",
+    )
     time.sleep(0.3)
     switches = []
     for _ in range(trials):
@@ -92,15 +101,28 @@ def measure(rig, label: str, mode: str, fpb: int, latency: str | None, trials: i
         env["PULSE_LATENCY_MSEC"] = latency
     capture = SpeakerCapture(rig.fifo)
     capture.start()
-    result = subprocess.run([sys.executable, "-m", "bench.transports.stream_settings", "--client",
-                             json.dumps([mode, fpb, trials])], cwd=ROOT, env=env, check=True,
-                            capture_output=True, text=True, timeout=60 + trials)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.transports.stream_settings",
+            "--client",
+            json.dumps([mode, fpb, trials]),
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60 + trials,
+    )
     capture.wait_for_samples(len(capture.samples()) + RATE // 2, 5)
     capture.stop()
     played = json.loads(result.stdout.splitlines()[-1])
     samples = capture.samples()
-    times = np.concatenate([at + np.arange(len(block) // 2) / RATE
-                            for at, block in capture.blocks])[:len(samples)]
+    times = np.concatenate(
+        [at + np.arange(len(block) // 2) / RATE for at, block in capture.blocks]
+    )[: len(samples)]
     first, stop = [], []
     for on_at, off_at in played["switches"]:
         heard = np.flatnonzero((times >= on_at) & (times < off_at + 0.35) & (samples != 0))
@@ -125,14 +147,20 @@ def main() -> None:
     with PulseRig() as rig:
         for label, mode, fpb, latency in STRATEGIES:
             rows.append(measure(rig, label, mode, fpb, latency, args.trials))
-    lines = ["# Speaker stream strategies on PulseAudio (bare PortAudio, no pipeline)", "",
-             f"Command: `python -m bench.transports.stream_settings --trials {args.trials}`; "
-             "times at the speaker FIFO, p50 / max (fewer than 100 samples: no p99).", "",
-             "| strategy | first audio (ms) | stop after switch-off (ms) | underflows |",
-             "|---|---|---|---|"]
+    lines = [
+        "# Speaker stream strategies on PulseAudio (bare PortAudio, no pipeline)",
+        "",
+        f"Command: `python -m bench.transports.stream_settings --trials {args.trials}`; "
+        "times at the speaker FIFO, p50 / max (fewer than 100 samples: no p99).",
+        "",
+        "| strategy | first audio (ms) | stop after switch-off (ms) | underflows |",
+        "|---|---|---|---|",
+    ]
     for row in rows:
-        cells = [f"{np.percentile(v, 50):.1f} / max {max(v):.1f} (n={len(v)})" if v else "n/a"
-                 for v in (row["first"], row["stop"])]
+        cells = [
+            f"{np.percentile(v, 50):.1f} / max {max(v):.1f} (n={len(v)})" if v else "n/a"
+            for v in (row["first"], row["stop"])
+        ]
         lines.append(f"| {row['label']} | {cells[0]} | {cells[1]} | {row['underflows']} |")
     text = "\n".join(lines) + "\n"
     (ROOT / "bench" / "results" / "stream_settings.md").write_text(text)

@@ -20,7 +20,6 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any, NoReturn
 
 from pipelines.batch.jobs import Job, Result, find_conversations, make_jobs
@@ -41,13 +40,39 @@ def build_batch_parser() -> argparse.ArgumentParser:
         "and report how it answered and how fast. Flags override environment variables, which "
         "override .env."
     )
-    p.add_argument("conversations", nargs="+", type=_path, help="WAV (user side) or .txt (typed turns) files, or folders of them")
+    p.add_argument(
+        "conversations",
+        nargs="+",
+        type=_path,
+        help="WAV (user side) or .txt (typed turns) files, or folders of them",
+    )
     batch = p.add_argument_group("batch")
-    batch.add_argument("--out", type=_path, required=True, help="folder for the results (a folder per conversation)")
-    batch.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: the core count)")
-    batch.add_argument("--per-worker", type=int, default=8, help="conversations at a time per worker (default 8)")
-    batch.add_argument("--worker-memory-mb", type=float, help="replace a worker whose memory grows past this (its conversations fail)")
-    batch.add_argument("--max-connects-per-minute", type=int, default=30, help="new connections per minute across all workers (default 30, the service's limit)")
+    batch.add_argument(
+        "--out",
+        type=_path,
+        required=True,
+        help="folder for the results (a folder per conversation)",
+    )
+    batch.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: the core count)",
+    )
+    batch.add_argument(
+        "--per-worker", type=int, default=8, help="conversations at a time per worker (default 8)"
+    )
+    batch.add_argument(
+        "--worker-memory-mb",
+        type=float,
+        help="replace a worker whose memory grows past this (its conversations fail)",
+    )
+    batch.add_argument(
+        "--max-connects-per-minute",
+        type=int,
+        default=30,
+        help="new connections per minute across all workers (default 30, the service's limit)",
+    )
     return p
 
 
@@ -60,7 +85,11 @@ def parse_batch(argv: list[str] | None) -> tuple[AgentConfig, argparse.Namespace
                 f"--{dest.replace('_', '-')} is the default script's: "
                 "a batch takes its conversations as arguments"
             )
-    for flag, value, low in (("--workers", args.workers, 1), ("--per-worker", args.per_worker, 1), ("--max-connects-per-minute", args.max_connects_per_minute, 1)):
+    for flag, value, low in (
+        ("--workers", args.workers, 1),
+        ("--per-worker", args.per_worker, 1),
+        ("--max-connects-per-minute", args.max_connects_per_minute, 1),
+    ):
         if value < low:
             raise ConfigError(f"{flag} must be at least {low}")
     if args.worker_memory_mb is not None and args.worker_memory_mb <= 0:
@@ -85,13 +114,23 @@ class Progress:
         self._bar: Any = None
         if not plain and sys.stdout.isatty():
             try:
-                from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+                from rich.progress import (
+                    BarColumn,
+                    TextColumn,
+                    TimeElapsedColumn,
+                )
+                from rich.progress import (
+                    Progress as RichProgress,
+                )
             except ImportError:
                 pass
             else:
                 self._bar = RichProgress(
-                    TextColumn("conversations"), BarColumn(), TextColumn("{task.completed}/{task.total} done"),
-                    TextColumn("{task.fields[running]} running, {task.fields[failed]} failed"), TimeElapsedColumn(),
+                    TextColumn("conversations"),
+                    BarColumn(),
+                    TextColumn("{task.completed}/{task.total} done"),
+                    TextColumn("{task.fields[running]} running, {task.fields[failed]} failed"),
+                    TimeElapsedColumn(),
                 )
                 self._task = self._bar.add_task("batch", total=total, running=0, failed=0)
                 self._bar.start()
@@ -105,14 +144,18 @@ class Progress:
             self.done += 1
             self.running = max(0, self.running - 1)
             self.failed += not result.ok
-            line = f"[{self.done}/{self.total}] {result.name}: " + ("ok" if result.ok else f"FAILED ({result.reason})")
+            line = f"[{self.done}/{self.total}] {result.name}: " + (
+                "ok" if result.ok else f"FAILED ({result.reason})"
+            )
             self._print(line)
         elif kind == "worker-died":
             self._print(f"warning: {data}; its conversations failed, a new worker takes over")
         elif kind == "notice":
             self._print(str(data))
         if self._bar is not None:
-            self._bar.update(self._task, completed=self.done, running=self.running, failed=self.failed)
+            self._bar.update(
+                self._task, completed=self.done, running=self.running, failed=self.failed
+            )
 
     def _print(self, line: str) -> None:
         say(line)  # redacted; above the bar while it shows (rich redirects stdout)
@@ -142,8 +185,11 @@ async def run_batch(config: AgentConfig, args: argparse.Namespace, jobs: list[Jo
         jobs = [_with_endpoint(job, endpoint) for job in jobs]
     progress = Progress(len(jobs), args.plain)
     pool = WorkerPool(
-        jobs, workers=min(args.workers, len(jobs)), per_worker=args.per_worker,
-        memory_mb=args.worker_memory_mb, connects_per_minute=args.max_connects_per_minute,
+        jobs,
+        workers=min(args.workers, len(jobs)),
+        per_worker=args.per_worker,
+        memory_mb=args.worker_memory_mb,
+        connects_per_minute=args.max_connects_per_minute,
         on_event=progress.event,
     )
     loop = asyncio.get_running_loop()
@@ -174,7 +220,12 @@ async def run_batch(config: AgentConfig, args: argparse.Namespace, jobs: list[Jo
             loop.remove_signal_handler(sig)
         if local is not None:
             await local.close()
-    extra = {"workers": pool.workers, "per_worker": pool.per_worker, "workers_replaced": pool.replaced, "seconds": round(time.monotonic() - started, 1)}
+    extra = {
+        "workers": pool.workers,
+        "per_worker": pool.per_worker,
+        "workers_replaced": pool.replaced,
+        "seconds": round(time.monotonic() - started, 1),
+    }
     summary_totals = write_summary(args.out, results, extra)
     png = plot_latency(args.out, results)
     say(table(results, summary_totals))

@@ -78,7 +78,9 @@ class TypedTurns(FrameProcessor):
                 continue
 
             def answered() -> bool:
-                return service.session.active_response is None and (playback is None or playback.is_idle)
+                return service.session.active_response is None and (
+                    playback is None or playback.is_idle
+                )
 
             await self._wait(answered, ANSWER_END_TIMEOUT_S)
         self.input_done.set()
@@ -86,7 +88,9 @@ class TypedTurns(FrameProcessor):
 
 def _build(job: Job) -> AgentPipeline:
     make_private_dir(job.out_dir)  # it holds the conversation's logs
-    config = dataclasses.replace(job.config, log_dir=job.out_dir, input_wav=None, output_wav=job.out_dir / "reply.wav")
+    config = dataclasses.replace(
+        job.config, log_dir=job.out_dir, input_wav=None, output_wav=job.out_dir / "reply.wav"
+    )
     input_t: FrameProcessor
     if job.kind == "wav":
         input_t = WavInputTransport(job.path)
@@ -129,7 +133,9 @@ async def run_conversation(job: Job, cancelled: asyncio.Event) -> Result:
         await asyncio.to_thread(write_report, job.out_dir / "report.json", report)
     except OSError as exc:
         reason = reason or f"report.json cannot be written ({exc.strerror or exc})"
-    return Result(job.name, reason is None, reason, report, seconds=round(time.monotonic() - started, 2))
+    return Result(
+        job.name, reason is None, reason, report, seconds=round(time.monotonic() - started, 2)
+    )
 
 
 async def _cancel_when(cancelled: asyncio.Event, app: AgentPipeline) -> None:

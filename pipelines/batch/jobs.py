@@ -49,7 +49,9 @@ def _typed_turns(path: Path) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text (save it as UTF-8, one user turn per line)") from None
+        raise ConfigError(
+            f"{path}: not UTF-8 text (save it as UTF-8, one user turn per line)"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     lines = [line.strip() for line in text.splitlines() if line.strip()]

@@ -125,7 +125,9 @@ class WorkerPool:
     def _spawn(self) -> None:
         assert self._loop is not None
         parent, child_end = SPAWN.Pipe(duplex=True)
-        child = start_child(worker_main, self.per_worker, name="voicelive-batch-worker", handles=(child_end,))
+        child = start_child(
+            worker_main, self.per_worker, name="voicelive-batch-worker", handles=(child_end,)
+        )
         child_end.close()
         slot = _Slot(child, parent, pid=child.pid)
         self._slots.append(slot)
@@ -195,7 +197,9 @@ class WorkerPool:
                 except (psutil.Error, TypeError):
                     continue
                 if rss_mb > self.memory_mb and slot.kill_reason is None:
-                    slot.kill_reason = f"used {rss_mb:.0f} MB, over --worker-memory-mb {self.memory_mb:g}"
+                    slot.kill_reason = (
+                        f"used {rss_mb:.0f} MB, over --worker-memory-mb {self.memory_mb:g}"
+                    )
                     slot.child.process.kill()
 
     async def _stop_all(self) -> None:
@@ -214,7 +218,11 @@ class WorkerPool:
         """Hand pending jobs to the least-loaded ready workers, as fast as connects allow."""
         assert self._loop is not None
         while self.pending and not self.draining:
-            free = [s for s in self._slots if s.ready and s.kill_reason is None and len(s.running) < self.per_worker]
+            free = [
+                s
+                for s in self._slots
+                if s.ready and s.kill_reason is None and len(s.running) < self.per_worker
+            ]
             if not free:
                 return
             wait = self.pacer.wait(time.monotonic())

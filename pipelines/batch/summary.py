@@ -13,8 +13,17 @@ import numpy as np
 from pipelines.batch.jobs import Result
 
 CSV_FIELDS = [
-    "conversation", "ok", "turn", "input", "user", "agent", "latency_ms", "answer_duration_ms",
-    "interrupted", "heard_ms", "failure",
+    "conversation",
+    "ok",
+    "turn",
+    "input",
+    "user",
+    "agent",
+    "latency_ms",
+    "answer_duration_ms",
+    "interrupted",
+    "heard_ms",
+    "failure",
 ]
 
 
@@ -26,7 +35,9 @@ def percentile(values: list[float], q: float) -> float | None:
 def latencies(result: Result) -> list[float]:
     """The conversation's first-audio latencies (ms), one per turn that has one."""
     turns = result.report.get("turns", [])
-    return [t["first_audio_latency_ms"] for t in turns if t.get("first_audio_latency_ms") is not None]
+    return [
+        t["first_audio_latency_ms"] for t in turns if t.get("first_audio_latency_ms") is not None
+    ]
 
 
 def totals(results: list[Result]) -> dict[str, Any]:
@@ -52,18 +63,26 @@ def write_summary(out: Path, results: list[Result], extra: dict[str, Any]) -> di
     conversations = []
     for r in results:
         lat = latencies(r)
-        conversations.append({
-            "conversation": r.name,
-            "ok": r.ok,
-            "failure": r.reason,
-            "turns": len(r.report.get("turns", [])),
-            "reconnects": len(r.report.get("reconnects", [])),
-            "latency_ms": {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "max": max(lat) if lat else None},
-            "seconds": r.seconds,
-            "worker_pid": r.worker_pid,
-        })
+        conversations.append(
+            {
+                "conversation": r.name,
+                "ok": r.ok,
+                "failure": r.reason,
+                "turns": len(r.report.get("turns", [])),
+                "reconnects": len(r.report.get("reconnects", [])),
+                "latency_ms": {
+                    "p50": percentile(lat, 50),
+                    "p95": percentile(lat, 95),
+                    "max": max(lat) if lat else None,
+                },
+                "seconds": r.seconds,
+                "worker_pid": r.worker_pid,
+            }
+        )
     doc = {**extra, "totals": summary_totals, "conversations": conversations}
-    (out / "summary.json").write_text(json.dumps(doc, ensure_ascii=False, indent=2), encoding="utf-8")
+    (out / "summary.json").write_text(
+        json.dumps(doc, ensure_ascii=False, indent=2), encoding="utf-8"
+    )
     with open(out / "summary.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
@@ -72,14 +91,21 @@ def write_summary(out: Path, results: list[Result], extra: dict[str, Any]) -> di
             if not turns:
                 writer.writerow({"conversation": r.name, "ok": r.ok, "failure": r.reason or ""})
             for n, t in enumerate(turns, 1):
-                writer.writerow({
-                    "conversation": r.name, "ok": r.ok, "turn": n, "input": t.get("input"),
-                    "user": t.get("user_text") or "", "agent": t.get("agent_text") or "",
-                    "latency_ms": t.get("first_audio_latency_ms"),
-                    "answer_duration_ms": t.get("answer_duration_ms"),
-                    "interrupted": t.get("interrupted"), "heard_ms": t.get("heard_ms"),
-                    "failure": r.reason or "",
-                })
+                writer.writerow(
+                    {
+                        "conversation": r.name,
+                        "ok": r.ok,
+                        "turn": n,
+                        "input": t.get("input"),
+                        "user": t.get("user_text") or "",
+                        "agent": t.get("agent_text") or "",
+                        "latency_ms": t.get("first_audio_latency_ms"),
+                        "answer_duration_ms": t.get("answer_duration_ms"),
+                        "interrupted": t.get("interrupted"),
+                        "heard_ms": t.get("heard_ms"),
+                        "failure": r.reason or "",
+                    }
+                )
     return summary_totals
 
 
@@ -125,17 +151,32 @@ def table(results: list[Result], summary_totals: dict[str, Any]) -> str:
     rows = [("conversation", "result", "turns", "p50", "p95", "max")]
     for r in results:
         lat = latencies(r)
-        rows.append((
-            r.name, "ok" if r.ok else "FAILED", str(len(r.report.get("turns", []))),
-            _ms(percentile(lat, 50)), _ms(percentile(lat, 95)), _ms(max(lat) if lat else None),
-        ))
+        rows.append(
+            (
+                r.name,
+                "ok" if r.ok else "FAILED",
+                str(len(r.report.get("turns", []))),
+                _ms(percentile(lat, 50)),
+                _ms(percentile(lat, 95)),
+                _ms(max(lat) if lat else None),
+            )
+        )
     lat = summary_totals["latency_ms"]
-    rows.append((
-        "all", f"{summary_totals['ok']} ok / {summary_totals['failed']} failed", str(summary_totals["turns"]),
-        _ms(lat["p50"]), _ms(lat["p95"]), _ms(lat["max"]),
-    ))
+    rows.append(
+        (
+            "all",
+            f"{summary_totals['ok']} ok / {summary_totals['failed']} failed",
+            str(summary_totals["turns"]),
+            _ms(lat["p50"]),
+            _ms(lat["p95"]),
+            _ms(lat["max"]),
+        )
+    )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.insert(len(lines) - 1, "  ".join("-" * w for w in widths))
     failures = [f"{r.name}: {r.reason}" for r in results if not r.ok]

@@ -23,7 +23,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from processors.redaction import add_secret
-from processors.voicelive.endpoint import TOKEN_SCOPE, ClassicAgent, Endpoint, Target, build_headers, build_url
+from processors.voicelive.endpoint import (
+    TOKEN_SCOPE,
+    ClassicAgent,
+    Endpoint,
+    Target,
+    build_headers,
+    build_url,
+)
 from processors.voicelive.errors import ConfigError, ConnectionFailed
 from processors.voicelive.wire import encode_client_event
 
@@ -53,7 +60,9 @@ CLIENT_CLOSE_CAUSES = {
     1003: "sent a kind of frame the client does not accept",
     1007: "sent a text message that is not valid UTF-8",
 }
-FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1010})  # protocol or policy errors: retrying cannot help
+FATAL_CLOSE_CODES = frozenset(
+    {1002, 1003, 1007, 1008, 1010}
+)  # protocol or policy errors: retrying cannot help
 
 ConnectGate = Callable[[], Awaitable[None]]
 _connect_gate: ConnectGate | None = None
@@ -86,7 +95,12 @@ NO_AGENT_TOKEN = (
 class Credentials:
     """An API key, or Entra ID through ``DefaultAzureCredential`` (a token minted per connect)."""
 
-    def __init__(self, api_key: str | None = None, token_credential: Any | None = None, scope: str = TOKEN_SCOPE) -> None:
+    def __init__(
+        self,
+        api_key: str | None = None,
+        token_credential: Any | None = None,
+        scope: str = TOKEN_SCOPE,
+    ) -> None:
         self.api_key = api_key or None
         self._credential = token_credential
         self._own_credential = False
@@ -131,9 +145,15 @@ class ConnectionSettings:
     client_echo_reference: bool = False
     """Ask for ``features=client_ec_reference:true`` (the session's client echo reference)."""
     open_timeout: float = 10.0
-    ping_interval: float | None = field(default_factory=lambda: _env_seconds("VOICELIVE_PING_INTERVAL", PING_INTERVAL_S))
-    ping_timeout: float | None = field(default_factory=lambda: _env_seconds("VOICELIVE_PING_TIMEOUT", PING_TIMEOUT_S))
-    session_timeout: float = field(default_factory=lambda: _env_seconds("VOICELIVE_SESSION_TIMEOUT", SESSION_TIMEOUT_S))
+    ping_interval: float | None = field(
+        default_factory=lambda: _env_seconds("VOICELIVE_PING_INTERVAL", PING_INTERVAL_S)
+    )
+    ping_timeout: float | None = field(
+        default_factory=lambda: _env_seconds("VOICELIVE_PING_TIMEOUT", PING_TIMEOUT_S)
+    )
+    session_timeout: float = field(
+        default_factory=lambda: _env_seconds("VOICELIVE_SESSION_TIMEOUT", SESSION_TIMEOUT_S)
+    )
     """From the open socket to ``session.updated`` (see :data:`SESSION_TIMEOUT_S`)."""
     max_message_bytes: int = MAX_SERVER_EVENT_BYTES
 
@@ -157,25 +177,46 @@ def describe_open_error(exc: BaseException, host: str) -> ConnectionFailed:
                 status=status,
             )
         if status == 404:
-            return ConnectionFailed(f"no Voice Live endpoint at {host} (HTTP 404): check the endpoint and api-version", status=status)
+            return ConnectionFailed(
+                f"no Voice Live endpoint at {host} (HTTP 404): check the endpoint and api-version",
+                status=status,
+            )
         if status == 429:
-            return ConnectionFailed("Voice Live is rate limiting new connections (HTTP 429)", retryable=True, status=status)
+            return ConnectionFailed(
+                "Voice Live is rate limiting new connections (HTTP 429)",
+                retryable=True,
+                status=status,
+            )
         if status >= 500:
-            return ConnectionFailed(f"Voice Live server error at the upgrade (HTTP {status})", retryable=True, status=status)
+            return ConnectionFailed(
+                f"Voice Live server error at the upgrade (HTTP {status})",
+                retryable=True,
+                status=status,
+            )
         return ConnectionFailed(f"Voice Live refused the connection (HTTP {status})", status=status)
     if isinstance(exc, socket.gaierror):
-        return ConnectionFailed(f"cannot resolve host {host!r}: check the endpoint (DNS: {_cause(exc)})")
+        return ConnectionFailed(
+            f"cannot resolve host {host!r}: check the endpoint (DNS: {_cause(exc)})"
+        )
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return ConnectionFailed(f"TLS certificate of {host} could not be verified: {exc.verify_message or exc}")
+        return ConnectionFailed(
+            f"TLS certificate of {host} could not be verified: {exc.verify_message or exc}"
+        )
     if isinstance(exc, ssl.SSLError):
         return ConnectionFailed(f"TLS handshake with {host} failed: {exc.reason or exc}")
     if isinstance(exc, TimeoutError):
         return ConnectionFailed(f"timed out connecting to {host}", retryable=True)
     if isinstance(exc, ConnectionRefusedError):
-        return ConnectionFailed(f"connection to {host} refused: is the endpoint right and the server up?", retryable=True)
+        return ConnectionFailed(
+            f"connection to {host} refused: is the endpoint right and the server up?",
+            retryable=True,
+        )
     if isinstance(exc, OSError):
         if isinstance(exc, ConnectionResetError):
-            return ConnectionFailed(f"{host} reset the connection during the handshake (is it a TLS endpoint?)", retryable=True)
+            return ConnectionFailed(
+                f"{host} reset the connection during the handshake (is it a TLS endpoint?)",
+                retryable=True,
+            )
         return ConnectionFailed(f"cannot connect to {host}: {_cause(exc)}", retryable=True)
     if isinstance(exc, (InvalidHandshake, InvalidURI)):
         return ConnectionFailed(f"WebSocket handshake with {host} failed: {exc}")
@@ -204,7 +245,11 @@ class FrameLogBudget(logging.LoggerAdapter):  # type: ignore[type-arg]
             now = time.monotonic()
             if now - self._window >= 1.0:
                 if self.dropped:
-                    self.logger.debug("%d frame lines not logged in the last second (over %d a second)", self.dropped, self.per_second)
+                    self.logger.debug(
+                        "%d frame lines not logged in the last second (over %d a second)",
+                        self.dropped,
+                        self.per_second,
+                    )
                 self._window, self._count, self.dropped = now, 0, 0
             self._count += 1
             if self._count > self.per_second:
@@ -256,8 +301,12 @@ class VoiceLiveConnection:
             access_token = bearer or await creds.entra_token(NO_AGENT_TOKEN)
         try:
             url = build_url(
-                s.endpoint, s.target, api_version=s.api_version, access_token=access_token,
-                debug=s.debug, client_echo_reference=s.client_echo_reference,
+                s.endpoint,
+                s.target,
+                api_version=s.api_version,
+                access_token=access_token,
+                debug=s.debug,
+                client_echo_reference=s.client_echo_reference,
             )
             headers = build_headers(api_key=creds.api_key, bearer_token=bearer)
         except ConfigError as exc:
@@ -286,7 +335,9 @@ class VoiceLiveConnection:
         self._queue = asyncio.Queue()
         self._queued_audio = 0
         self._sender = asyncio.create_task(self._send_loop(self._ws), name="voicelive-sender")
-        self._closer = asyncio.create_task(self._end_stuck_close(self._ws), name="voicelive-close-watch")
+        self._closer = asyncio.create_task(
+            self._end_stuck_close(self._ws), name="voicelive-close-watch"
+        )
         logger.info("Connected to Voice Live")
 
     def send(self, event: dict[str, Any], *, audio: bool = False) -> bool:
@@ -297,7 +348,9 @@ class VoiceLiveConnection:
             if self._queued_audio >= MAX_QUEUED_AUDIO:
                 self.dropped_audio += 1
                 if self.dropped_audio == 1 or self.dropped_audio % 50 == 0:
-                    logger.warning(f"send queue backed up: dropped {self.dropped_audio} microphone chunks so far")
+                    logger.warning(
+                        f"send queue backed up: dropped {self.dropped_audio} microphone chunks so far"
+                    )
                 return False
             self._queued_audio += 1
         self._queue.put_nowait((encode_client_event(event), audio))
@@ -351,7 +404,10 @@ class VoiceLiveConnection:
         """Describe a closed connection; protocol and policy errors are not worth a retry."""
         rcvd, sent = exc.rcvd, exc.sent
         if sent is not None and sent.code == 1009:
-            return ConnectionFailed(f"a server message exceeded the {self.settings.max_message_bytes} byte limit (close 1009)", retryable=True)
+            return ConnectionFailed(
+                f"a server message exceeded the {self.settings.max_message_bytes} byte limit (close 1009)",
+                retryable=True,
+            )
         if rcvd is None and sent is not None and sent.code == 1011 and "ping" in sent.reason:
             return ConnectionFailed("Voice Live stopped answering keepalive pings", retryable=True)
         if sent is not None and (rcvd is None or exc.rcvd_then_sent is False):
@@ -360,13 +416,21 @@ class VoiceLiveConnection:
             # reason to give up the session: reconnect.
             cause = CLIENT_CLOSE_CAUSES.get(sent.code, "sent data the client could not accept")
             detail = f": {sent.reason}" if sent.reason else ""
-            return ConnectionFailed(f"Voice Live {cause}; the client closed the connection ({sent.code}{detail})", retryable=True)
+            return ConnectionFailed(
+                f"Voice Live {cause}; the client closed the connection ({sent.code}{detail})",
+                retryable=True,
+            )
         if rcvd is None:
-            return ConnectionFailed("connection to Voice Live lost without a close frame (1006)", retryable=True)
+            return ConnectionFailed(
+                "connection to Voice Live lost without a close frame (1006)", retryable=True
+            )
         reason = f": {rcvd.reason}" if rcvd.reason else ""
         if rcvd.code == 1000:
             return ConnectionFailed(f"Voice Live closed the session (1000{reason})", retryable=True)
-        return ConnectionFailed(f"Voice Live closed the connection ({rcvd.code}{reason})", retryable=rcvd.code not in FATAL_CLOSE_CODES)
+        return ConnectionFailed(
+            f"Voice Live closed the connection ({rcvd.code}{reason})",
+            retryable=rcvd.code not in FATAL_CLOSE_CODES,
+        )
 
     async def abort(self) -> None:
         """Drop the connection without a closing handshake (it is already broken)."""

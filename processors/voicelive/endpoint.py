@@ -35,8 +35,14 @@ class ClassicAgent:
         """The mode's query parameters; ``access_token`` when none was configured."""
         token = self.access_token or access_token
         if not token:
-            raise ConfigError("classic agent mode needs an agent access token (--agent-access-token or Entra ID)")
-        return [("agent-project-name", self.project_name), ("agent-id", self.agent_id), ("agent-access-token", token)]
+            raise ConfigError(
+                "classic agent mode needs an agent access token (--agent-access-token or Entra ID)"
+            )
+        return [
+            ("agent-project-name", self.project_name),
+            ("agent-id", self.agent_id),
+            ("agent-access-token", token),
+        ]
 
     @property
     def label(self) -> str:
@@ -65,7 +71,9 @@ class Agent:
     @property
     def label(self) -> str:
         """How the session log names the agent (name, and version when given)."""
-        return self.agent_name if not self.agent_version else f"{self.agent_name}:{self.agent_version}"
+        return (
+            self.agent_name if not self.agent_version else f"{self.agent_name}:{self.agent_version}"
+        )
 
 
 @dataclass(frozen=True)
@@ -113,7 +121,9 @@ class Endpoint:
     def parse(cls, endpoint: str | None) -> Endpoint:
         """Validate ``endpoint``: ``https://``/``wss://``, or ``http://``/``ws://`` on loopback."""
         if not endpoint or not endpoint.strip():
-            raise ConfigError("no endpoint: set AZURE_VOICE_LIVE_ENDPOINT or pass --endpoint https://<resource>.services.ai.azure.com")
+            raise ConfigError(
+                "no endpoint: set AZURE_VOICE_LIVE_ENDPOINT or pass --endpoint https://<resource>.services.ai.azure.com"
+            )
         raw = endpoint.strip()
         parts = urlsplit(raw)
         scheme = parts.scheme.lower()
@@ -164,7 +174,9 @@ def build_url(
     return f"{endpoint.base}?{urlencode(query)}"
 
 
-def build_headers(*, api_key: str | None = None, bearer_token: str | None = None, request_id: str | None = None) -> dict[str, str]:
+def build_headers(
+    *, api_key: str | None = None, bearer_token: str | None = None, request_id: str | None = None
+) -> dict[str, str]:
     """Upgrade headers: ``x-ms-client-request-id`` and one of ``api-key`` / ``Authorization``."""
     if bool(api_key) == bool(bearer_token):
         raise ConfigError("exactly one of an API key or a bearer token is needed")

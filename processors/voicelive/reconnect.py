@@ -129,7 +129,11 @@ async def open_with_retry(
         except ConnectionFailed as exc:
             if not exc.retryable or attempt == total:
                 if exc.retryable:
-                    raise ConnectionFailed(f"{exc} (gave up after {attempt} attempts)", retryable=False, status=exc.status) from None
+                    raise ConnectionFailed(
+                        f"{exc} (gave up after {attempt} attempts)",
+                        retryable=False,
+                        status=exc.status,
+                    ) from None
                 raise
             delay = backoff.delay(attempt)
             logger.warning(f"{exc}; retrying in {delay:.1f} s (attempt {attempt + 1} of {total})")
@@ -152,7 +156,9 @@ async def wait_for_rate(
     rate.record(time.monotonic())
 
 
-def seconds_until_refresh(expires_at: int | None, connected_at: float, now_wall: float | None = None) -> float:
+def seconds_until_refresh(
+    expires_at: int | None, connected_at: float, now_wall: float | None = None
+) -> float:
     """Seconds from now until a proactive reconnect is due (never negative)."""
     now_wall = time.time() if now_wall is None else now_wall
     cap = connected_at + MAX_CONNECTION_S - EXPIRY_MARGIN_S

@@ -16,7 +16,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -60,6 +60,8 @@ from processors.heard import HeardAudio
 from processors.voicelive import actions as act
 from processors.voicelive.connection import ConnectionSettings, VoiceLiveConnection
 from processors.voicelive.endpoint import Model
+from processors.voicelive.errors import ConnectionFailed, MalformedEvent, one_line
+from processors.voicelive.inbound import InboundGuard
 from processors.voicelive.reconnect import (
     Backoff,
     ConnectRate,
@@ -68,11 +70,9 @@ from processors.voicelive.reconnect import (
     resume_target,
     seconds_until_refresh,
 )
-from processors.voicelive.inbound import InboundGuard
-from processors.voicelive.errors import ConnectionFailed, MalformedEvent, one_line
-from processors.voicelive.wire import parse_server_event
-from processors.voicelive.session_state import OUTPUT_RATE, VoiceLiveSession
 from processors.voicelive.session_config import SessionConfig
+from processors.voicelive.session_state import OUTPUT_RATE, VoiceLiveSession
+from processors.voicelive.wire import parse_server_event
 from transports.pcm import Chunker, PcmResampler, downmix, rms
 
 FunctionHandler = Callable[[dict[str, Any] | str], Awaitable[Any]]
@@ -80,7 +80,9 @@ TOOL_TIMEOUT_S = 10.0  # a tool that has not answered by then gets an error resu
 RESPONSE_WAIT_S = 10.0  # how long after speech_stopped a response is still expected
 MIC_SPEECH_RMS = 500  # a 40 ms chunk this loud (about -36 dBFS) may be the start of a turn
 MIC_QUIET_S = 0.5  # a renewal waits until the microphone has been below that for this long
-HEALTHY_CONNECTION_S = 30.0  # a connection up this long (or that completed a response) was not flapping
+HEALTHY_CONNECTION_S = (
+    30.0  # a connection up this long (or that completed a response) was not flapping
+)
 # Less than this is the ordinary start-up (the audio before the session is configured, about
 # 0.1-0.3 s) and is not worth a line in the session log.
 MIN_REPORTED_UNSENT_S = 0.5
@@ -93,9 +95,17 @@ TURN_CLOSE_S = 5.0
 CLOSE_WAIT_S = 0.5  # a stop waits at most this long for a cancelled task or the peer's close
 
 
-def _words(kind: type[AgentTranscriptFrame] | type[AgentTranscriptUrgentFrame], a: act.AgentTranscript) -> Frame:
+def _words(
+    kind: type[AgentTranscriptFrame] | type[AgentTranscriptUrgentFrame], a: act.AgentTranscript
+) -> Frame:
     """The frame carrying an agent transcript action."""
-    return kind(text=a.text, modality=a.modality, response_id=a.response_id, item_id=a.item_id, interrupted=a.interrupted)
+    return kind(
+        text=a.text,
+        modality=a.modality,
+        response_id=a.response_id,
+        item_id=a.item_id,
+        interrupted=a.interrupted,
+    )
 
 
 class VoiceLiveAgentService(FrameProcessor):
@@ -203,9 +213,13 @@ class VoiceLiveAgentService(FrameProcessor):
         now = time.monotonic()
         if now - self._last_event_at >= RESPONSE_WAIT_S:
             return False
-        waiting = self._awaiting_response_since is not None and now - self._awaiting_response_since < RESPONSE_WAIT_S
+        waiting = (
+            self._awaiting_response_since is not None
+            and now - self._awaiting_response_since < RESPONSE_WAIT_S
+        )
         speaking = self._user_speaking and (
-            self._input_over_at is None or now - max(self._input_over_at, self._speech_started_at) < TURN_CLOSE_S
+            self._input_over_at is None
+            or now - max(self._input_over_at, self._speech_started_at) < TURN_CLOSE_S
         )
         active = self.session.active_response
         responding = active is not None and not self.session.is_interrupted(active)
@@ -304,7 +318,11 @@ class VoiceLiveAgentService(FrameProcessor):
     def _current_settings(self) -> ConnectionSettings:
         """The settings for the next connect: a current agent resumes its conversation by id."""
         target = resume_target(self.settings.target, self.session.thread_id)
-        return self.settings if target is self.settings.target else dataclasses.replace(self.settings, target=target)
+        return (
+            self.settings
+            if target is self.settings.target
+            else dataclasses.replace(self.settings, target=target)
+        )
 
     async def _connect(self) -> None:
         try:
@@ -332,7 +350,11 @@ class VoiceLiveAgentService(FrameProcessor):
         """
         self._closing = True
         current = asyncio.current_task()
-        tasks = [t for t in (self._connector, self._refresher, self._receiver) if t is not None and t is not current]
+        tasks = [
+            t
+            for t in (self._connector, self._refresher, self._receiver)
+            if t is not None and t is not current
+        ]
         tasks += list(self._tool_calls)
         self._connector = self._refresher = self._receiver = None
         await asyncio.gather(*(self.cancel_task(t, timeout=CLOSE_WAIT_S) for t in tasks))
@@ -356,8 +378,14 @@ class VoiceLiveAgentService(FrameProcessor):
                 if self._closing or conn is not self._connection:
                     return
                 waited = conn.settings.session_timeout
-                missing = "did not answer session.update" if self._created_on_conn else "sent no session.created"
-                await self._reconnect(f"Voice Live accepted the connection but {missing} within {waited:g} s")
+                missing = (
+                    "did not answer session.update"
+                    if self._created_on_conn
+                    else "sent no session.created"
+                )
+                await self._reconnect(
+                    f"Voice Live accepted the connection but {missing} within {waited:g} s"
+                )
                 return
             except ConnectionFailed as exc:
                 if self._closing or conn is not self._connection:
@@ -386,8 +414,12 @@ class VoiceLiveAgentService(FrameProcessor):
                 actions = self.session.receive(event, now)
                 if guard.flooding and not actions:
                     guard.shed += 1  # a flood's inert events are counted, not logged one by one
-                elif not event.carries_audio:  # 25 a second; logging them would cost more than playing them
-                    await self.push_frame(VoiceLiveEventFrame(event=event.data, direction="received", at=time.time()))
+                elif (
+                    not event.carries_audio
+                ):  # 25 a second; logging them would cost more than playing them
+                    await self.push_frame(
+                        VoiceLiveEventFrame(event=event.data, direction="received", at=time.time())
+                    )
                 await self._run(actions)
             except Exception as exc:  # one bad event must not end the session
                 logger.opt(exception=exc).warning(
@@ -402,7 +434,9 @@ class VoiceLiveAgentService(FrameProcessor):
         sick server, a proxy cutting sessions) are retried with backoff and given up after
         ``backoff.attempts`` in a row: Voice Live allows 30 new connections a minute.
         """
-        healthy = self._completed_on_conn or time.time() - self._connected_at >= HEALTHY_CONNECTION_S
+        healthy = (
+            self._completed_on_conn or time.time() - self._connected_at >= HEALTHY_CONNECTION_S
+        )
         self._short_drops = 1 if healthy else self._short_drops + 1
         if self._short_drops > self._backoff.attempts:
             await self._fatal(
@@ -449,7 +483,7 @@ class VoiceLiveAgentService(FrameProcessor):
             if wait > 0:
                 try:  # the session's expires_at usually arrives after this task starts
                     await asyncio.wait_for(self._session_news.wait(), timeout=min(wait, 30.0))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 continue
             await self._wait_quiet(45.0)
@@ -473,7 +507,9 @@ class VoiceLiveAgentService(FrameProcessor):
         try:
             new = await open_with_retry(self._current_settings(), self._backoff, rate=self._rate)
         except ConnectionFailed as exc:
-            logger.warning(f"could not renew the connection ahead of expiry ({exc}); keeping the current one")
+            logger.warning(
+                f"could not renew the connection ahead of expiry ({exc}); keeping the current one"
+            )
             self._connected_at = time.time() - 30.0  # try again a little later, not in a tight loop
             return
         # The user may have started speaking while the new connection opened: a turn must not
@@ -512,7 +548,9 @@ class VoiceLiveAgentService(FrameProcessor):
         if self._connection is None or not self._connection.send(a.event, audio=a.audio):
             return
         if not a.audio:  # 25 appends a second: logging them would cost more than sending them
-            await self.push_frame(VoiceLiveEventFrame(event=a.event, direction="sent", at=time.time()))
+            await self.push_frame(
+                VoiceLiveEventFrame(event=a.event, direction="sent", at=time.time())
+            )
 
     async def _run(self, actions: list[act.Action], *, broadcast: bool = True) -> None:
         for action in actions:
@@ -527,7 +565,11 @@ class VoiceLiveAgentService(FrameProcessor):
                 await self.push_frame(TTSStartedFrame(context_id=a.item_id))
             await self.push_frame(TTSAudioRawFrame(a.pcm, OUTPUT_RATE, 1, context_id=a.item_id))
         elif isinstance(a, act.AgentText):
-            frame = TTSTextFrame(a.delta, TextType.WORD, context_id=a.item_id) if a.modality == "audio" else LLMTextFrame(a.delta)
+            frame = (
+                TTSTextFrame(a.delta, TextType.WORD, context_id=a.item_id)
+                if a.modality == "audio"
+                else LLMTextFrame(a.delta)
+            )
             await self.push_frame(frame)
         elif isinstance(a, act.SpeechStarted):
             logger.info("User started speaking")
@@ -559,7 +601,11 @@ class VoiceLiveAgentService(FrameProcessor):
         elif isinstance(a, act.SessionReady):
             logger.info(f"Session updated: {a.session_id}")
             self._session_news.set()
-            gap = "while the connection was replaced" if self._reconnect_reason else "before the session was ready"
+            gap = (
+                "while the connection was replaced"
+                if self._reconnect_reason
+                else "before the session was ready"
+            )
             await self._report_unsent_audio(gap)
             if self._reconnect_reason is not None:
                 reason, self._reconnect_reason = self._reconnect_reason, None
@@ -576,7 +622,7 @@ class VoiceLiveAgentService(FrameProcessor):
             logger.log(a.level.upper(), a.message)
 
     async def _push_user_transcript(self, a: act.UserTranscript) -> None:
-        stamp = datetime.now(timezone.utc).isoformat()
+        stamp = datetime.now(UTC).isoformat()
         if a.final:
             frame: Frame = TranscriptionFrame(a.text, "user", stamp, finalized=True)
             frame.interruptible = False
@@ -591,8 +637,14 @@ class VoiceLiveAgentService(FrameProcessor):
             self._tts_started.discard(a.response_id)
             await self.push_frame(TTSStoppedFrame())
         await self.push_frame(LLMFullResponseEndFrame())
-        latency = f", first audio {a.first_audio_latency_ms:.0f} ms after speech end" if a.first_audio_latency_ms is not None else ""
-        logger.info(f"Response done: {a.status}{' (' + a.reason + ')' if a.reason else ''}{latency}")
+        latency = (
+            f", first audio {a.first_audio_latency_ms:.0f} ms after speech end"
+            if a.first_audio_latency_ms is not None
+            else ""
+        )
+        logger.info(
+            f"Response done: {a.status}{' (' + a.reason + ')' if a.reason else ''}{latency}"
+        )
         if a.usage:
             logger.debug(f"Usage: {a.usage}")
 
@@ -605,7 +657,9 @@ class VoiceLiveAgentService(FrameProcessor):
         heard_ms: int | None = None
         if playback is not None and interruption.item_id:
             if not await playback.wait_flushed(since, self._flush_wait_s):
-                logger.warning("output did not confirm the flush in time; truncating at what it reports played")
+                logger.warning(
+                    "output did not confirm the flush in time; truncating at what it reports played"
+                )
             heard_ms = playback.played_ms(interruption.item_id)
         await self._run(self.session.truncate_heard(interruption, heard_ms))
 

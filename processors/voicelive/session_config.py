@@ -24,12 +24,33 @@ TURN_DETECTION_TYPES = (
     "azure_semantic_vad_multilingual",
 )
 AZURE_SEMANTIC_VADS = TURN_DETECTION_TYPES[2:]
-EOU_MODELS = ("semantic_detection_v1", "semantic_detection_v1_en", "semantic_detection_v1_multilingual")
+EOU_MODELS = (
+    "semantic_detection_v1",
+    "semantic_detection_v1_en",
+    "semantic_detection_v1_multilingual",
+)
 EOU_LEVELS = ("low", "medium", "high", "default")
 MULTILINGUAL_LANGUAGES = ("en", "es", "fr", "it", "de", "ja", "pt", "zh", "ko", "hi")
 NOISE_REDUCTION_TYPES = ("azure_deep_noise_suppression", "near_field", "far_field")
-OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
-VOICE_TYPES = ("openai", "azure-standard", "azure-custom", "azure-personal", "azure-realtime-native")
+OPENAI_VOICES = (
+    "alloy",
+    "ash",
+    "ballad",
+    "coral",
+    "echo",
+    "sage",
+    "shimmer",
+    "verse",
+    "marin",
+    "cedar",
+)
+VOICE_TYPES = (
+    "openai",
+    "azure-standard",
+    "azure-custom",
+    "azure-personal",
+    "azure-realtime-native",
+)
 AZURE_VOICE_TYPES = ("azure-standard", "azure-custom", "azure-personal")
 TRANSCRIPTION_MODELS = (
     "azure-speech",
@@ -98,10 +119,17 @@ class EndOfUtteranceDetection:
         if self.model not in EOU_MODELS:
             _fail(f"{path}.model", f"must be one of {', '.join(EOU_MODELS)}, got {self.model!r}")
         if self.threshold_level is not None and self.threshold_level not in EOU_LEVELS:
-            _fail(f"{path}.threshold_level", f"must be one of {', '.join(EOU_LEVELS)}, got {self.threshold_level!r}")
+            _fail(
+                f"{path}.threshold_level",
+                f"must be one of {', '.join(EOU_LEVELS)}, got {self.threshold_level!r}",
+            )
         _check_ms(f"{path}.timeout_ms", self.timeout_ms, low=1)
         _check_unit(f"{path}.threshold", self.threshold)
-        if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not 0 < self.timeout <= 60):
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool)
+            or not isinstance(self.timeout, (int, float))
+            or not 0 < self.timeout <= 60
+        ):
             _fail(f"{path}.timeout", f"must be seconds in (0, 60], got {self.timeout!r}")
 
     def to_wire(self) -> dict[str, Any]:
@@ -139,24 +167,42 @@ class TurnDetection:
     def validate(self, path: str = "turn_detection") -> None:
         """Raise :class:`ConfigError` naming the first invalid field."""
         if self.type not in TURN_DETECTION_TYPES:
-            _fail(f"{path}.type", f"must be one of {', '.join(TURN_DETECTION_TYPES)}, got {self.type!r}")
+            _fail(
+                f"{path}.type",
+                f"must be one of {', '.join(TURN_DETECTION_TYPES)}, got {self.type!r}",
+            )
         _check_unit(f"{path}.threshold", self.threshold)
         _check_ms(f"{path}.prefix_padding_ms", self.prefix_padding_ms)
         _check_ms(f"{path}.silence_duration_ms", self.silence_duration_ms)
         _check_ms(f"{path}.speech_duration_ms", self.speech_duration_ms)
         semantic = self.type == "semantic_vad"
-        if semantic and any(v is not None for v in (self.threshold, self.prefix_padding_ms, self.silence_duration_ms)):
-            _fail(path, "semantic_vad takes eagerness, not threshold/prefix_padding_ms/silence_duration_ms")
+        if semantic and any(
+            v is not None
+            for v in (self.threshold, self.prefix_padding_ms, self.silence_duration_ms)
+        ):
+            _fail(
+                path,
+                "semantic_vad takes eagerness, not threshold/prefix_padding_ms/silence_duration_ms",
+            )
         if self.eagerness is not None:
             if not semantic:
                 _fail(f"{path}.eagerness", f"only applies to semantic_vad, not {self.type}")
             if self.eagerness not in ("auto", "low", "medium", "high"):
-                _fail(f"{path}.eagerness", f"must be auto, low, medium or high, got {self.eagerness!r}")
+                _fail(
+                    f"{path}.eagerness",
+                    f"must be auto, low, medium or high, got {self.eagerness!r}",
+                )
         if self.remove_filler_words is not None and self.type not in AZURE_SEMANTIC_VADS:
-            _fail(f"{path}.remove_filler_words", f"only applies to azure_semantic_vad*, not {self.type}")
+            _fail(
+                f"{path}.remove_filler_words",
+                f"only applies to azure_semantic_vad*, not {self.type}",
+            )
         if self.languages is not None:
             if self.type not in ("azure_semantic_vad", "azure_semantic_vad_multilingual"):
-                _fail(f"{path}.languages", f"only applies to azure_semantic_vad(_multilingual), not {self.type}")
+                _fail(
+                    f"{path}.languages",
+                    f"only applies to azure_semantic_vad(_multilingual), not {self.type}",
+                )
             langs = self.languages if isinstance(self.languages, list) else [self.languages]
             bad = [lang for lang in langs if lang not in MULTILINGUAL_LANGUAGES]
             if bad or not self.languages:
@@ -222,7 +268,9 @@ class Voice:
         if not self.name or not isinstance(self.name, str):
             _fail(f"{path}.name", "is required")
         if self.type == "openai" and self.name not in OPENAI_VOICES:
-            _fail(f"{path}.name", f"OpenAI voices are {', '.join(OPENAI_VOICES)}, got {self.name!r}")
+            _fail(
+                f"{path}.name", f"OpenAI voices are {', '.join(OPENAI_VOICES)}, got {self.name!r}"
+            )
         if self.type == "azure-custom" and not self.endpoint_id:
             _fail(f"{path}.endpoint_id", "is required for azure-custom voices")
         if self.type == "azure-personal" and not self.model:
@@ -262,7 +310,10 @@ class InputTranscription:
     def validate(self, path: str = "input_audio_transcription") -> None:
         """Raise :class:`ConfigError` naming the first invalid field."""
         if self.model not in TRANSCRIPTION_MODELS:
-            _fail(f"{path}.model", f"must be one of {', '.join(TRANSCRIPTION_MODELS)}, got {self.model!r}")
+            _fail(
+                f"{path}.model",
+                f"must be one of {', '.join(TRANSCRIPTION_MODELS)}, got {self.model!r}",
+            )
         if self.phrase_list is not None and self.model != "azure-speech":
             _fail(f"{path}.phrase_list", "only works with model azure-speech")
         if self.prompt is not None and self.model == "azure-speech":
@@ -270,7 +321,14 @@ class InputTranscription:
 
     def to_wire(self) -> dict[str, Any]:
         """The wire form, unset fields left out, ``extra`` merged in."""
-        wire = _compact({"model": self.model, "language": self.language, "phrase_list": self.phrase_list, "prompt": self.prompt})
+        wire = _compact(
+            {
+                "model": self.model,
+                "language": self.language,
+                "phrase_list": self.phrase_list,
+                "prompt": self.prompt,
+            }
+        )
         return {**wire, **self.extra}
 
 
@@ -287,7 +345,10 @@ class EchoCancellation:
     def validate(self, path: str = "input_audio_echo_cancellation") -> None:
         """Raise :class:`ConfigError` naming the first invalid field."""
         if self.reference_source not in (None, "server", "client"):
-            _fail(f"{path}.reference_source", f"must be server or client, got {self.reference_source!r}")
+            _fail(
+                f"{path}.reference_source",
+                f"must be server or client, got {self.reference_source!r}",
+            )
         if self.channels not in (None, 1, 2):
             _fail(f"{path}.channels", f"must be 1 or 2, got {self.channels!r}")
         if self.channels == 2 and self.reference_source != "client":
@@ -307,7 +368,13 @@ class EchoCancellation:
 
     def to_wire(self) -> dict[str, Any]:
         """The wire form, unset fields left out."""
-        return _compact({"type": "server_echo_cancellation", "reference_source": self.reference_source, "channels": self.channels})
+        return _compact(
+            {
+                "type": "server_echo_cancellation",
+                "reference_source": self.reference_source,
+                "channels": self.channels,
+            }
+        )
 
 
 @dataclass
@@ -354,9 +421,15 @@ class SessionConfig:
         if self.modalities is not None:
             bad = [m for m in self.modalities if m not in MODALITIES]
             if bad:
-                _fail("modalities", f"unknown modality {bad[0]!r}; use text, audio, animation or avatar")
+                _fail(
+                    "modalities",
+                    f"unknown modality {bad[0]!r}; use text, audio, animation or avatar",
+                )
             if "text" not in self.modalities:
-                _fail("modalities", "must include text (audio-only is not allowed): use [text] or [text, audio]")
+                _fail(
+                    "modalities",
+                    "must include text (audio-only is not allowed): use [text] or [text, audio]",
+                )
         if agent_mode and self.instructions is not None:
             _fail("instructions", "agents own their prompt; instructions are only for model mode")
         if self.manual_turns and self.turn_detection is not None:
@@ -367,7 +440,10 @@ class SessionConfig:
         if voice is not None:
             voice.validate()
         if self.noise_reduction is not None and self.noise_reduction not in NOISE_REDUCTION_TYPES:
-            _fail("input_audio_noise_reduction.type", f"must be one of {', '.join(NOISE_REDUCTION_TYPES)}, got {self.noise_reduction!r}")
+            _fail(
+                "input_audio_noise_reduction.type",
+                f"must be one of {', '.join(NOISE_REDUCTION_TYPES)}, got {self.noise_reduction!r}",
+            )
         if self.echo_cancellation is not None:
             self.echo_cancellation.validate()
         fmt = self.extra.get("input_audio_format", "pcm16")
@@ -376,13 +452,23 @@ class SessionConfig:
         if self.input_transcription is not None:
             self.input_transcription.validate()
         if self.word_timestamps and voice is not None and not voice.is_azure:
-            _fail("output_audio_timestamp_types", f"word timestamps need an Azure voice, not {voice.type}")
+            _fail(
+                "output_audio_timestamp_types",
+                f"word timestamps need an Azure voice, not {voice.type}",
+            )
         if self.input_sample_rate not in INPUT_SAMPLE_RATES:
-            _fail("input_audio_sampling_rate", f"must be 16000 or 24000, got {self.input_sample_rate!r}")
+            _fail(
+                "input_audio_sampling_rate",
+                f"must be 16000 or 24000, got {self.input_sample_rate!r}",
+            )
         if self.temperature is not None and not _number_in(self.temperature, 0.0, 2.0):
             _fail("temperature", f"must be from 0.0 to 2.0, got {self.temperature!r}")
         tokens = self.max_response_output_tokens
-        if tokens is not None and tokens != "inf" and (isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= 4096):
+        if (
+            tokens is not None
+            and tokens != "inf"
+            and (isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= 4096)
+        ):
             _fail("max_response_output_tokens", f"must be 1-4096 or 'inf', got {tokens!r}")
 
     def to_wire(self) -> dict[str, Any]:
@@ -397,9 +483,15 @@ class SessionConfig:
                 "input_audio_sampling_rate": self.input_sample_rate,
                 "output_audio_format": "pcm16",
                 "turn_detection": self.turn_detection.to_wire() if self.turn_detection else None,
-                "input_audio_noise_reduction": {"type": self.noise_reduction} if self.noise_reduction else None,
-                "input_audio_echo_cancellation": self.echo_cancellation.to_wire() if self.echo_cancellation else None,
-                "input_audio_transcription": self.input_transcription.to_wire() if self.input_transcription else None,
+                "input_audio_noise_reduction": {"type": self.noise_reduction}
+                if self.noise_reduction
+                else None,
+                "input_audio_echo_cancellation": self.echo_cancellation.to_wire()
+                if self.echo_cancellation
+                else None,
+                "input_audio_transcription": self.input_transcription.to_wire()
+                if self.input_transcription
+                else None,
                 "output_audio_timestamp_types": ["word"] if self.word_timestamps else None,
                 "temperature": self.temperature,
                 "max_response_output_tokens": self.max_response_output_tokens,
@@ -422,7 +514,9 @@ def quickstart_session() -> SessionConfig:
             prefix_padding_ms=200,
             silence_duration_ms=200,
             remove_filler_words=True,
-            end_of_utterance_detection=EndOfUtteranceDetection(model="semantic_detection_v1", threshold=0.1, timeout=4),
+            end_of_utterance_detection=EndOfUtteranceDetection(
+                model="semantic_detection_v1", threshold=0.1, timeout=4
+            ),
         ),
         noise_reduction="azure_deep_noise_suppression",
         echo_cancellation=EchoCancellation(),
@@ -473,7 +567,11 @@ def apply_wire(session: SessionConfig, wire: dict[str, Any]) -> None:
             else:
                 session.voice = None if value is None else _typed(Voice, value, "voice")
             voice = session._voice()
-            if voice is not None and not voice.is_azure and "output_audio_timestamp_types" not in wire:
+            if (
+                voice is not None
+                and not voice.is_azure
+                and "output_audio_timestamp_types" not in wire
+            ):
                 session.word_timestamps = False  # as --voice does: word timestamps are Azure's
         elif key == "turn_detection":
             session.manual_turns = value is None
@@ -486,9 +584,13 @@ def apply_wire(session: SessionConfig, wire: dict[str, Any]) -> None:
             echo = None if value is None else dict(value) if isinstance(value, dict) else value
             if isinstance(echo, dict):
                 echo.pop("type", None)
-            session.echo_cancellation = None if echo is None else _typed(EchoCancellation, echo, key)
+            session.echo_cancellation = (
+                None if echo is None else _typed(EchoCancellation, echo, key)
+            )
         elif key == "input_audio_transcription":
-            session.input_transcription = None if value is None else _typed(InputTranscription, value, key)
+            session.input_transcription = (
+                None if value is None else _typed(InputTranscription, value, key)
+            )
         elif key == "output_audio_timestamp_types":
             if value is not None and not isinstance(value, list):
                 _fail(key, f"must be a list, got {value!r}")

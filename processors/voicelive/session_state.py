@@ -46,7 +46,13 @@ from processors.voicelive.wire import INFORMATIONAL
 
 OUTPUT_RATE = 24000
 RECENT_RESPONSES = 32  # per-response records kept; older ones' late events are simply dropped
-BENIGN_ERROR_CODES = frozenset({"response_cancel_not_active", "conversation_already_has_active_response", "item_already_truncated"})
+BENIGN_ERROR_CODES = frozenset(
+    {
+        "response_cancel_not_active",
+        "conversation_already_has_active_response",
+        "item_already_truncated",
+    }
+)
 # session_expired is not fatal: the server closes the socket next, and the client reconnects.
 FATAL_ERROR_CODES = frozenset({"invalid_api_key", "unauthorized", "forbidden"})
 
@@ -154,11 +160,17 @@ class VoiceLiveSession:
         """The agent's words still open (of ``response_id``, or all), as cut-short transcripts."""
         actions: list[Action] = []
         for item_id, record in self._transcripts.items():
-            if (response_id is None or record.response_id == response_id) and not record.done and "".join(record.parts):
+            if (
+                (response_id is None or record.response_id == response_id)
+                and not record.done
+                and "".join(record.parts)
+            ):
                 record.done = True
                 text = "".join(record.parts)
                 self.history.append("assistant", text)
-                actions.append(AgentTranscript(text, record.response_id, item_id, record.modality, True))
+                actions.append(
+                    AgentTranscript(text, record.response_id, item_id, record.modality, True)
+                )
         return actions
 
     def _history_items(self) -> list[Action]:
@@ -166,7 +178,9 @@ class VoiceLiveSession:
 
     def _release_gap_audio(self) -> list[Action]:
         held_s = self.gap_audio.held_frames / self.gap_audio.rate
-        sends: list[Action] = [Send(ev.audio_append(pcm), audio=True) for pcm in self.gap_audio.release()]
+        sends: list[Action] = [
+            Send(ev.audio_append(pcm), audio=True) for pcm in self.gap_audio.release()
+        ]
         if sends:
             note = f"sent {held_s:.2f} s of microphone audio held until the session was ready"
             sends.append(Notice("info", note))
@@ -249,7 +263,9 @@ class VoiceLiveSession:
 
     # -- server events ------------------------------------------------------------------------
 
-    def receive(self, message: str | bytes | dict[str, Any] | ev.ServerEvent, now: float) -> list[Action]:
+    def receive(
+        self, message: str | bytes | dict[str, Any] | ev.ServerEvent, now: float
+    ) -> list[Action]:
         """Handle one server message (raw, decoded, or already parsed); never raises."""
         if isinstance(message, ev.ServerEvent):
             event = message
@@ -272,7 +288,9 @@ class VoiceLiveSession:
 
     def _on_session_created(self, event: ev.ServerEvent, now: float) -> list[Action]:
         session = event.obj("session")
-        self.session_id = session.get("id") if isinstance(session.get("id"), str) else self.session_id
+        self.session_id = (
+            session.get("id") if isinstance(session.get("id"), str) else self.session_id
+        )
         self._note_session(session)
         update = ev.session_update(self.session_request)
         self._update_event_id = update["event_id"]
@@ -313,7 +331,9 @@ class VoiceLiveSession:
         actions: list[Action] = []
         if self._active is not None and not self.interrupts_on_server:
             actions.append(Send(ev.response_cancel(self._active)))
-        actions.append(SpeechStarted(event.int("audio_start_ms"), event.str("item_id"), interruption))
+        actions.append(
+            SpeechStarted(event.int("audio_start_ms"), event.str("item_id"), interruption)
+        )
         return actions
 
     def _interrupt_current(self) -> Interruption:
@@ -342,7 +362,9 @@ class VoiceLiveSession:
         if not text:
             return [Notice("debug", "empty user transcription")]
         self.history.append("user", text)
-        language = event.data.get("language") if isinstance(event.data.get("language"), str) else None
+        language = (
+            event.data.get("language") if isinstance(event.data.get("language"), str) else None
+        )
         return [UserTranscript(text, event.str("item_id"), final=True, language=language)]
 
     def _on_transcription_failed(self, event: ev.ServerEvent, now: float) -> list[Action]:
@@ -368,7 +390,9 @@ class VoiceLiveSession:
             pcm = pcm[:-1]
         if not pcm or response_id in self._interrupted:
             return []
-        resp = self._responses.setdefault(response_id, _Response(response_id, active=self._active == response_id))
+        resp = self._responses.setdefault(
+            response_id, _Response(response_id, active=self._active == response_id)
+        )
         first = resp.first_audio_at is None
         if first:
             resp.first_audio_at = now
@@ -378,8 +402,14 @@ class VoiceLiveSession:
         self._last_audio = (response_id, item_id)
         return [PlayAudio(pcm, response_id, item_id, first)]
 
-    def _on_text_delta(self, event: ev.ServerEvent, now: float, modality: str = "text") -> list[Action]:
-        response_id, item_id, delta = self._response_of(event), event.str("item_id"), event.str("delta")
+    def _on_text_delta(
+        self, event: ev.ServerEvent, now: float, modality: str = "text"
+    ) -> list[Action]:
+        response_id, item_id, delta = (
+            self._response_of(event),
+            event.str("item_id"),
+            event.str("delta"),
+        )
         record = self._transcripts.setdefault(item_id, _Transcript(response_id, modality))
         record.parts.append(delta)
         if not delta or response_id in self._interrupted:
@@ -389,7 +419,9 @@ class VoiceLiveSession:
     def _on_transcript_delta(self, event: ev.ServerEvent, now: float) -> list[Action]:
         return self._on_text_delta(event, now, modality="audio")
 
-    def _on_text_done(self, event: ev.ServerEvent, now: float, key: str = "text", modality: str = "text") -> list[Action]:
+    def _on_text_done(
+        self, event: ev.ServerEvent, now: float, key: str = "text", modality: str = "text"
+    ) -> list[Action]:
         response_id, item_id = self._response_of(event), event.str("item_id")
         record = self._transcripts.setdefault(item_id, _Transcript(response_id, modality))
         if record.done:
@@ -399,22 +431,44 @@ class VoiceLiveSession:
             return [Notice("warning", f"{event.type} without any text skipped")]
         record.done = True
         self.history.append("assistant", text)
-        return [AgentTranscript(text, response_id, item_id, modality, response_id in self._interrupted)]
+        return [
+            AgentTranscript(text, response_id, item_id, modality, response_id in self._interrupted)
+        ]
 
     def _on_transcript_done(self, event: ev.ServerEvent, now: float) -> list[Action]:
         return self._on_text_done(event, now, key="transcript", modality="audio")
 
     def _on_timestamp(self, event: ev.ServerEvent, now: float) -> list[Action]:
-        return [WordTiming(event.str("item_id"), event.str("text"), event.int("audio_offset_ms", 0) or 0, event.int("audio_duration_ms", 0) or 0)]
+        return [
+            WordTiming(
+                event.str("item_id"),
+                event.str("text"),
+                event.int("audio_offset_ms", 0) or 0,
+                event.int("audio_duration_ms", 0) or 0,
+            )
+        ]
 
     def _on_function_call_done(self, event: ev.ServerEvent, now: float) -> list[Action]:
-        return [FunctionCall(event.str("name"), event.str("call_id"), event.str("arguments"), event.str("item_id"))]
+        return [
+            FunctionCall(
+                event.str("name"),
+                event.str("call_id"),
+                event.str("arguments"),
+                event.str("item_id"),
+            )
+        ]
 
     def _on_response_done(self, event: ev.ServerEvent, now: float) -> list[Action]:
         response = event.obj("response")
-        response_id = response.get("id") if isinstance(response.get("id"), str) else (self._active or "")
+        response_id = (
+            response.get("id") if isinstance(response.get("id"), str) else (self._active or "")
+        )
         status = response.get("status") if isinstance(response.get("status"), str) else "unknown"
-        details = response.get("status_details") if isinstance(response.get("status_details"), dict) else {}
+        details = (
+            response.get("status_details")
+            if isinstance(response.get("status_details"), dict)
+            else {}
+        )
         reason = details.get("reason") if isinstance(details.get("reason"), str) else None
         usage = response.get("usage") if isinstance(response.get("usage"), dict) else {}
         # Words the server never closed with a .done (cut short) still belong in the transcript.
@@ -423,7 +477,11 @@ class VoiceLiveSession:
         latency = None
         if resp is not None:
             resp.active = False
-            if resp.first_audio_at is not None and self._speech_stopped_at is not None and resp.first_audio_at >= self._speech_stopped_at:
+            if (
+                resp.first_audio_at is not None
+                and self._speech_stopped_at is not None
+                and resp.first_audio_at >= self._speech_stopped_at
+            ):
                 latency = (resp.first_audio_at - self._speech_stopped_at) * 1000.0
         if self._active == response_id or resp is None:
             self._active = None
@@ -451,9 +509,16 @@ class VoiceLiveSession:
         message = str(err.get("message") or "no message")
         error_type = str(err.get("type") or "error")
         benign = code in BENIGN_ERROR_CODES
-        if code == "conversation_already_has_active_response" and err.get("event_id") == self._last_create_id:
+        if (
+            code == "conversation_already_has_active_response"
+            and err.get("event_id") == self._last_create_id
+        ):
             self._pending_create = True
-        rejected_config = not self.ready and self._update_event_id is not None and err.get("event_id") == self._update_event_id
+        rejected_config = (
+            not self.ready
+            and self._update_event_id is not None
+            and err.get("event_id") == self._update_event_id
+        )
         fatal = code in FATAL_ERROR_CODES or rejected_config
         if rejected_config:
             message = f"session.update rejected: {message}"

@@ -62,16 +62,25 @@ def parse_server_event(message: str | bytes | dict[str, Any]) -> ServerEvent:
             try:
                 message = bytes(message).decode("utf-8")
             except UnicodeDecodeError:
-                raise MalformedEvent(f"binary message of {len(message)} bytes is not UTF-8 JSON") from None
+                raise MalformedEvent(
+                    f"binary message of {len(message)} bytes is not UTF-8 JSON"
+                ) from None
         try:
             data = json.loads(message)
-        except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an integer over 4300 digits
-            raise MalformedEvent(f"not JSON ({exc.__class__.__name__}): {_preview(message)}") from None
+        except (
+            ValueError,
+            RecursionError,
+        ) as exc:  # JSONDecodeError, or an integer over 4300 digits
+            raise MalformedEvent(
+                f"not JSON ({exc.__class__.__name__}): {_preview(message)}"
+            ) from None
     if not isinstance(data, dict):
         raise MalformedEvent(f"not a JSON object: {_preview(str(data))}")
     kind = data.get("type")
     if not isinstance(kind, str) or not kind:
-        raise MalformedEvent(f"event without a string 'type': {_preview(json.dumps(data, default=str))}")
+        raise MalformedEvent(
+            f"event without a string 'type': {_preview(json.dumps(data, default=str))}"
+        )
     return ServerEvent(type=kind, data=data)
 
 
@@ -111,7 +120,9 @@ def audio_append(pcm: bytes) -> dict[str, Any]:
 
 
 _APPEND_KEYS = {"type", "event_id", "audio"}
-_PLAIN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-."  # nothing to escape
+_PLAIN = (
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-."  # nothing to escape
+)
 
 
 def _plain(text: Any) -> bool:
@@ -128,23 +139,38 @@ def encode_client_event(event: dict[str, Any]) -> str:
     if event.get("type") == "input_audio_buffer.append" and event.keys() == _APPEND_KEYS:
         event_id, audio = event["event_id"], event["audio"]
         if _plain(event_id) and _plain(audio):
-            return f'{{"type":"input_audio_buffer.append","audio":"{audio}","event_id":"{event_id}"}}'
+            return (
+                f'{{"type":"input_audio_buffer.append","audio":"{audio}","event_id":"{event_id}"}}'
+            )
     return json.dumps(event, ensure_ascii=False)
 
 
 def truncate(item_id: str, audio_end_ms: int, content_index: int = 0) -> dict[str, Any]:
     """``conversation.item.truncate``: the item was heard up to ``audio_end_ms``."""
-    return client_event("conversation.item.truncate", item_id=item_id, content_index=content_index, audio_end_ms=audio_end_ms)
+    return client_event(
+        "conversation.item.truncate",
+        item_id=item_id,
+        content_index=content_index,
+        audio_end_ms=audio_end_ms,
+    )
 
 
 def response_create(**response: Any) -> dict[str, Any]:
     """``response.create``, with ``response`` fields when given."""
-    return client_event("response.create", response=response) if response else client_event("response.create")
+    return (
+        client_event("response.create", response=response)
+        if response
+        else client_event("response.create")
+    )
 
 
 def response_cancel(response_id: str | None = None) -> dict[str, Any]:
     """``response.cancel`` (of ``response_id`` when given)."""
-    return client_event("response.cancel", response_id=response_id) if response_id else client_event("response.cancel")
+    return (
+        client_event("response.cancel", response_id=response_id)
+        if response_id
+        else client_event("response.cancel")
+    )
 
 
 def user_text_item(text: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pathlib import Path
 if "audio_rig" not in sys.modules:
     _RIG = Path(__file__).resolve().parent
     _spec = importlib.util.spec_from_file_location(
-        "audio_rig", _RIG / "__init__.py", submodule_search_locations=[str(_RIG)])
+        "audio_rig", _RIG / "__init__.py", submodule_search_locations=[str(_RIG)]
+    )
     sys.modules["audio_rig"] = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(sys.modules["audio_rig"])

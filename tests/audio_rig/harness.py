@@ -39,15 +39,18 @@ class FrameLog(FrameProcessor):
 
     async def wait_for(self, predicate: Callable[[list[Frame]], bool], timeout: float) -> None:
         """Wait until ``predicate(frames)`` holds; raise TimeoutError otherwise."""
+
         async def _wait():
             while not predicate(self.frames):
                 self._changed.clear()
                 await self._changed.wait()
+
         await asyncio.wait_for(_wait(), timeout)
 
     async def wait_for_type(self, frame_type: type, count: int = 1, timeout: float = 5.0) -> Frame:
-        await self.wait_for(lambda frames: len([f for f in frames if isinstance(f, frame_type)])
-                            >= count, timeout)
+        await self.wait_for(
+            lambda frames: len([f for f in frames if isinstance(f, frame_type)]) >= count, timeout
+        )
         return self.of_type(frame_type)[count - 1]
 
 
@@ -59,10 +62,14 @@ class PipelineHarness:
         self.tail = FrameLog(FrameDirection.DOWNSTREAM)
         self.worker = PipelineWorker(
             Pipeline([self.head, *processors, self.tail]),
-            params=PipelineParams(audio_in_sample_rate=sample_rate,
-                                  audio_out_sample_rate=sample_rate),
-            enable_rtvi=False, enable_turn_tracking=False, cancel_on_idle_timeout=False,
-            idle_timeout_secs=None)
+            params=PipelineParams(
+                audio_in_sample_rate=sample_rate, audio_out_sample_rate=sample_rate
+            ),
+            enable_rtvi=False,
+            enable_turn_tracking=False,
+            cancel_on_idle_timeout=False,
+            idle_timeout_secs=None,
+        )
         self._started = asyncio.Event()
         self.worker.add_event_handler("on_pipeline_started", self._on_started)
         self._task: asyncio.Task | None = None

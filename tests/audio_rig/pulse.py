@@ -48,9 +48,11 @@ class PulseRig:
         self.root = Path(root or tempfile.mkdtemp(prefix="pa-rig-"))
         self.rate = rate
         self.fifo = self.root / "spk.fifo"
-        self.env = {"PULSE_RUNTIME_PATH": str(self.root / "run"),
-                    "PULSE_STATE_PATH": str(self.root / "state"),
-                    "PULSE_SERVER": f"unix:{self.root / 'run' / 'native'}"}
+        self.env = {
+            "PULSE_RUNTIME_PATH": str(self.root / "run"),
+            "PULSE_STATE_PATH": str(self.root / "state"),
+            "PULSE_SERVER": f"unix:{self.root / 'run' / 'native'}",
+        }
         self._keepalive: subprocess.Popen | None = None
         self._echo_module: str | None = None
         self._saved_env: dict[str, str | None] = {}
@@ -73,39 +75,79 @@ class PulseRig:
         os.chmod(self.root / "run", 0o700)
         script = self.root / "rig.pa"
         fmt = f"format=s16le rate={self.rate} channels=1"
-        script.write_text("\n".join([
-            ".fail",
-            "load-module module-native-protocol-unix auth-anonymous=1",
-            f"load-module module-pipe-sink sink_name=spk file={self.fifo} {fmt} "
-            "use_system_clock_for_timing=yes "
-            "sink_properties=device.description=FakeSpeaker",
-            f"load-module module-null-sink sink_name=micsink {fmt} "
-            "sink_properties=device.description=FakeMicFeed",
-            f"load-module module-remap-source source_name=mic master=micsink.monitor {fmt} "
-            "source_properties=device.description=FakeMic",
-            "set-default-sink spk", "set-default-source mic", ""]))
+        script.write_text(
+            "\n".join(
+                [
+                    ".fail",
+                    "load-module module-native-protocol-unix auth-anonymous=1",
+                    f"load-module module-pipe-sink sink_name=spk file={self.fifo} {fmt} "
+                    "use_system_clock_for_timing=yes "
+                    "sink_properties=device.description=FakeSpeaker",
+                    f"load-module module-null-sink sink_name=micsink {fmt} "
+                    "sink_properties=device.description=FakeMicFeed",
+                    f"load-module module-remap-source source_name=mic master=micsink.monitor {fmt} "
+                    "source_properties=device.description=FakeMic",
+                    "set-default-sink spk",
+                    "set-default-source mic",
+                    "",
+                ]
+            )
+        )
         env = {**os.environ, **self.env}
         result = subprocess.run(
-            ["pulseaudio", "--daemonize=yes", "--system=false", "--exit-idle-time=-1",
-             "--disallow-exit", "--use-pid-file=yes", f"--log-target=file:{self.root}/pulse.log",
-             "--log-level=notice", "--disable-shm=yes", "-n", "-F", str(script)],
-            env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+            [
+                "pulseaudio",
+                "--daemonize=yes",
+                "--system=false",
+                "--exit-idle-time=-1",
+                "--disallow-exit",
+                "--use-pid-file=yes",
+                f"--log-target=file:{self.root}/pulse.log",
+                "--log-level=notice",
+                "--disable-shm=yes",
+                "-n",
+                "-F",
+                str(script),
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if result.returncode != 0:
-            log = (self.root / "pulse.log")
+            log = self.root / "pulse.log"
             detail = log.read_text()[-2000:] if log.exists() else result.stderr
             raise PulseRigError(f"pulseaudio failed to start: {detail.strip()}")
         deadline = time.monotonic() + 10
-        while subprocess.run(["pactl", "info"], env=env, stdin=subprocess.DEVNULL,
-                             capture_output=True).returncode != 0:
+        while (
+            subprocess.run(
+                ["pactl", "info"], env=env, stdin=subprocess.DEVNULL, capture_output=True
+            ).returncode
+            != 0
+        ):
             if time.monotonic() > deadline:
                 raise PulseRigError("pulseaudio did not answer `pactl info` within 10 s")
             time.sleep(0.05)
         with open("/dev/zero", "rb") as zeros:
             self._keepalive = subprocess.Popen(
-                ["pacat", "--playback", "-d", "micsink", "--latency-msec=10", "--raw",
-                 "--format=s16le", f"--rate={self.rate}", "--channels=1",
-                 "--client-name=mic-keepalive"],
-                env=env, stdin=zeros, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [
+                    "pacat",
+                    "--playback",
+                    "-d",
+                    "micsink",
+                    "--latency-msec=10",
+                    "--raw",
+                    "--format=s16le",
+                    f"--rate={self.rate}",
+                    "--channels=1",
+                    "--client-name=mic-keepalive",
+                ],
+                env=env,
+                stdin=zeros,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         time.sleep(KEEPALIVE_SETTLE_SECS)
         if export:
             for key, value in self.env.items():
@@ -146,16 +188,26 @@ class PulseRig:
 
     def play_into_mic(self, wav: str | Path) -> subprocess.Popen:
         """Start ``paplay -d micsink wav`` (real-time paced); wait on the returned process."""
-        return subprocess.Popen(["paplay", "-d", "micsink", "--latency-msec=20", str(wav)],
-                                env={**os.environ, **self.env}, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(
+            ["paplay", "-d", "micsink", "--latency-msec=20", str(wav)],
+            env={**os.environ, **self.env},
+            stdin=subprocess.DEVNULL,
+        )
 
     def add_echo_path(self, latency_ms: int = ECHO_LATENCY_MS, gain: float = ECHO_GAIN) -> None:
         """Let the microphone hear the speaker, ``latency_ms`` late and scaled by ``gain``."""
         self.remove_echo_path()
         self._echo_module = self._pactl(
-            "load-module", "module-loopback", "source=spk.monitor", "sink=micsink",
-            f"latency_msec={latency_ms}", "adjust_time=0", "source_dont_move=true",
-            "sink_dont_move=true", "sink_input_properties=media.name=echo-path").strip()
+            "load-module",
+            "module-loopback",
+            "source=spk.monitor",
+            "sink=micsink",
+            f"latency_msec={latency_ms}",
+            "adjust_time=0",
+            "source_dont_move=true",
+            "sink_dont_move=true",
+            "sink_input_properties=media.name=echo-path",
+        ).strip()
         inputs = self._pactl("list", "short", "sink-inputs").splitlines()
         [index] = [line.split()[0] for line in inputs if "module-loopback" in line]
         self._pactl("set-sink-input-volume", index, f"{gain}")
@@ -167,9 +219,14 @@ class PulseRig:
             self._echo_module = None
 
     def _pactl(self, *args: str) -> str:
-        result = subprocess.run(["pactl", *args], env={**os.environ, **self.env},
-                                stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                timeout=10)
+        result = subprocess.run(
+            ["pactl", *args],
+            env={**os.environ, **self.env},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if result.returncode != 0:
             raise PulseRigError(f"pactl {' '.join(args)}: {result.stderr.strip()}")
         return result.stdout

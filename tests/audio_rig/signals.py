@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 
-def tone(freq: float = 440.0, seconds: float = 1.0, rate: int = 24000, amp: float = 0.4,
-         offset: int = 0) -> np.ndarray:
+def tone(
+    freq: float = 440.0, seconds: float = 1.0, rate: int = 24000, amp: float = 0.4, offset: int = 0
+) -> np.ndarray:
     """A sine (``offset`` shifts it so that no sample is zero, which makes gaps countable)."""
     t = np.arange(int(seconds * rate)) / rate
     return (offset + amp * 32767 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
@@ -43,7 +44,7 @@ def align(ref: np.ndarray, got: np.ndarray) -> tuple[int, float]:
     nfft = 1 << (len(got) + len(ref) - 1).bit_length()
     corr = np.fft.irfft(np.fft.rfft(got64, nfft) * np.conj(np.fft.rfft(ref64, nfft)), nfft)
     lag = int(np.argmax(corr[: len(got)]))
-    seg = got64[lag: lag + len(ref)]
+    seg = got64[lag : lag + len(ref)]
     seg = np.pad(seg, (0, len(ref) - len(seg)))
     denom = np.linalg.norm(ref64) * np.linalg.norm(seg) or 1.0
     return lag, float(np.dot(ref64, seg) / denom)

@@ -26,7 +26,15 @@ import pytest
 from tests.support.audio import write_wav
 from tests.support.faulty_server import FaultyServer
 from tests.support.replay_server import ReplayServer, ServerConn
-from tests.support.scenarios import Turn, handshake, noise, response_end, response_start, transcript_deltas, user_speaks
+from tests.support.scenarios import (
+    Turn,
+    handshake,
+    noise,
+    response_end,
+    response_start,
+    transcript_deltas,
+    user_speaks,
+)
 from tests.support.script_run import API_KEY, ROOT, script_env
 
 RATE = 24000
@@ -63,7 +71,9 @@ class TurnServer:
             for n in range(1, self.turns + 1):
                 if not await self._heard(conn, int(TURN_AUDIO_S * RATE * 2) * n):
                     return  # the client went away before speaking this much
-                await self._answer(conn, Turn(f"question {n}", f"answer number {n}.", noise(0.4, seed=n)))
+                await self._answer(
+                    conn, Turn(f"question {n}", f"answer number {n}.", noise(0.4, seed=n))
+                )
                 if n == 1 and self._loudness(conn) > LOUD / 2:
                     self.closed_1008 += 1
                     await conn.ws.close(1008, "policy violation")
@@ -92,7 +102,9 @@ class TurnServer:
                 await conn.wait_for("response.create", count=n, timeout=3600)
             except AssertionError:  # the client closed: no more typed turns
                 return
-            await self._answer(conn, Turn("", f"typed answer {n}.", noise(0.3, seed=100 + n)), spoken=False)
+            await self._answer(
+                conn, Turn("", f"typed answer {n}.", noise(0.3, seed=100 + n)), spoken=False
+            )
 
     @staticmethod
     def _loudness(conn: ServerConn) -> int:
@@ -116,8 +128,15 @@ async def run_batch(
     """Run ``python -m pipelines.batch args``; returns (exit code, stdout, stderr, seconds)."""
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pipelines.batch", *args, cwd=cwd, env=script_env(),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "pipelines.batch",
+        *args,
+        cwd=cwd,
+        env=script_env(),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     helper = asyncio.create_task(during(proc)) if during is not None else None
     try:
@@ -125,7 +144,9 @@ async def run_batch(
     except TimeoutError:
         proc.kill()
         out, err = await proc.communicate()
-        raise AssertionError(f"the batch did not end in {timeout} s\n{out.decode()}\n{err.decode()}") from None
+        raise AssertionError(
+            f"the batch did not end in {timeout} s\n{out.decode()}\n{err.decode()}"
+        ) from None
     finally:
         if helper is not None:
             if not helper.done():
@@ -140,7 +161,11 @@ def assert_no_worker_left(out_dir: Path, seen_pids: set[int] = frozenset()) -> N
     deadline = time.monotonic() + 3
     alive = pids
     while alive and time.monotonic() < deadline:
-        alive = {p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}
+        alive = {
+            p
+            for p in pids
+            if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+        }
         time.sleep(0.05)
     assert not alive, f"worker processes left behind: {alive}"
 
@@ -151,10 +176,21 @@ def rows(out_dir: Path) -> list[dict[str, str]]:
 
 
 def model_flags(url: str) -> list[str]:
-    return ["--endpoint", url, "--api-key", API_KEY, "--model", "gpt-realtime", "--idle-grace", "0.5"]
+    return [
+        "--endpoint",
+        url,
+        "--api-key",
+        API_KEY,
+        "--model",
+        "gpt-realtime",
+        "--idle-grace",
+        "0.5",
+    ]
 
 
-async def test_a_batch_writes_every_folder_and_summary_and_names_the_failed_one(tmp_path: Path) -> None:
+async def test_a_batch_writes_every_folder_and_summary_and_names_the_failed_one(
+    tmp_path: Path,
+) -> None:
     convs = tmp_path / "questions"
     convs.mkdir()
     conversation_wav(convs / "alpha.wav", 2.0, QUIET, 1)
@@ -165,22 +201,39 @@ async def test_a_batch_writes_every_folder_and_summary_and_names_the_failed_one(
     server = TurnServer(turns=2)
     async with ReplayServer(server) as peer:
         code, out, err, _ = await run_batch(
-            ["questions", "--out", "results", "--workers", "2", "--per-worker", "2", *model_flags(peer.url)], tmp_path
+            [
+                "questions",
+                "--out",
+                "results",
+                "--workers",
+                "2",
+                "--per-worker",
+                "2",
+                *model_flags(peer.url),
+            ],
+            tmp_path,
         )
     assert code == 1, (out, err)
     assert server.closed_1008 == 1
     results = tmp_path / "results"
     failed = [line for line in out.splitlines() if line.startswith("failed:")]
-    assert len(failed) == 1 and failed[0].startswith("failed: charlie:") and "1008" in failed[0], out
+    assert len(failed) == 1 and failed[0].startswith("failed: charlie:") and "1008" in failed[0], (
+        out
+    )
     assert "Traceback" not in out + err
     for name in ("alpha", "bravo", "delta"):
         folder = results / name
-        assert len(list(folder.glob("session_*.log"))) == 1 and len(list(folder.glob("events_*.jsonl"))) == 1
+        assert (
+            len(list(folder.glob("session_*.log"))) == 1
+            and len(list(folder.glob("events_*.jsonl"))) == 1
+        )
         assert (folder / "voicelive.log").is_file() and (folder / "reply.wav").stat().st_size > 44
         report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
         assert report["ok"] and report["failure"] is None and report["reconnects"] == []
         assert len(report["turns"]) == 2, report
-        assert all(t["first_audio_latency_ms"] is not None and t["agent_text"] for t in report["turns"]), report
+        assert all(
+            t["first_audio_latency_ms"] is not None and t["agent_text"] for t in report["turns"]
+        ), report
         assert report["usage"], report
     delta = json.loads((results / "delta" / "report.json").read_text(encoding="utf-8"))
     assert [t["user_text"] for t in delta["turns"]] == ["What time is it?", "And the date?"]
@@ -190,7 +243,12 @@ async def test_a_batch_writes_every_folder_and_summary_and_names_the_failed_one(
     assert not charlie["ok"] and "1008" in charlie["failure"]
     csv_rows = rows(results)
     assert [(r["conversation"], r["turn"]) for r in csv_rows if r["ok"] == "True"] == [
-        ("alpha", "1"), ("alpha", "2"), ("bravo", "1"), ("bravo", "2"), ("delta", "1"), ("delta", "2")
+        ("alpha", "1"),
+        ("alpha", "2"),
+        ("bravo", "1"),
+        ("bravo", "2"),
+        ("delta", "1"),
+        ("delta", "2"),
     ]
     assert all(float(r["latency_ms"]) >= 0 for r in csv_rows if r["ok"] == "True")
     summary = json.loads((results / "summary.json").read_text(encoding="utf-8"))
@@ -236,19 +294,28 @@ async def test_a_killed_worker_is_replaced_and_its_conversation_failed(tmp_path:
     async def kill_a_worker(proc: asyncio.subprocess.Process) -> None:
         while len(peer.connections) < 2:
             await asyncio.sleep(0.05)
-        workers = [c for c in psutil.Process(proc.pid).children() if "spawn_main" in " ".join(c.cmdline()) and "resource_tracker" not in " ".join(c.cmdline())]
+        workers = [
+            c
+            for c in psutil.Process(proc.pid).children()
+            if "spawn_main" in " ".join(c.cmdline())
+            and "resource_tracker" not in " ".join(c.cmdline())
+        ]
         assert len(workers) == 2, workers
         workers[0].kill()
         killed.append(workers[0].pid)
 
     async with ReplayServer(TurnServer(turns=1)) as peer:
         code, out, err, _ = await run_batch(
-            ["c", "--out", "r", "--workers", "2", "--per-worker", "1", *model_flags(peer.url)], tmp_path, during=kill_a_worker
+            ["c", "--out", "r", "--workers", "2", "--per-worker", "1", *model_flags(peer.url)],
+            tmp_path,
+            during=kill_a_worker,
         )
     assert code == 1, (out, err)
     summary = json.loads((tmp_path / "r" / "summary.json").read_text(encoding="utf-8"))
     failed = [c for c in summary["conversations"] if not c["ok"]]
-    assert len(failed) == 1 and f"worker {killed[0]} was killed by SIGKILL" in failed[0]["failure"], summary
+    assert (
+        len(failed) == 1 and f"worker {killed[0]} was killed by SIGKILL" in failed[0]["failure"]
+    ), summary
     assert summary["totals"]["ok"] == 3 and summary["workers_replaced"] == 1
     assert f"worker {killed[0]} was killed by SIGKILL" in out
     assert_no_worker_left(tmp_path / "r", set(killed))
@@ -275,7 +342,9 @@ async def test_connects_are_paced_across_workers(tmp_path: Path) -> None:
         assert attempts[i] - attempts[i - 2] >= 2.9, attempts
 
 
-async def test_first_ctrl_c_finishes_the_running_ones_and_starts_nothing_new(tmp_path: Path) -> None:
+async def test_first_ctrl_c_finishes_the_running_ones_and_starts_nothing_new(
+    tmp_path: Path,
+) -> None:
     convs = tmp_path / "c"
     convs.mkdir()
     for n in range(4):
@@ -289,14 +358,19 @@ async def test_first_ctrl_c_finishes_the_running_ones_and_starts_nothing_new(tmp
     server = TurnServer(turns=1)
     async with ReplayServer(server) as peer:
         code, out, err, _ = await run_batch(
-            ["c", "--out", "r", "--workers", "1", "--per-worker", "2", *model_flags(peer.url)], tmp_path, during=interrupt_once
+            ["c", "--out", "r", "--workers", "1", "--per-worker", "2", *model_flags(peer.url)],
+            tmp_path,
+            during=interrupt_once,
         )
         closes = await server.close_codes()
     assert code == 130, (out, err)
     summary = json.loads((tmp_path / "r" / "summary.json").read_text(encoding="utf-8"))
     by_name = {c["conversation"]: c for c in summary["conversations"]}
     assert by_name["conv0"]["ok"] and by_name["conv1"]["ok"], summary
-    assert "not started" in by_name["conv2"]["failure"] and "not started" in by_name["conv3"]["failure"]
+    assert (
+        "not started" in by_name["conv2"]["failure"]
+        and "not started" in by_name["conv3"]["failure"]
+    )
     assert len(peer.connections) == 2 and closes == [1000, 1000]
     assert_no_worker_left(tmp_path / "r")
 
@@ -317,7 +391,9 @@ async def test_second_ctrl_c_cancels_the_running_ones_with_complete_logs(tmp_pat
     server = TurnServer(turns=1)
     async with ReplayServer(server) as peer:
         code, out, err, seconds = await run_batch(
-            ["c", "--out", "r", "--workers", "1", "--per-worker", "2", *model_flags(peer.url)], tmp_path, during=interrupt_twice
+            ["c", "--out", "r", "--workers", "1", "--per-worker", "2", *model_flags(peer.url)],
+            tmp_path,
+            during=interrupt_twice,
         )
         closes = await server.close_codes()
     assert code == 130, (out, err)
@@ -328,7 +404,9 @@ async def test_second_ctrl_c_cancels_the_running_ones_with_complete_logs(tmp_pat
         report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
         assert not report["ok"] and "cancel" in report["failure"].lower(), report
         (log,) = folder.glob("session_*.log")
-        assert any(line.startswith("SessionID: ") for line in log.read_text(encoding="utf-8").splitlines())
+        assert any(
+            line.startswith("SessionID: ") for line in log.read_text(encoding="utf-8").splitlines()
+        )
         (events,) = folder.glob("events_*.jsonl")
         for line in events.read_text(encoding="utf-8").splitlines():
             json.loads(line)
@@ -336,8 +414,12 @@ async def test_second_ctrl_c_cancels_the_running_ones_with_complete_logs(tmp_pat
     assert_no_worker_left(tmp_path / "r")
 
 
-@pytest.mark.parametrize("per_minute,window,expected", [(2, 60.0, [0, 0, 60.0]), (1, 10.0, [0, 10.0, 10.0])])
-def test_connect_pacer_is_a_sliding_window(per_minute: int, window: float, expected: list[float]) -> None:
+@pytest.mark.parametrize(
+    "per_minute,window,expected", [(2, 60.0, [0, 0, 60.0]), (1, 10.0, [0, 10.0, 10.0])]
+)
+def test_connect_pacer_is_a_sliding_window(
+    per_minute: int, window: float, expected: list[float]
+) -> None:
     from processors.voicelive.reconnect import ConnectRate
 
     pacer = ConnectRate(per_minute, window)
@@ -370,12 +452,21 @@ async def test_a_batch_against_the_embedded_server(tmp_path: Path) -> None:
     convs = tmp_path / "q"
     convs.mkdir()
     speak = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "localserver.speak", "What is the capital of France?", str(convs / "spoken.wav"),
-        "--pad-ms", "1000", env=script_env(), stdout=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "localserver.speak",
+        "What is the capital of France?",
+        str(convs / "spoken.wav"),
+        "--pad-ms",
+        "1000",
+        env=script_env(),
+        stdout=asyncio.subprocess.DEVNULL,
     )
     assert await speak.wait() == 0
     (convs / "typed.txt").write_text("What is the capital of France?\n", encoding="utf-8")
-    code, out, err, _ = await run_batch(["q", "--out", "r", "--local", "--workers", "2"], tmp_path, timeout=120)
+    code, out, err, _ = await run_batch(
+        ["q", "--out", "r", "--local", "--workers", "2"], tmp_path, timeout=120
+    )
     assert code == 0, (out, err)
     for name in ("spoken", "typed"):
         report = json.loads((tmp_path / "r" / name / "report.json").read_text(encoding="utf-8"))

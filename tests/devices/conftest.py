@@ -18,9 +18,11 @@ from audio_rig.pulse import PulseRig  # noqa: E402
 def pulse():
     """A running PulseRig whose PULSE_SERVER is exported to this process."""
     if not PulseRig.available():
-        message = ("PulseAudio is not installed (need pulseaudio, pactl, pacat, paplay): "
-                   "run `make setup` or apt-get install pulseaudio pulseaudio-utils "
-                   "libasound2-plugins")
+        message = (
+            "PulseAudio is not installed (need pulseaudio, pactl, pacat, paplay): "
+            "run `make setup` or apt-get install pulseaudio pulseaudio-utils "
+            "libasound2-plugins"
+        )
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)

@@ -50,8 +50,12 @@ def test_the_audio_child_imports_neither_pipecat_nor_the_voice_live_code(pulse):
     finally:
         audio.close()
     assert "pyaudio" in modules and "transports.streams" in modules  # it did open the streams
-    heavy = [m for m in modules if m.split(".")[0] in ("pipecat", "processors", "pipelines",
-                                                        "localserver", "loguru", "numpy")]
+    heavy = [
+        m
+        for m in modules
+        if m.split(".")[0]
+        in ("pipecat", "processors", "pipelines", "localserver", "loguru", "numpy")
+    ]
     assert heavy == []
     assert not alive(audio.pid)
 
@@ -80,8 +84,14 @@ sys.stdin.read()
 @pytest.mark.parametrize("spawned_from", ["main", "thread"])
 def test_the_audio_child_dies_with_a_sigkilled_parent(pulse, spawned_from):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    parent = subprocess.Popen([sys.executable, "-c", SPAWNER, spawned_from], cwd=ROOT, env=env,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", SPAWNER, spawned_from],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         child = int(parent.stdout.readline())
         assert alive(child) and audio_children(parent.pid) == [child]
@@ -101,23 +111,39 @@ async def long_answer(conn: ServerConn) -> None:
     await user_speaks(conn, turn)
     await response_start(conn, turn)
     await transcript_deltas(conn, turn)
-    await conn.stream_audio(turn.response_id, turn.item_id, turn.audio[:RATE * 2], speed=1.0)
+    await conn.stream_audio(turn.response_id, turn.item_id, turn.audio[: RATE * 2], speed=1.0)
     conn.mark("mid")
-    await conn.stream_audio(turn.response_id, turn.item_id, turn.audio[RATE * 2:], speed=1.0)
+    await conn.stream_audio(turn.response_id, turn.item_id, turn.audio[RATE * 2 :], speed=1.0)
 
 
-@pytest.mark.parametrize("sig, accepted", [(signal.SIGINT, (0, 130)), (signal.SIGTERM, (0, 143)),
-                                           (signal.SIGKILL, (-signal.SIGKILL,))],
-                         ids=["ctrl-c", "sigterm", "sigkill"])
+@pytest.mark.parametrize(
+    "sig, accepted",
+    [(signal.SIGINT, (0, 130)), (signal.SIGTERM, (0, 143)), (signal.SIGKILL, (-signal.SIGKILL,))],
+    ids=["ctrl-c", "sigterm", "sigkill"],
+)
 async def test_a_signal_mid_answer_ends_the_script_and_its_audio_process(
-        pulse, speaker, script_env: dict[str, str], tmp_path: Path, sig, accepted) -> None:
+    pulse, speaker, script_env: dict[str, str], tmp_path: Path, sig, accepted
+) -> None:
     async with ReplayServer(long_answer) as server:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pipelines.agent", "--audio-process", "--endpoint", server.url,
-            "--api-key", "K-audio-proc-1", "--model", "gpt-realtime",
-            "--log-dir", str(tmp_path / "logs"), cwd=tmp_path, env={**script_env, **pulse.env},
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "pipelines.agent",
+            "--audio-process",
+            "--endpoint",
+            server.url,
+            "--api-key",
+            "K-audio-proc-1",
+            "--model",
+            "gpt-realtime",
+            "--log-dir",
+            str(tmp_path / "logs"),
+            cwd=tmp_path,
+            env={**script_env, **pulse.env},
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         deadline = asyncio.get_running_loop().time() + 40
         while "mid" not in (server.connections[0].marks if server.connections else {}):
             assert proc.returncode is None, (await proc.stderr.read()).decode()

@@ -20,7 +20,9 @@ from tests.support.replay_server import ReplayServer
 from tests.support.scenarios import barge_in_scenario
 
 PERIOD_MS = 10  # the output transport's default period
-HOST_LATENCY_MS = 80  # what PortAudio keeps queued in PulseAudio (about three periods) plus the pipe sink's block
+HOST_LATENCY_MS = (
+    80  # what PortAudio keeps queued in PulseAudio (about three periods) plus the pipe sink's block
+)
 # The GIL holder delays each turn of the script's event loop by up to one 30 ms hold, and the
 # barge-in takes a few turns to reach the output: it must still stop the answer well before the
 # 800 ms it had left (bench/transports/bargein.py measures how fast).
@@ -53,12 +55,14 @@ def played_whole(heard, pcm: bytes) -> bool:
     return start >= 0 and matching_run(heard, start, pcm) == len(pcm) // 2
 
 
-@pytest.mark.parametrize("flags, gil", [([], False), (["--audio-process"], False),
-                                        (["--audio-process"], True)],
-                         ids=["in-process", "audio-process", "audio-process-gil-holder"])
-async def test_default_script_on_pulseaudio_devices(pulse, speaker, script_env: dict[str, str],
-                                                    tmp_path: Path, flags: list[str],
-                                                    gil: bool) -> None:
+@pytest.mark.parametrize(
+    "flags, gil",
+    [([], False), (["--audio-process"], False), (["--audio-process"], True)],
+    ids=["in-process", "audio-process", "audio-process-gil-holder"],
+)
+async def test_default_script_on_pulseaudio_devices(
+    pulse, speaker, script_env: dict[str, str], tmp_path: Path, flags: list[str], gil: bool
+) -> None:
     # with the GIL holder, the first answer's audio arrives at once
     scenario = barge_in_scenario(speed=1000.0 if gil else 2.0)
     env = {**script_env, **pulse.env}
@@ -70,9 +74,27 @@ async def test_default_script_on_pulseaudio_devices(pulse, speaker, script_env: 
         env["HOLD_GIL_FOR_TEST"] = "1"
     async with ReplayServer(scenario) as server:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pipelines.agent", "--endpoint", server.url, "--api-key", "K-pulse-1234",
-            "--agent-id", "A", "--project-name", "P", "--agent-access-token", "T-pulse-5678", "--log-dir", str(tmp_path / "logs"),
-            *flags, cwd=tmp_path, env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "pipelines.agent",
+            "--endpoint",
+            server.url,
+            "--api-key",
+            "K-pulse-1234",
+            "--agent-id",
+            "A",
+            "--project-name",
+            "P",
+            "--agent-access-token",
+            "T-pulse-5678",
+            "--log-dir",
+            str(tmp_path / "logs"),
+            *flags,
+            cwd=tmp_path,
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         deadline = asyncio.get_running_loop().time() + 40
         while "script_done" not in (server.connections[0].marks if server.connections else {}):
@@ -95,8 +117,9 @@ async def test_default_script_on_pulseaudio_devices(pulse, speaker, script_env: 
     if gil:  # the GIL holder ran in the script's process, and only there
         holders = [p.name for p in (tmp_path / "hook").glob("holding.*")]
         assert holders == [f"holding.{proc.pid}"]
-    assert not audio_children(proc.pid) and not any(map(alive, children)), \
+    assert not audio_children(proc.pid) and not any(map(alive, children)), (
         "an audio process was left behind"
+    )
     conn = server.connections[0]
     assert conn.close_code == 1000
     heard = speaker.samples()
@@ -104,7 +127,9 @@ async def test_default_script_on_pulseaudio_devices(pulse, speaker, script_env: 
     for turn in (scenario.turn1, scenario.turn3):
         start = find(heard, turn.audio)
         assert start >= 0, "an uninterrupted answer never reached the speaker"
-        assert matching_run(heard, start, turn.audio) == len(turn.audio) // 2, "an uninterrupted answer lost samples"
+        assert matching_run(heard, start, turn.audio) == len(turn.audio) // 2, (
+            "an uninterrupted answer lost samples"
+        )
 
     end2, heard2 = last_heard(heard, scenario.turn2.audio)
     assert end2 >= 0 and heard2 > 0, "the interrupted answer never reached the speaker"
@@ -113,7 +138,9 @@ async def test_default_script_on_pulseaudio_devices(pulse, speaker, script_env: 
     print(f"speaker went silent {stop_ms:.1f} ms after speech_started was sent")
     bound = GIL_STOP_BOUND_MS if gil else PERIOD_MS + HOST_LATENCY_MS
     assert stop_ms <= bound, f"the interrupted answer went on for {stop_ms:.1f} ms"
-    assert not contains_any_chunk(heard, scenario.late_audio), "late audio of the interrupted answer was played"
+    assert not contains_any_chunk(heard, scenario.late_audio), (
+        "late audio of the interrupted answer was played"
+    )
     # the truncate says what the device was handed: what was heard, plus at most what the abort
     # dropped from PulseAudio (the same with the audio process: counted across the processes)
     [truncate] = conn.of_type("conversation.item.truncate")

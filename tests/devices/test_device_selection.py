@@ -40,11 +40,16 @@ def test_devices_are_chosen_by_index_or_name_substring(pulse):
         transport._device.close()
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: PyAudioOutputTransport(999), "no audio device with index 999 (there are "),
-    (lambda: PyAudioInputTransport("no-such-mic"),
-     "no input audio device matching 'no-such-mic' (see --list-devices)"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: PyAudioOutputTransport(999), "no audio device with index 999 (there are "),
+        (
+            lambda: PyAudioInputTransport("no-such-mic"),
+            "no input audio device matching 'no-such-mic' (see --list-devices)",
+        ),
+    ],
+)
 def test_a_bad_device_is_one_clear_error(pulse, make, message):
     with pytest.raises(TransportError) as error:
         make()
@@ -52,13 +57,22 @@ def test_a_bad_device_is_one_clear_error(pulse, make, message):
 
 
 def test_no_audio_server_is_one_line_without_portaudio_noise(pulse):
-    script = ("from transports.errors import TransportError\n"
-              "from transports.pyaudio import PyAudioOutputTransport\n"
-              "try:\n    PyAudioOutputTransport()\n"
-              "except TransportError as e:\n    print(e)\n    raise SystemExit(2)\n")
+    script = (
+        "from transports.errors import TransportError\n"
+        "from transports.pyaudio import PyAudioOutputTransport\n"
+        "try:\n    PyAudioOutputTransport()\n"
+        "except TransportError as e:\n    print(e)\n    raise SystemExit(2)\n"
+    )
     env = {**os.environ, "PULSE_SERVER": "unix:/nonexistent/native"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, timeout=60,
-                            stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2, result.stderr
     assert result.stdout == "no default output audio device available (see --list-devices)\n"
     assert "ALSA lib" not in result.stderr and "Traceback" not in result.stderr

@@ -72,7 +72,7 @@ async def test_output_plays_a_known_signal_bit_exact_tail_included(pulse, audio_
     for attempt in range(1, CAPTURE_ATTEMPTS + 1):
         captured, out, harness = await _play_to_the_speaker(pulse, audio_process, ref)
         lag, corr = align(ref, captured)
-        exact = np.array_equal(captured[lag:lag + len(ref)], ref)
+        exact = np.array_equal(captured[lag : lag + len(ref)], ref)
         if corr > 0.999 and exact:
             break
         print(f"capture {attempt}: corr {corr:.4f}, bit-exact {exact}: captured again")
@@ -80,11 +80,13 @@ async def test_output_plays_a_known_signal_bit_exact_tail_included(pulse, audio_
     assert exact
     assert out.playback.played_frames("item1") == len(ref)
     assert harness.tail.of_type(BotStartedSpeakingFrame) and harness.tail.of_type(
-        BotStoppedSpeakingFrame)
+        BotStoppedSpeakingFrame
+    )
 
 
-async def test_interruption_silences_the_speaker_and_drops_what_the_host_holds(pulse, speaker,
-                                                                              audio_process):
+async def test_interruption_silences_the_speaker_and_drops_what_the_host_holds(
+    pulse, speaker, audio_process
+):
     out = TimedOutput(audio_process=audio_process)
     signal = tone(500, 3.0, offset=3000)  # never zero: every played sample is visible
     async with PipelineHarness([out]) as harness:
@@ -108,8 +110,10 @@ async def test_interruption_silences_the_speaker_and_drops_what_the_host_holds(p
     played = out.playback.played_frames("a")
     held = int((out.latency + 3 * period) * RATE)
     assert len(heard) < played <= len(heard) + held < len(signal)
-    print(f"silent at the speaker {(speaker.arrival_time(last) - out.flushed_at) * 1000:.1f} ms "
-          f"after it; {(played - len(heard)) * 1000 / RATE:.0f} ms dropped from the host")
+    print(
+        f"silent at the speaker {(speaker.arrival_time(last) - out.flushed_at) * 1000:.1f} ms "
+        f"after it; {(played - len(heard)) * 1000 / RATE:.0f} ms dropped from the host"
+    )
 
 
 class StallingOutput(PyAudioOutputTransport):
@@ -129,8 +133,9 @@ async def test_first_audio_starts_the_stream_without_waiting_for_the_event_loop(
     out = StallingOutput()
     async with PipelineHarness([out]) as harness:
         assert not out._driver.running  # idle: opened, not started, no callbacks
-        await harness.send(TTSAudioRawFrame(tone(500, 0.5, offset=3000).tobytes(), RATE, 1,
-                                            context_id="f"))
+        await harness.send(
+            TTSAudioRawFrame(tone(500, 0.5, offset=3000).tobytes(), RATE, 1, context_id="f")
+        )
         await harness.tail.wait_for_type(BotStartedSpeakingFrame)
         await harness.end()
     started = out.playback.first_played_at("f") - out.queued_at
@@ -152,20 +157,24 @@ async def _capture_wav_at_the_mic(pulse, wav, audio_process) -> tuple[np.ndarray
     return np.frombuffer(b"".join(f.audio for f in frames), dtype=np.int16), mic.overflows
 
 
-async def test_input_captures_a_wav_played_into_the_microphone_bit_exact(pulse, tmp_path,
-                                                                         audio_process):
+async def test_input_captures_a_wav_played_into_the_microphone_bit_exact(
+    pulse, tmp_path, audio_process
+):
     ref = np.concatenate([chirp(), tone(700, 1.0)])
     wav = write_wav(tmp_path / "mic.wav", ref)
     for attempt in range(1, CAPTURE_ATTEMPTS + 1):
         captured, overflows = await _capture_wav_at_the_mic(pulse, wav, audio_process)
         lag, corr = align(ref, captured)
-        wrong = np.flatnonzero(captured[lag:lag + len(ref)] != ref)
+        wrong = np.flatnonzero(captured[lag : lag + len(ref)] != ref)
         if len(wrong) == 0:
             break
-        print(f"capture {attempt}: {len(wrong)} samples differ (corr {corr:.4f}, "
-              f"input overflows {overflows}): captured again")
-    assert len(wrong) == 0, f"{len(wrong)} samples differ (corr {corr:.4f}, "\
-        f"input overflows {overflows})"
+        print(
+            f"capture {attempt}: {len(wrong)} samples differ (corr {corr:.4f}, "
+            f"input overflows {overflows}): captured again"
+        )
+    assert len(wrong) == 0, (
+        f"{len(wrong)} samples differ (corr {corr:.4f}, input overflows {overflows})"
+    )
 
 
 async def _round_trip(pulse, tmp_path, audio_process, ref: np.ndarray) -> tuple[float, float]:

@@ -21,7 +21,13 @@ from tests.support.faulty_server import GARBAGE, FaultyServer, send_garbage
 from tests.support.pool import SessionPool, uses
 from tests.support.replay_server import ServerConn
 from tests.support.scenarios import RATE, handshake
-from tests.support.script_run import ScriptRun, check_logs_private, check_no_crash, run_script, transcript_lines
+from tests.support.script_run import (
+    ScriptRun,
+    check_logs_private,
+    check_no_crash,
+    run_script,
+    transcript_lines,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -37,11 +43,20 @@ OUT_OF_RANGE: list[tuple[str, str]] = [
         '{"type": "input_audio_buffer.speech_stopped", "audio_end_ms": -1e999, '
         '"item_id": "item_inf"}',
     ),
-    ("session.updated expiring at infinity", '{"type": "session.updated", "session": {"id": "sess_inf", "expires_at": 1e999}}'),
-    ("an unknown event with a 5000-digit integer", '{"type": "rate_limits.updated", "n": ' + "7" * 5000 + "}"),
+    (
+        "session.updated expiring at infinity",
+        '{"type": "session.updated", "session": {"id": "sess_inf", "expires_at": 1e999}}',
+    ),
+    (
+        "an unknown event with a 5000-digit integer",
+        '{"type": "rate_limits.updated", "n": ' + "7" * 5000 + "}",
+    ),
 ]
 UNPARSEABLE = 10  # GARBAGE entries that are not a JSON object with a string type
-WRONG_FIELDS = {"response.audio.delta": 3, "response.created": 2}  # warnings expected per event type
+WRONG_FIELDS = {
+    "response.audio.delta": 3,
+    "response.created": 2,
+}  # warnings expected per event type
 
 
 @dataclass
@@ -67,7 +82,10 @@ def garbage_then_turn(messages: list[tuple[str, str | bytes]], *extra: str) -> o
 
 
 # --verbose: the technical log has per-event (DEBUG) lines, where unknown event types are noted.
-SESSIONS = {"garbage": garbage_then_turn(GARBAGE, "--verbose"), "out-of-range": garbage_then_turn(OUT_OF_RANGE)}
+SESSIONS = {
+    "garbage": garbage_then_turn(GARBAGE, "--verbose"),
+    "out-of-range": garbage_then_turn(OUT_OF_RANGE),
+}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -86,10 +104,15 @@ def check_turn_went_on(out: Outcome) -> None:
     assert "turn_done" in out.server.conns[0].record.marks
     turn = default_turns()[0]
     lines = transcript_lines(run.session_log())
-    assert f"User Input: {turn.user_text}" in lines and f"Agent Audio Response: {turn.agent_text}" in lines, lines
+    assert (
+        f"User Input: {turn.user_text}" in lines
+        and f"Agent Audio Response: {turn.agent_text}" in lines
+    ), lines
     wav, _ = read_wav(run.out_wav)
     start = find(wav, turn.audio)
-    assert start >= 0 and matching_run(wav, start, turn.audio) == len(turn.audio) // 2, "the turn after the garbage did not play whole"
+    assert start >= 0 and matching_run(wav, start, turn.audio) == len(turn.audio) // 2, (
+        "the turn after the garbage did not play whole"
+    )
     assert out.server.conns[0].record.close_code == 1000
     for record in run.events():
         json.dumps(record)
@@ -106,7 +129,11 @@ async def test_garbage_is_logged_and_skipped_and_the_session_goes_on(pool: Sessi
     malformed = run.tech_lines("WARNING", "malformed")
     assert len(malformed) >= UNPARSEABLE, "\n".join(malformed)
     for kind, count in WRONG_FIELDS.items():
-        warned = [line for line in run.tech_lines("WARNING") if kind in line and "skipped" in line.lower() or f"{kind} without" in line]
+        warned = [
+            line
+            for line in run.tech_lines("WARNING")
+            if kind in line and "skipped" in line.lower() or f"{kind} without" in line
+        ]
         assert len(warned) >= count, (kind, warned)
     for unknown in ("response.hologram.delta", "session.teleported"):
         assert run.tech_lines("DEBUG", f"unknown server event type {unknown!r}"), unknown
@@ -122,7 +149,10 @@ async def test_wrong_typed_transcript_adds_no_empty_agent_line(pool: SessionPool
     with a warning, not written to the session log as an empty ``Agent Audio Response:`` line."""
     out: Outcome = await pool.get("garbage")
     turn = default_turns()[0]
-    assert transcript_lines(out.run.session_log()) == [f"User Input: {turn.user_text}", f"Agent Audio Response: {turn.agent_text}"]
+    assert transcript_lines(out.run.session_log()) == [
+        f"User Input: {turn.user_text}",
+        f"Agent Audio Response: {turn.agent_text}",
+    ]
 
 
 @uses("out-of-range")

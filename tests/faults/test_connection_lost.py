@@ -19,17 +19,41 @@ import pytest
 import pytest_asyncio
 
 from tests.support.audio import find, matching_run, read_wav
-from tests.support.fault_scenarios import MODEL, THREAD_ID, ResumeConversation, ResumeOutcome, agent_info, resume_session, stalling
+from tests.support.fault_scenarios import (
+    THREAD_ID,
+    ResumeConversation,
+    ResumeOutcome,
+    agent_info,
+    resume_session,
+    stalling,
+)
 from tests.support.faulty_server import FaultyServer, close_with, drop, refuse_after, send_oversized
 from tests.support.pool import SessionPool, uses
 from tests.support.replay_server import ServerConn
 from tests.support.scenarios import handshake
-from tests.support.script_run import API_KEY, ScriptRun, check_logs_private, check_no_crash, run_script, script_env, transcript_lines
+from tests.support.script_run import (
+    API_KEY,
+    ScriptRun,
+    check_logs_private,
+    check_no_crash,
+    run_script,
+    script_env,
+    transcript_lines,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 AGENT = ("--api-key", API_KEY, "--agent-name", "my-agent", "--project-name", "proj")
-CLASSIC = ("--api-key", API_KEY, "--agent-id", "asst_A", "--project-name", "proj", "--agent-access-token", "T-access-51c0ffee")
+CLASSIC = (
+    "--api-key",
+    API_KEY,
+    "--agent-id",
+    "asst_A",
+    "--project-name",
+    "proj",
+    "--agent-access-token",
+    "T-access-51c0ffee",
+)
 PING_S = 0.5  # keepalive interval and timeout for the stall test
 DEFAULT_PING_S = 5.0  # the shipped keepalive interval and timeout (ConnectionSettings)
 FLAP_S = 8.0  # input length of the flapping-server run
@@ -39,13 +63,19 @@ Outcome = ResumeOutcome
 
 
 def closing(code: int, reason: str = "") -> Any:
-    return lambda conversation: (lambda conn: close_with(conn, code, reason))
+    return lambda conversation: lambda conn: close_with(conn, code, reason)
 
 
 SESSION_EXPIRED_ERROR = {
     "type": "error",
     "event_id": "event_Exp1",
-    "error": {"type": "invalid_request_error", "code": "session_expired", "message": "Your session hit the maximum duration of 60 minutes.", "param": None, "event_id": None},
+    "error": {
+        "type": "invalid_request_error",
+        "code": "session_expired",
+        "message": "Your session hit the maximum duration of 60 minutes.",
+        "param": None,
+        "event_id": None,
+    },
 }
 
 
@@ -78,12 +108,17 @@ async def flapping_session(tmp: Path) -> tuple[ScriptRun, FaultyServer]:
 SESSIONS = {
     "drop-1006": resume_session(lambda c: drop),
     "close-1000": resume_session(closing(1000)),
-    "close-1001": resume_session(closing(1001, "session_expired"), AGENT, replay=0, agent=agent_info()),
+    "close-1001": resume_session(
+        closing(1001, "session_expired"), AGENT, replay=0, agent=agent_info()
+    ),
     "close-1011": resume_session(closing(1011, "internal error"), CLASSIC),
     "close-1012": resume_session(closing(1012, "service restart")),
     "close-1013": resume_session(closing(1013, "try again later")),
-    "over-limit": resume_session(lambda c: (lambda conn: send_oversized(conn, 9 * 1024 * 1024))),
-    "stall": resume_session(stalling, env=script_env(VOICELIVE_PING_INTERVAL=str(PING_S), VOICELIVE_PING_TIMEOUT=str(PING_S))),
+    "over-limit": resume_session(lambda c: lambda conn: send_oversized(conn, 9 * 1024 * 1024)),
+    "stall": resume_session(
+        stalling,
+        env=script_env(VOICELIVE_PING_INTERVAL=str(PING_S), VOICELIVE_PING_TIMEOUT=str(PING_S)),
+    ),
     # The shipped keepalive (no override): the input outlasts the blind window.
     "stall-defaults": resume_session(stalling, input_s=18.0),
     "expiry": resume_session(None, replay=2, expires_in=4.0, input_s=5.0),
@@ -114,23 +149,52 @@ def check_resumed(out: Outcome, *, reason_has: str, replay: bool = True) -> None
 
     # Same session.update, fresh credentials on the new connection.
     (update1,), (update2,) = first_of(first, "session.update"), first_of(second, "session.update")
-    assert {k: v for k, v in update1.items() if k != "event_id"} == {k: v for k, v in update2.items() if k != "event_id"}
+    assert {k: v for k, v in update1.items() if k != "event_id"} == {
+        k: v for k, v in update2.items() if k != "event_id"
+    }
     assert second.headers.get("api-key") == API_KEY
-    assert second.headers.get("x-ms-client-request-id") not in (None, "", first.headers.get("x-ms-client-request-id"))
+    assert second.headers.get("x-ms-client-request-id") not in (
+        None,
+        "",
+        first.headers.get("x-ms-client-request-id"),
+    )
 
     # Resume: replayed history (model, classic agent) or the conversation id (current agent).
     items = [e["item"] for e in second.of_type("conversation.item.create")]
     if replay:
-        assert items == [
-            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": turn1.user_text}]},
-            {"type": "message", "role": "assistant", "content": [{"type": "text", "text": turn1.agent_text}]},
-            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": turn2.user_text}]},
-            {"type": "message", "role": "assistant", "content": [{"type": "text", "text": conv.spoken_text}]},
-        ][: conv.replay_items], items
+        assert (
+            items
+            == [
+                {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": turn1.user_text}],
+                },
+                {
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [{"type": "text", "text": turn1.agent_text}],
+                },
+                {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": turn2.user_text}],
+                },
+                {
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [{"type": "text", "text": conv.spoken_text}],
+                },
+            ][: conv.replay_items]
+        ), items
         kinds = [e["type"] for _, e in second.client_events]
         assert kinds[0] == "session.update"
         updated_at = next(t for t, e in second.sent if e["type"] == "session.updated")
-        assert all(t >= updated_at for t, e in second.client_events if e["type"] == "conversation.item.create"), "history replayed before session.updated"
+        assert all(
+            t >= updated_at
+            for t, e in second.client_events
+            if e["type"] == "conversation.item.create"
+        ), "history replayed before session.updated"
     else:
         assert items == [], "a resumed current-agent conversation must not replay the history"
         assert second.query.get("conversation-id") == THREAD_ID, second.query
@@ -138,7 +202,9 @@ def check_resumed(out: Outcome, *, reason_has: str, replay: bool = True) -> None
     # Microphone audio only once the new session is ready (the gap's audio held until then);
     # the gap costs one warning line.
     updated_at = next(t for t, e in second.sent if e["type"] == "session.updated")
-    first_append = next(t for t, e in second.client_events if e["type"] == "input_audio_buffer.append")
+    first_append = next(
+        t for t, e in second.client_events if e["type"] == "input_audio_buffer.append"
+    )
     assert first_append >= updated_at
     kept = run.tech_lines("WARNING", "microphone audio is kept")
     assert len(kept) == 1, run.tech_lines(containing="microphone")
@@ -153,7 +219,10 @@ def check_resumed(out: Outcome, *, reason_has: str, replay: bool = True) -> None
         f"User Input: {turn3.user_text}",
         f"Agent Audio Response: {turn3.agent_text}",
     ], lines
-    assert [line for line in lines if line.startswith("SessionID:")] == ["SessionID: sess_First", "SessionID: sess_Second"]
+    assert [line for line in lines if line.startswith("SessionID:")] == [
+        "SessionID: sess_First",
+        "SessionID: sess_Second",
+    ]
     reconnected = [line for line in lines if line.startswith("Reconnected")]
     assert len(reconnected) == 1 and reason_has in reconnected[0], lines
     assert lines.index("SessionID: sess_Second") < lines.index(f"User Input: {turn3.user_text}")
@@ -162,7 +231,9 @@ def check_resumed(out: Outcome, *, reason_has: str, replay: bool = True) -> None
     # Turn 3 played whole; the session ended cleanly.
     wav, _ = read_wav(run.out_wav)
     start = find(wav, turn3.audio)
-    assert start >= 0 and matching_run(wav, start, turn3.audio) == len(turn3.audio) // 2, "turn 3 did not play whole"
+    assert start >= 0 and matching_run(wav, start, turn3.audio) == len(turn3.audio) // 2, (
+        "turn 3 did not play whole"
+    )
     assert second.close_code == 1000
     run.events()  # every JSONL line parses
 
@@ -214,7 +285,9 @@ async def test_server_close_mid_session_reconnects(pool: SessionPool, code: str)
 
 
 @uses("close-1001")
-async def test_close_1001_session_expired_resumes_the_agent_conversation_by_id(pool: SessionPool) -> None:
+async def test_close_1001_session_expired_resumes_the_agent_conversation_by_id(
+    pool: SessionPool,
+) -> None:
     """Current agent mode, server closes 1001 "session_expired". User sees: "Voice Live closed
     the connection (1001: session_expired): reconnecting ..."; the client reconnects with
     ``conversation-id=<thread_id>`` and replays nothing; the conversation goes on."""
@@ -251,7 +324,9 @@ async def test_message_over_the_receive_limit_closes_1009_and_reconnects(pool: S
 
 
 @uses("stall")
-async def test_peer_that_stops_answering_pings_is_detected_in_bounded_time(pool: SessionPool) -> None:
+async def test_peer_that_stops_answering_pings_is_detected_in_bounded_time(
+    pool: SessionPool,
+) -> None:
     """The server keeps the socket open but stops reading (no pongs). With a 0.5 s ping interval
     and 0.5 s timeout, the client must give up on it within interval + timeout (plus scheduling
     slack) and reconnect. User sees: "Voice Live stopped answering keepalive pings:
@@ -266,16 +341,22 @@ async def test_peer_that_stops_answering_pings_is_detected_in_bounded_time(pool:
 
 
 @uses("stall-defaults")
-async def test_default_keepalive_bounds_the_blind_window_of_a_stalled_socket(pool: SessionPool) -> None:
+async def test_default_keepalive_bounds_the_blind_window_of_a_stalled_socket(
+    pool: SessionPool,
+) -> None:
     """The same stall with the shipped keepalive (5 s ping interval + 5 s timeout): the client
     moves on within 10.5 s (interval + timeout + the 0.5 s close wait), not the 40 s of the
     former 20 s + 20 s, during which everything said went into a dead socket."""
     out: Outcome = await pool.get("stall-defaults", timeout=150)
-    assert len(out.server.conns) == 2, f"the stalled socket was never given up\n{out.run.describe()}"
+    assert len(out.server.conns) == 2, (
+        f"the stalled socket was never given up\n{out.run.describe()}"
+    )
     report("stall with the default keepalive", out)
     check_resumed(out, reason_has="ping")
     bound = DEFAULT_PING_S * 2 + 0.5
-    assert out.retry_s <= bound + 2.0, f"a dead peer took {out.retry_s:.1f} s to detect (bound {bound:.1f} s)"
+    assert out.retry_s <= bound + 2.0, (
+        f"a dead peer took {out.retry_s:.1f} s to detect (bound {bound:.1f} s)"
+    )
 
 
 @uses("expiry")
@@ -290,12 +371,19 @@ async def test_connection_is_renewed_ahead_of_session_expiry(pool: SessionPool) 
     assert len(out.server.conns) == 2, run.describe()
     first, second = out.first.record, out.second.record
     assert first.close_code == 1000
-    assert second.marks["opened"] < first.marks["closed"], "the old connection was closed before the new one was open"
+    assert second.marks["opened"] < first.marks["closed"], (
+        "the old connection was closed before the new one was open"
+    )
     turn1, _, turn3 = out.conversation.turns
     items = [e["item"]["content"][0]["text"] for e in second.of_type("conversation.item.create")]
     assert items == [turn1.user_text, turn1.agent_text]
     lines = run.session_log()
-    assert transcript_lines(lines) == [f"User Input: {turn1.user_text}", f"Agent Audio Response: {turn1.agent_text}", f"User Input: {turn3.user_text}", f"Agent Audio Response: {turn3.agent_text}"]
+    assert transcript_lines(lines) == [
+        f"User Input: {turn1.user_text}",
+        f"Agent Audio Response: {turn1.agent_text}",
+        f"User Input: {turn3.user_text}",
+        f"Agent Audio Response: {turn3.agent_text}",
+    ]
     assert "SessionID: sess_Second" in lines
     assert sum(line.startswith("Reconnected") for line in lines) == 1
     overlap = first.marks["closed"] - second.marks["opened"]
@@ -306,7 +394,9 @@ async def test_connection_is_renewed_ahead_of_session_expiry(pool: SessionPool) 
 
 
 @uses("reconnect-refused")
-async def test_reconnect_that_keeps_failing_ends_with_one_line_after_six_attempts(pool: SessionPool) -> None:
+async def test_reconnect_that_keeps_failing_ends_with_one_line_after_six_attempts(
+    pool: SessionPool,
+) -> None:
     """After a drop every reconnect is refused (503). User sees a retry warning per attempt,
     then one line on stderr ("could not reconnect: ... (gave up after 6 attempts)"), exit 1;
     the session log keeps what was said before."""
@@ -318,7 +408,10 @@ async def test_reconnect_that_keeps_failing_ends_with_one_line_after_six_attempt
     assert len(lines) == 1 and "reconnect" in lines[0], run.describe()
     assert out.server.attempts == 1 + 6, out.server.attempt_times
     turn1 = out.conversation.turns[0]
-    assert transcript_lines(run.session_log())[:2] == [f"User Input: {turn1.user_text}", f"Agent Audio Response: {turn1.agent_text}"]
+    assert transcript_lines(run.session_log())[:2] == [
+        f"User Input: {turn1.user_text}",
+        f"Agent Audio Response: {turn1.agent_text}",
+    ]
     gaps = [b - a for a, b in pairwise(out.server.attempt_times[1:])]
     shown = ", ".join(f"{g:.2f}" for g in gaps)
     print(
@@ -329,7 +422,9 @@ async def test_reconnect_that_keeps_failing_ends_with_one_line_after_six_attempt
 
 
 @uses("flapping")
-async def test_connections_that_die_right_after_the_session_starts_are_not_retried_in_a_hot_loop(pool: SessionPool) -> None:
+async def test_connections_that_die_right_after_the_session_starts_are_not_retried_in_a_hot_loop(
+    pool: SessionPool,
+) -> None:
     """Every reconnect succeeds at the upgrade, then the connection drops 50 ms into the new
     session (a sick server, or a proxy cutting sessions). Voice Live allows 30 new connections a
     minute: the client must back off between such short-lived sessions (and give up after 6 in
@@ -344,7 +439,9 @@ async def test_connections_that_die_right_after_the_session_starts_are_not_retri
         f"\nflapping server: {len(server.conns)} connections in {run.elapsed:.1f} s; "
         f"first gaps {shown} ms"
     )
-    assert len(server.conns) <= 7, f"{len(server.conns)} connections in {FLAP_S:.0f} s: reconnecting in a hot loop"
+    assert len(server.conns) <= 7, (
+        f"{len(server.conns)} connections in {FLAP_S:.0f} s: reconnecting in a hot loop"
+    )
 
 
 @uses("expired-error-event")
@@ -358,7 +455,9 @@ async def test_session_expired_error_event_then_close_1001_reconnects(pool: Sess
 
 
 @uses("close-1008")
-async def test_close_1008_policy_violation_ends_with_one_line_and_no_retry(pool: SessionPool) -> None:
+async def test_close_1008_policy_violation_ends_with_one_line_and_no_retry(
+    pool: SessionPool,
+) -> None:
     """The server closes 1008 (policy violation): retrying cannot help. User sees one line on
     stderr naming the close ("Voice Live closed the connection (1008: policy violation)"), exit 1;
     the session log keeps what was said."""
@@ -370,5 +469,8 @@ async def test_close_1008_policy_violation_ends_with_one_line_and_no_retry(pool:
     assert len(lines) == 1 and "1008" in lines[0], run.describe()
     assert len(out.server.conns) == 1 and out.server.attempts == 1, "a policy close was retried"
     turn1 = out.conversation.turns[0]
-    assert transcript_lines(run.session_log())[:2] == [f"User Input: {turn1.user_text}", f"Agent Audio Response: {turn1.agent_text}"]
+    assert transcript_lines(run.session_log())[:2] == [
+        f"User Input: {turn1.user_text}",
+        f"Agent Audio Response: {turn1.agent_text}",
+    ]
     run.events()

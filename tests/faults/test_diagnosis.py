@@ -23,7 +23,14 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tests.support.fault_scenarios import MODEL, ResumeConversation, ResumeOutcome, answer, default_turns, resume_session
+from tests.support.fault_scenarios import (
+    MODEL,
+    ResumeConversation,
+    ResumeOutcome,
+    answer,
+    default_turns,
+    resume_session,
+)
 from tests.support.faulty_server import FaultyServer
 from tests.support.pool import SessionPool, uses
 from tests.support.replay_server import ServerConn
@@ -56,7 +63,17 @@ def invalid_utf8(*, answer_close: bool) -> Any:
 
 def huge_error(code: str) -> dict[str, Any]:
     message = "The server is unhappy. " + "x" * HUGE + " END-OF-MESSAGE"
-    return {"type": "error", "event_id": "event_E1", "error": {"type": "server_error", "code": code, "message": message, "param": None, "event_id": None}}
+    return {
+        "type": "error",
+        "event_id": "event_E1",
+        "error": {
+            "type": "server_error",
+            "code": code,
+            "message": message,
+            "param": None,
+            "event_id": None,
+        },
+    }
 
 
 @dataclass
@@ -86,11 +103,20 @@ async def speech_never_stops(conn: ServerConn) -> None:
     """speech_started, then a harmless event every 300 ms, forever (no speech_stopped)."""
     await handshake(conn)
     await conn.wait_audio(RATE * 2 // 5)
-    await conn.send({"type": "input_audio_buffer.speech_started", "event_id": "event_S1", "audio_start_ms": 100, "item_id": "item_U1"})
+    await conn.send(
+        {
+            "type": "input_audio_buffer.speech_started",
+            "event_id": "event_S1",
+            "audio_start_ms": 100,
+            "item_id": "item_U1",
+        }
+    )
     conn.mark("speech_started")
     k = 0
     while True:
-        await conn.send({"type": "rate_limits.updated", "event_id": f"event_R{k}", "rate_limits": []})
+        await conn.send(
+            {"type": "rate_limits.updated", "event_id": f"event_R{k}", "rate_limits": []}
+        )
         k += 1
         await asyncio.sleep(0.3)
 
@@ -111,7 +137,9 @@ async def pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 @pytest.mark.parametrize("name", ["1007-unanswered", "1007-answered"])
 @uses("1007-unanswered", "1007-answered")
-async def test_invalid_utf8_from_the_server_is_named_and_the_session_reconnects(pool: SessionPool, name: str) -> None:
+async def test_invalid_utf8_from_the_server_is_named_and_the_session_reconnects(
+    pool: SessionPool, name: str
+) -> None:
     """User sees: "Voice Live sent a text message that is not valid UTF-8; the client closed the
     connection (1007...): reconnecting", then the conversation goes on. Exit 0."""
     out: ResumeOutcome = await pool.get(name, timeout=120)
@@ -119,14 +147,18 @@ async def test_invalid_utf8_from_the_server_is_named_and_the_session_reconnects(
     check_no_crash(run)
     lines = [line for line in run.stdout.splitlines() if "(1007" in line or "(1006" in line]
     print(f"\n{name}: {lines}")
-    assert lines and all("not valid UTF-8" in line and "1006" not in line for line in lines), run.describe()
+    assert lines and all("not valid UTF-8" in line and "1006" not in line for line in lines), (
+        run.describe()
+    )
     assert run.code == 0, run.describe()
     assert len(out.server.conns) == 2, "the client did not reconnect"
     assert "turn3_done" in out.second.record.marks, run.describe()
 
 
 @uses("huge-error")
-async def test_a_huge_server_error_is_one_cut_line_on_the_console_and_whole_in_the_technical_log(pool: SessionPool) -> None:
+async def test_a_huge_server_error_is_one_cut_line_on_the_console_and_whole_in_the_technical_log(
+    pool: SessionPool,
+) -> None:
     out: Outcome = await pool.get("huge-error", timeout=120)
     run = out.run
     check_no_crash(run)
@@ -140,12 +172,17 @@ async def test_a_huge_server_error_is_one_cut_line_on_the_console_and_whole_in_t
     assert whole and len(whole[0]) > HUGE, "the whole message is not in voicelive.log"
     # The session went on: the turn after the error was heard and answered.
     turn = default_turns()[0]
-    assert transcript_lines(run.session_log()) == [f"User Input: {turn.user_text}", f"Agent Audio Response: {turn.agent_text}"]
+    assert transcript_lines(run.session_log()) == [
+        f"User Input: {turn.user_text}",
+        f"Agent Audio Response: {turn.agent_text}",
+    ]
     assert run.code == 0, run.describe()
 
 
 @uses("speech-never-stops")
-async def test_a_user_turn_the_server_never_closes_does_not_keep_a_wav_session_alive(pool: SessionPool) -> None:
+async def test_a_user_turn_the_server_never_closes_does_not_keep_a_wav_session_alive(
+    pool: SessionPool,
+) -> None:
     """The WAV input is 2 s; the server says the user started speaking and never that they
     stopped, while it keeps sending events. The session ends about TURN_CLOSE_S after the input."""
     out: Outcome = await pool.get("speech-never-stops", timeout=120)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from itertools import pairwise
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -39,7 +39,13 @@ MAX_GAP_S = 2.0  # appends leave every 40 ms; a bound on a stall that a loaded 2
 # A small, harmless server event (the kind a chatty server sends many of), encoded once so the
 # test server can keep up the rate on a loaded machine.
 FLOOD_MESSAGE = json.dumps(
-    {"type": "rate_limits.updated", "event_id": "event_flood", "rate_limits": [{"name": "requests", "limit": 1000, "remaining": 999, "reset_seconds": 1.0}]}
+    {
+        "type": "rate_limits.updated",
+        "event_id": "event_flood",
+        "rate_limits": [
+            {"name": "requests", "limit": 1000, "remaining": 999, "reset_seconds": 1.0}
+        ],
+    }
 )
 
 
@@ -100,7 +106,9 @@ async def pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 
 @uses("flood")
-async def test_microphone_appends_keep_their_pace_while_the_server_floods(pool: SessionPool) -> None:
+async def test_microphone_appends_keep_their_pace_while_the_server_floods(
+    pool: SessionPool,
+) -> None:
     out: Outcome = await pool.get("flood", timeout=120)
     run, flood = out.run, out.flood
     check_no_crash(run)
@@ -108,7 +116,11 @@ async def test_microphone_appends_keep_their_pace_while_the_server_floods(pool: 
     # Thousands a second (the test server itself may fall short of FLOOD_RATE on a loaded machine).
     assert flood.sent >= 2000 * FLOOD_S, f"the test server sent only {flood.sent} events"
     first, last = flood.flood_window
-    appends = [t for t, e in out.server.conns[0].record.client_events if e.get("type") == "input_audio_buffer.append"]
+    appends = [
+        t
+        for t, e in out.server.conns[0].record.client_events
+        if e.get("type") == "input_audio_buffer.append"
+    ]
     during = [t for t in appends if first <= t <= last + MAX_GAP_S]
     gaps = [b - a for a, b in pairwise([first, *during, last])]
     rate = flood.sent / (last - first)
@@ -124,15 +136,24 @@ async def test_microphone_appends_keep_their_pace_while_the_server_floods(pool: 
 
 
 @uses("flood")
-async def test_the_flood_is_reported_once_and_the_next_turn_is_answered_in_time(pool: SessionPool) -> None:
+async def test_the_flood_is_reported_once_and_the_next_turn_is_answered_in_time(
+    pool: SessionPool,
+) -> None:
     out: Outcome = await pool.get("flood", timeout=120)
     run, flood = out.run, out.flood
     warnings = [line for line in run.stdout.splitlines() if "events a second" in line]
     assert len(warnings) == 1, run.stdout[-3000:]
     turn = default_turns()[0]
-    assert transcript_lines(run.session_log()) == [f"User Input: {turn.user_text}", f"Agent Audio Response: {turn.agent_text}"]
+    assert transcript_lines(run.session_log()) == [
+        f"User Input: {turn.user_text}",
+        f"Agent Audio Response: {turn.agent_text}",
+    ]
     # The answer's last event was handled when it arrived, not after a backlog of the flood.
-    (done,) = [r for r in run.events() if r["direction"] == "received" and r["event"].get("type") == "response.done"]
+    (done,) = [
+        r
+        for r in run.events()
+        if r["direction"] == "received" and r["event"].get("type") == "response.done"
+    ]
     lag = datetime.fromisoformat(done["at"]).timestamp() - flood.answered_wall
     print(f"\nresponse.done handled {lag * 1000:.0f} ms after the server sent it")
     assert lag < 2.0, f"the answer was handled {lag:.1f} s late"

@@ -17,12 +17,19 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from tests.support.fault_scenarios import default_turns, one_turn
 from tests.support.faulty_server import FaultyServer
 from tests.support.pool import SessionPool, uses
 from tests.support.replay_server import ServerConn
-from tests.support.fault_scenarios import default_turns, one_turn
 from tests.support.scenarios import RATE, session_created
-from tests.support.script_run import ScriptRun, check_logs_private, check_no_crash, run_script, script_env, transcript_lines
+from tests.support.script_run import (
+    ScriptRun,
+    check_logs_private,
+    check_no_crash,
+    run_script,
+    script_env,
+    transcript_lines,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 TIMEOUT_S = 0.5
@@ -95,7 +102,9 @@ def check_gave_up(out: Outcome, missing: str) -> None:
     assert run.code == 1, run.describe()
     # One line on stderr, naming what never came.
     errors = run.stderr.strip().splitlines()
-    assert len(errors) == 1 and errors[0].startswith("error: ") and missing in errors[0], run.describe()
+    assert len(errors) == 1 and errors[0].startswith("error: ") and missing in errors[0], (
+        run.describe()
+    )
     # Each connection was given up after the session timeout, not held open.
     for conn in out.server.conns:
         held = conn.record.marks["closed"] - conn.record.marks["opened"]
@@ -115,7 +124,9 @@ def check_gave_up(out: Outcome, missing: str) -> None:
 
 
 @uses("silent")
-async def test_no_session_created_is_retried_then_ends_with_exit_1_and_the_lost_speech_logged(pool: SessionPool) -> None:
+async def test_no_session_created_is_retried_then_ends_with_exit_1_and_the_lost_speech_logged(
+    pool: SessionPool,
+) -> None:
     """User sees: "Voice Live accepted the connection but sent no session.created within 0.5 s:
     reconnecting", the backoff, then one error line and exit 1; the session log ends with
     "N s of your speech was not sent (no session to send it to)"."""
@@ -123,7 +134,9 @@ async def test_no_session_created_is_retried_then_ends_with_exit_1_and_the_lost_
 
 
 @uses("created-only")
-async def test_no_answer_to_session_update_is_retried_then_ends_with_exit_1(pool: SessionPool) -> None:
+async def test_no_answer_to_session_update_is_retried_then_ends_with_exit_1(
+    pool: SessionPool,
+) -> None:
     """Same, when the server creates the session but never answers ``session.update``."""
     out: Outcome = await pool.get("created-only")
     check_gave_up(out, "did not answer session.update")
@@ -131,7 +144,9 @@ async def test_no_answer_to_session_update_is_retried_then_ends_with_exit_1(pool
 
 
 @uses("mute-first")
-async def test_a_stuck_first_session_is_replaced_and_the_conversation_goes_on(pool: SessionPool) -> None:
+async def test_a_stuck_first_session_is_replaced_and_the_conversation_goes_on(
+    pool: SessionPool,
+) -> None:
     """The first session never gets ready; the client replaces it after the timeout and the
     turn is heard and answered on the second connection. Exit 0."""
     out: Outcome = await pool.get("mute-first")
@@ -144,5 +159,8 @@ async def test_a_stuck_first_session_is_replaced_and_the_conversation_goes_on(po
     assert "did not answer session.update within 0.5 s" in run.stdout, run.describe()
     assert "turn_done" in second.record.marks
     turn = default_turns()[0]
-    assert transcript_lines(run.session_log()) == [f"User Input: {turn.user_text}", f"Agent Audio Response: {turn.agent_text}"]
+    assert transcript_lines(run.session_log()) == [
+        f"User Input: {turn.user_text}",
+        f"Agent Audio Response: {turn.agent_text}",
+    ]
     assert second.record.appended_audio_bytes() >= RATE * 2 // 5

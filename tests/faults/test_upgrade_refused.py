@@ -17,7 +17,13 @@ import pytest_asyncio
 from tests.support.fault_scenarios import default_turns, handshake_only, one_turn
 from tests.support.faulty_server import FaultyServer, Refusal, refuse_always, refuse_first
 from tests.support.pool import SessionPool, uses
-from tests.support.script_run import ScriptRun, check_logs_private, check_no_crash, run_script, transcript_lines
+from tests.support.script_run import (
+    ScriptRun,
+    check_logs_private,
+    check_no_crash,
+    run_script,
+    transcript_lines,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -36,7 +42,9 @@ class Outcome:
 
 def refused(refuse: Refusal, *, conversation: bool) -> object:
     async def session(tmp: Path) -> Outcome:
-        async with FaultyServer(one_turn if conversation else handshake_only, refuse=refuse) as server:
+        async with FaultyServer(
+            one_turn if conversation else handshake_only, refuse=refuse
+        ) as server:
             run = await run_script(server.url, tmp, input_s=2.0, timeout=40)
         return Outcome(run, server)
 
@@ -90,7 +98,10 @@ def check_recovered(out: Outcome, attempts: int) -> None:
     assert out.server.attempts == attempts, out.server.attempt_times
     assert out.gaps[0] <= 1.0, f"first retry {out.gaps[0]:.2f} s after the refusal"
     turn = default_turns()[0]
-    assert transcript_lines(run.session_log()) == [f"User Input: {turn.user_text}", f"Agent Audio Response: {turn.agent_text}"]
+    assert transcript_lines(run.session_log()) == [
+        f"User Input: {turn.user_text}",
+        f"Agent Audio Response: {turn.agent_text}",
+    ]
     assert not out.server.script_errors, out.server.script_errors
     assert "turn_done" in out.server.conns[0].record.marks
     assert out.server.conns[0].record.close_code == 1000

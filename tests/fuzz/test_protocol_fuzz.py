@@ -22,13 +22,21 @@ from hypothesis import strategies as st
 
 from processors.voicelive import actions as act
 from processors.voicelive.session_state import VoiceLiveSession
-from tests.support.traces import CLIENT_EVENT_TYPES, load_examples, load_trace, received, trace_paths
+from tests.support.traces import (
+    CLIENT_EVENT_TYPES,
+    load_examples,
+    load_trace,
+    received,
+    trace_paths,
+)
 
 MIN_EVENTS = 10_000
 EXAMPLES = 300
 BATCH = (35, 70)
 PROBE_KINDS = 8
-ACTION_TYPES = tuple(t for t in vars(act).values() if isinstance(t, type) and t.__module__ == act.__name__)
+ACTION_TYPES = tuple(
+    t for t in vars(act).values() if isinstance(t, type) and t.__module__ == act.__name__
+)
 
 
 def _valid_events() -> list[dict[str, Any]]:
@@ -47,7 +55,11 @@ huge_ints = st.sampled_from([2**63, -(2**63) - 1, 10**30, -(10**308), 2**1024])
 numbers = st.one_of(st.integers(), huge_ints, st.floats(allow_nan=True, allow_infinity=True))
 texts = st.text(max_size=24)  # any code point, surrogates included
 scalars = st.one_of(st.none(), st.booleans(), numbers, texts)
-json_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(texts, inner, max_size=4)), max_leaves=8)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(texts, inner, max_size=4)),
+    max_leaves=8,
+)
 
 
 @st.composite
@@ -95,8 +107,10 @@ raw_junk = st.one_of(
     st.integers(1, 400).map(lambda n: "[" * n + "]" * n),
     st.integers(1, 3000).map(lambda n: '{"type": "x", "a": ' + "[" * n + "]" * n + "}"),
     st.sampled_from(sorted({e["type"] for e in VALID})).map(
-        lambda t: '{"type": "' + t + '", "audio_start_ms": 1e999, "audio_end_ms": -1e999, '
-        '"expires_at": 1e400}'
+        lambda t: (
+            '{"type": "' + t + '", "audio_start_ms": 1e999, "audio_end_ms": -1e999, '
+            '"expires_at": 1e400}'
+        )
     ),
     st.integers(4301, 6000).map(lambda n: '{"type": "response.done", "n": ' + "9" * n + "}"),
 )
@@ -110,30 +124,108 @@ def _ids() -> tuple[str, str]:
 @st.composite
 def probe(draw: st.DrawFn) -> tuple[str, dict[str, Any], Any]:
     """A valid event with fresh ids and what it must map to: (kind, event, expected)."""
-    kind = draw(st.sampled_from(["audio", "transcript_done", "text_done", "user_transcript", "response_created", "benign_error", "session_created", "text_delta"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "audio",
+                "transcript_done",
+                "text_done",
+                "user_transcript",
+                "response_created",
+                "benign_error",
+                "session_created",
+                "text_delta",
+            ]
+        )
+    )
     response_id, item_id = _ids()
     ids = {"response_id": response_id, "item_id": item_id, "output_index": 0, "content_index": 0}
     if kind == "audio":
         pcm = draw(st.binary(min_size=1, max_size=200).map(lambda b: b + b))  # whole samples
-        return kind, {"type": "response.audio.delta", "event_id": "event_p", **ids, "delta": base64.b64encode(pcm).decode()}, pcm
+        return (
+            kind,
+            {
+                "type": "response.audio.delta",
+                "event_id": "event_p",
+                **ids,
+                "delta": base64.b64encode(pcm).decode(),
+            },
+            pcm,
+        )
     if kind in ("transcript_done", "text_done"):
         text = draw(st.text(min_size=1, max_size=60))
         if kind == "transcript_done":
-            return kind, {"type": "response.audio_transcript.done", "event_id": "event_p", **ids, "transcript": text}, text
-        return kind, {"type": "response.text.done", "event_id": "event_p", **ids, "text": text}, text
+            return (
+                kind,
+                {
+                    "type": "response.audio_transcript.done",
+                    "event_id": "event_p",
+                    **ids,
+                    "transcript": text,
+                },
+                text,
+            )
+        return (
+            kind,
+            {"type": "response.text.done", "event_id": "event_p", **ids, "text": text},
+            text,
+        )
     if kind == "text_delta":
         text = draw(st.text(min_size=1, max_size=30))
-        return kind, {"type": "response.text.delta", "event_id": "event_p", **ids, "delta": text}, text
+        return (
+            kind,
+            {"type": "response.text.delta", "event_id": "event_p", **ids, "delta": text},
+            text,
+        )
     if kind == "user_transcript":
         text = draw(st.text(min_size=1, max_size=60).filter(lambda t: t.strip()))
-        return kind, {"type": "conversation.item.input_audio_transcription.completed", "event_id": "event_p", "item_id": item_id, "content_index": 0, "transcript": text}, text.strip()
+        return (
+            kind,
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                "event_id": "event_p",
+                "item_id": item_id,
+                "content_index": 0,
+                "transcript": text,
+            },
+            text.strip(),
+        )
     if kind == "response_created":
-        return kind, {"type": "response.created", "event_id": "event_p", "response": {"id": response_id, "object": "realtime.response", "status": "in_progress", "output": []}}, response_id
+        return (
+            kind,
+            {
+                "type": "response.created",
+                "event_id": "event_p",
+                "response": {
+                    "id": response_id,
+                    "object": "realtime.response",
+                    "status": "in_progress",
+                    "output": [],
+                },
+            },
+            response_id,
+        )
     if kind == "benign_error":
         code = draw(st.sampled_from(["response_cancel_not_active", "item_already_truncated"]))
-        return kind, {"type": "error", "event_id": "event_p", "error": {"type": "invalid_request_error", "code": code, "message": "m"}}, code
+        return (
+            kind,
+            {
+                "type": "error",
+                "event_id": "event_p",
+                "error": {"type": "invalid_request_error", "code": code, "message": "m"},
+            },
+            code,
+        )
     session_id = f"sess_fz{next(_fresh)}"
-    return kind, {"type": "session.created", "event_id": "event_p", "session": {"id": session_id, "object": "realtime.session"}}, session_id
+    return (
+        kind,
+        {
+            "type": "session.created",
+            "event_id": "event_p",
+            "session": {"id": session_id, "object": "realtime.session"},
+        },
+        session_id,
+    )
 
 
 def check_probe(kind: str, expected: Any, actions: list[Any]) -> None:
@@ -174,10 +266,14 @@ def test_receive_never_raises_and_valid_events_still_map() -> None:
     fed: list[int] = [0]
     probed: dict[str, int] = {}
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(st.lists(message, min_size=BATCH[0], max_size=BATCH[1]))
     def run(batch: list[tuple[str, Any, Any]]) -> None:
-        session = VoiceLiveSession({"modalities": ["text", "audio"], "turn_detection": {"type": "server_vad"}})
+        session = VoiceLiveSession(
+            {"modalities": ["text", "audio"], "turn_detection": {"type": "server_vad"}}
+        )
         session.receive({"type": "session.created", "session": {"id": "sess_fz"}}, 0.0)
         session.receive({"type": "session.updated", "session": {"id": "sess_fz"}}, 0.0)
         for n, (kind, msg, expected) in enumerate(batch):
@@ -189,7 +285,9 @@ def test_receive_never_raises_and_valid_events_still_map() -> None:
                     f"on {kind} message {str(msg)[:300]!r}"
                 ) from exc
             fed[0] += 1
-            assert isinstance(actions, list) and all(isinstance(a, ACTION_TYPES) for a in actions), actions
+            assert isinstance(actions, list) and all(
+                isinstance(a, ACTION_TYPES) for a in actions
+            ), actions
             if expected is not None:
                 check_probe(kind, expected, actions)
                 probed[kind] = probed.get(kind, 0) + 1
@@ -208,5 +306,11 @@ def test_every_recorded_and_example_event_is_accepted_without_a_warning() -> Non
     session = VoiceLiveSession({"modalities": ["text", "audio"]})
     for n, event in enumerate(VALID):
         actions = session.receive(copy.deepcopy(event), float(n))
-        warnings = [a for a in actions if isinstance(a, act.Notice) and a.level == "warning" and not a.message.startswith("user transcription failed")]
+        warnings = [
+            a
+            for a in actions
+            if isinstance(a, act.Notice)
+            and a.level == "warning"
+            and not a.message.startswith("user transcription failed")
+        ]
         assert not warnings, (event["type"], warnings)

@@ -16,7 +16,17 @@ def float_wav(path: Path) -> Path:
     """A 32-bit float WAV (format tag 3), which Python's wave module cannot read."""
     data = struct.pack("<4f", 0.0, 0.5, -0.5, 0.0)
     fmt = struct.pack("<HHIIHH", 3, 1, 24000, 24000 * 4, 4, 32)
-    path.write_bytes(b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data)
+    path.write_bytes(
+        b"RIFF"
+        + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data))
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", len(data))
+        + data
+    )
     return path
 
 
@@ -33,10 +43,19 @@ def prepare(tmp: Path) -> None:
 CASES = [
     (["--input-wav", "folder"], "'folder' is a folder"),
     (["--input-wav", "empty.wav"], "'empty.wav' is empty or cut short"),
-    (["--input-wav", "notes.wav"], "'notes.wav' cannot be read (file does not start with RIFF id): convert it to 16-bit PCM"),
-    (["--input-wav", "float.wav"], "'float.wav' cannot be read (floating-point samples are not supported)"),
+    (
+        ["--input-wav", "notes.wav"],
+        "'notes.wav' cannot be read (file does not start with RIFF id): convert it to 16-bit PCM",
+    ),
+    (
+        ["--input-wav", "float.wav"],
+        "'float.wav' cannot be read (floating-point samples are not supported)",
+    ),
     (["--input-wav", "silent.wav"], "'silent.wav' holds no audio"),
-    (["--input-wav", "in.wav", "--output-wav", "in.wav"], "--output-wav must not be the --input-wav file"),
+    (
+        ["--input-wav", "in.wav", "--output-wav", "in.wav"],
+        "--output-wav must not be the --input-wav file",
+    ),
     (["--input-wav", "in.wav", "--output-wav", "folder"], "--output-wav 'folder' is a folder"),
     (["--input-wav", "in.wav", "--output-wav", "missing/out.wav"], "does not exist"),
     (["--input-wav", "in.wav", "--log-dir", "afile"], "--log-dir 'afile' is a file, not a folder"),
@@ -44,9 +63,18 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("args,expected", CASES, ids=[c[1].split("'")[1] if "'" in c[1] else c[1][:20] for c in CASES])
-async def test_unusable_files_fail_before_connecting_with_one_line(python: str, script_env: dict[str, str], tmp_path: Path, args: list[str], expected: str) -> None:
+@pytest.mark.parametrize(
+    "args,expected", CASES, ids=[c[1].split("'")[1] if "'" in c[1] else c[1][:20] for c in CASES]
+)
+async def test_unusable_files_fail_before_connecting_with_one_line(
+    python: str, script_env: dict[str, str], tmp_path: Path, args: list[str], expected: str
+) -> None:
     prepare(tmp_path)
-    code, out, err = await run_unconnected(python, script_env, tmp_path, ["--endpoint", "{url}", "--api-key", "k", "--model", "m", *args])
+    code, out, err = await run_unconnected(
+        python,
+        script_env,
+        tmp_path,
+        ["--endpoint", "{url}", "--api-key", "k", "--model", "m", *args],
+    )
     assert_one_line(code, out, err, expected)
     assert (tmp_path / "in.wav").stat().st_size > 44, "the input WAV was overwritten"

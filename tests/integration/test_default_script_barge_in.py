@@ -11,36 +11,63 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.support.sdk_check import validate_event
 from tests.support.audio import RATE, contains_any_chunk, find, matching_run, read_wav, write_wav
 from tests.support.replay_server import ReplayServer
 from tests.support.scenarios import BargeInScenario, barge_in_scenario, noise
+from tests.support.sdk_check import validate_event
 
 API_KEY = "K-apikey-7f3c9e1d5b"
 ACCESS_TOKEN = "T-agenttoken-a94b2c8e6f"
 
 
-async def run_script(python: str, env: dict[str, str], tmp: Path, server: ReplayServer, *extra: str, input_s: float = 5.0) -> tuple[int, str, str]:
+async def run_script(
+    python: str,
+    env: dict[str, str],
+    tmp: Path,
+    server: ReplayServer,
+    *extra: str,
+    input_s: float = 5.0,
+) -> tuple[int, str, str]:
     in_wav = write_wav(tmp / "in.wav", noise(input_s, seed=99, amplitude=300))
     args = [
-        "-m", "pipelines.agent",
-        "--endpoint", server.url,
-        "--api-version", "2025-05-01-preview",
-        "--api-key", API_KEY,
-        "--agent-id", "A",
-        "--project-name", "P",
-        "--agent-access-token", ACCESS_TOKEN,
-        "--input-wav", str(in_wav),
-        "--output-wav", str(tmp / "out.wav"),
-        "--log-dir", str(tmp / "logs"),
+        "-m",
+        "pipelines.agent",
+        "--endpoint",
+        server.url,
+        "--api-version",
+        "2025-05-01-preview",
+        "--api-key",
+        API_KEY,
+        "--agent-id",
+        "A",
+        "--project-name",
+        "P",
+        "--agent-access-token",
+        ACCESS_TOKEN,
+        "--input-wav",
+        str(in_wav),
+        "--output-wav",
+        str(tmp / "out.wav"),
+        "--log-dir",
+        str(tmp / "logs"),
         *extra,
     ]
-    proc = await asyncio.create_subprocess_exec(python, *args, cwd=tmp, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        python,
+        *args,
+        cwd=tmp,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     return proc.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
-async def run_conversation(python: str, env: dict[str, str], tmp: Path, scenario: BargeInScenario) -> tuple[Any, str, str]:
+async def run_conversation(
+    python: str, env: dict[str, str], tmp: Path, scenario: BargeInScenario
+) -> tuple[Any, str, str]:
     """Run the script against ``scenario`` to its end: exit 0, one connection, the server's
     whole script played."""
     async with ReplayServer(scenario) as server:
@@ -58,15 +85,24 @@ def scenario() -> BargeInScenario:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("transcript_done_on_cancel", [False, True], ids=["no-done-after-cancel", "done-after-cancel"])
-async def test_turn_then_barge_in(python: str, script_env: dict[str, str], tmp_path: Path, transcript_done_on_cancel: bool) -> None:
+@pytest.mark.parametrize(
+    "transcript_done_on_cancel", [False, True], ids=["no-done-after-cancel", "done-after-cancel"]
+)
+async def test_turn_then_barge_in(
+    python: str, script_env: dict[str, str], tmp_path: Path, transcript_done_on_cancel: bool
+) -> None:
     scenario = barge_in_scenario(transcript_done_on_cancel=transcript_done_on_cancel)
     conn, out, err = await run_conversation(python, script_env, tmp_path, scenario)
     marks = conn.marks
 
     # Connection contract.
     assert conn.path == "/voice-live/realtime"
-    assert conn.query == {"api-version": "2025-05-01-preview", "agent-project-name": "P", "agent-id": "A", "agent-access-token": ACCESS_TOKEN}
+    assert conn.query == {
+        "api-version": "2025-05-01-preview",
+        "agent-project-name": "P",
+        "agent-id": "A",
+        "agent-access-token": ACCESS_TOKEN,
+    }
     assert conn.headers["api-key"] == API_KEY
     assert conn.headers["x-ms-client-request-id"]
     assert conn.close_code == 1000
@@ -79,7 +115,9 @@ async def test_turn_then_barge_in(python: str, script_env: dict[str, str], tmp_p
     kinds = [e["type"] for _, e in conn.client_events]
     assert kinds[0] == "session.update"
     updated_at = next(t for t, e in conn.sent if e["type"] == "session.updated")
-    first_append = next(t for t, e in conn.client_events if e["type"] == "input_audio_buffer.append")
+    first_append = next(
+        t for t, e in conn.client_events if e["type"] == "input_audio_buffer.append"
+    )
     assert first_append >= updated_at
 
     # The speaker's timeline.
@@ -88,15 +126,23 @@ async def test_turn_then_barge_in(python: str, script_env: dict[str, str], tmp_p
     for turn in (scenario.turn1, scenario.turn3):
         start = find(wav, turn.audio)
         assert start >= 0, "an uninterrupted response is missing from the output"
-        assert matching_run(wav, start, turn.audio) == len(turn.audio) // 2, "an uninterrupted response lost samples"
+        assert matching_run(wav, start, turn.audio) == len(turn.audio) // 2, (
+            "an uninterrupted response lost samples"
+        )
     start2 = find(wav, scenario.turn2.audio)
     assert start2 >= 0
     played2 = matching_run(wav, start2, scenario.turn2.audio)
-    assert np.all(wav[start2 + played2 : start2 + played2 + RATE // 10] == 0), "audio follows the cut"
+    assert np.all(wav[start2 + played2 : start2 + played2 + RATE // 10] == 0), (
+        "audio follows the cut"
+    )
     heard_ms = played2 * 1000 / RATE
     expected_ms = (marks["barge_in"] - marks["turn2_first_delta"]) * 1000
-    assert abs(heard_ms - expected_ms) <= 20, f"played {heard_ms:.1f} ms of the interrupted answer, barge-in came at {expected_ms:.1f} ms"
-    assert not contains_any_chunk(wav, scenario.late_audio), "a late delta of the interrupted response was played"
+    assert abs(heard_ms - expected_ms) <= 20, (
+        f"played {heard_ms:.1f} ms of the interrupted answer, barge-in came at {expected_ms:.1f} ms"
+    )
+    assert not contains_any_chunk(wav, scenario.late_audio), (
+        "a late delta of the interrupted response was played"
+    )
 
     # Truncation at what was heard, never beyond what was received.
     (trunc,) = conn.of_type("conversation.item.truncate")
@@ -128,11 +174,16 @@ async def test_turn_then_barge_in(python: str, script_env: dict[str, str], tmp_p
         assert path.stat().st_mode & 0o077 == 0, f"{path.name} is readable by others"
     assert API_KEY not in out + err and ACCESS_TOKEN not in out + err
     tech_log = (tmp_path / "logs" / "voicelive.log").read_text(encoding="utf-8")
-    assert re.search(r"Connecting to ws://127\.0\.0\.1:\d+/voice-live/realtime \(x-ms-client-request-id ", tech_log)
+    assert re.search(
+        r"Connecting to ws://127\.0\.0\.1:\d+/voice-live/realtime \(x-ms-client-request-id ",
+        tech_log,
+    )
 
 
 @pytest.mark.e2e
-async def test_server_silent_after_the_barge_in_still_ends_by_itself(python: str, script_env: dict[str, str], tmp_path: Path) -> None:
+async def test_server_silent_after_the_barge_in_still_ends_by_itself(
+    python: str, script_env: dict[str, str], tmp_path: Path
+) -> None:
     """The server plays a turn and a barge-in, then says nothing more (no ``speech_stopped``, no
     ``response.done`` for the cut answer) and keeps the socket open. Once the input WAV is over
     the script must not wait for events that never come: it ends with exit 0, the interrupted
@@ -142,8 +193,13 @@ async def test_server_silent_after_the_barge_in_still_ends_by_itself(python: str
     assert conn.close_code == 1000
     wav, _ = read_wav(tmp_path / "out.wav")
     start = find(wav, scenario.turn1.audio)
-    assert start >= 0 and matching_run(wav, start, scenario.turn1.audio) == len(scenario.turn1.audio) // 2
-    assert not contains_any_chunk(wav, scenario.late_audio), "a late delta of the interrupted response was played"
+    assert (
+        start >= 0
+        and matching_run(wav, start, scenario.turn1.audio) == len(scenario.turn1.audio) // 2
+    )
+    assert not contains_any_chunk(wav, scenario.late_audio), (
+        "a late delta of the interrupted response was played"
+    )
     (session_log,) = (tmp_path / "logs").glob("session_*.log")
     lines = session_log.read_text(encoding="utf-8").splitlines()
     assert lines[5:] == [

@@ -24,12 +24,26 @@ def question(tmp: Path) -> Path:
     return tmp / "q.wav"
 
 
-async def run_local(tmp: Path, env: dict[str, str], *argv: str, file_limit: int | None = None) -> tuple[int, str, str]:
+async def run_local(
+    tmp: Path, env: dict[str, str], *argv: str, file_limit: int | None = None
+) -> tuple[int, str, str]:
     def limit() -> None:  # Python ignores SIGXFSZ, so a write past the limit fails with EFBIG
         if file_limit is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
 
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "pipelines.agent", "--local", *argv, cwd=tmp, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=limit)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pipelines.agent",
+        "--local",
+        *argv,
+        cwd=tmp,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=limit,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 60)  # a hang fails here
     assert proc.returncode is not None
     assert "Traceback" not in out.decode() + err.decode(), err.decode()
@@ -37,45 +51,107 @@ async def run_local(tmp: Path, env: dict[str, str], *argv: str, file_limit: int 
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
-async def test_output_wav_on_a_full_disk_ends_the_session_with_one_line(tmp_path: Path, script_env: dict[str, str]) -> None:
-    code, _, err = await run_local(tmp_path, script_env, "--input-wav", str(question(tmp_path)), "--output-wav", "/dev/full", "--log-dir", "logs")
+async def test_output_wav_on_a_full_disk_ends_the_session_with_one_line(
+    tmp_path: Path, script_env: dict[str, str]
+) -> None:
+    code, _, err = await run_local(
+        tmp_path,
+        script_env,
+        "--input-wav",
+        str(question(tmp_path)),
+        "--output-wav",
+        "/dev/full",
+        "--log-dir",
+        "logs",
+    )
     assert code == 1
-    assert err.splitlines() == ["error: output WAV '/dev/full' cannot be written (No space left on device)"]
+    assert err.splitlines() == [
+        "error: output WAV '/dev/full' cannot be written (No space left on device)"
+    ]
 
 
-async def test_output_wav_cut_short_mid_session_keeps_a_valid_file_and_says_how_much(tmp_path: Path, script_env: dict[str, str]) -> None:
+async def test_output_wav_cut_short_mid_session_keeps_a_valid_file_and_says_how_much(
+    tmp_path: Path, script_env: dict[str, str]
+) -> None:
     limit = 150_000  # about 3 s of the 24 kHz recording; the logs stay far below it
-    code, _, err = await run_local(tmp_path, script_env, "--input-wav", str(question(tmp_path)), "--output-wav", "out.wav", "--log-dir", "logs", file_limit=limit)
+    code, _, err = await run_local(
+        tmp_path,
+        script_env,
+        "--input-wav",
+        str(question(tmp_path)),
+        "--output-wav",
+        "out.wav",
+        "--log-dir",
+        "logs",
+        file_limit=limit,
+    )
     assert code == 1
     (line,) = err.splitlines()
-    assert line.startswith("error: output WAV 'out.wav' cannot be written (File too large): the first ") and line.endswith(" s are kept"), line
+    assert line.startswith(
+        "error: output WAV 'out.wav' cannot be written (File too large): the first "
+    ) and line.endswith(" s are kept"), line
     with wave.open(str(tmp_path / "out.wav"), "rb") as w:
         frames = w.getnframes()
-        assert len(w.readframes(frames)) == 2 * frames, "the header promises more than the file holds"
+        assert len(w.readframes(frames)) == 2 * frames, (
+            "the header promises more than the file holds"
+        )
     assert 44 + 2 * frames == (tmp_path / "out.wav").stat().st_size > limit - 2
     assert f"the first {frames / 24000:.1f} s are kept" in line
     assert any((tmp_path / "logs").glob("session_*.log"))
 
 
-async def test_a_log_that_cannot_be_written_is_one_line_and_a_failed_exit(tmp_path: Path, script_env: dict[str, str]) -> None:
-    code, out, err = await run_local(tmp_path, script_env, "--input-wav", str(question(tmp_path)), "--output-wav", os.devnull, "--log-dir", "logs", "--debug", file_limit=20_000)
+async def test_a_log_that_cannot_be_written_is_one_line_and_a_failed_exit(
+    tmp_path: Path, script_env: dict[str, str]
+) -> None:
+    code, out, err = await run_local(
+        tmp_path,
+        script_env,
+        "--input-wav",
+        str(question(tmp_path)),
+        "--output-wav",
+        os.devnull,
+        "--log-dir",
+        "logs",
+        "--debug",
+        file_limit=20_000,
+    )
     assert code == 1
     assert err.splitlines() == [
         "error: log file 'logs/voicelive.log' cannot be written (File too large): "
         "its later lines are lost"
     ]
-    assert "Agent Audio Response: The capital of France is Paris." in (next((tmp_path / "logs").glob("session_*.log"))).read_text()
+    assert (
+        "Agent Audio Response: The capital of France is Paris."
+        in (next((tmp_path / "logs").glob("session_*.log"))).read_text()
+    )
 
 
-async def test_the_embedded_server_keeps_its_tracebacks_in_the_technical_log(tmp_path: Path, script_env: dict[str, str]) -> None:
+async def test_the_embedded_server_keeps_its_tracebacks_in_the_technical_log(
+    tmp_path: Path, script_env: dict[str, str]
+) -> None:
     # A 10 000-character agent name makes a request line the server refuses to read.
-    code, _, err = await run_local(tmp_path, script_env, "--agent-name", "a" * 10_000, "--project-name", "p", "--input-wav", str(question(tmp_path)), "--output-wav", "out.wav", "--log-dir", "logs")
+    code, _, err = await run_local(
+        tmp_path,
+        script_env,
+        "--agent-name",
+        "a" * 10_000,
+        "--project-name",
+        "p",
+        "--input-wav",
+        str(question(tmp_path)),
+        "--output-wav",
+        "out.wav",
+        "--log-dir",
+        "logs",
+    )
     assert code == 1
     assert len(err.splitlines()) == 1 and err.startswith("error: WebSocket handshake"), err
     assert "opening handshake failed" in (tmp_path / "logs" / "voicelive.log").read_text()
 
 
-async def test_a_huge_pasted_value_is_cut_in_the_error_line(tmp_path: Path, script_env: dict[str, str]) -> None:
+async def test_a_huge_pasted_value_is_cut_in_the_error_line(
+    tmp_path: Path, script_env: dict[str, str]
+) -> None:
     code, _, err = await run_local(tmp_path, script_env, "--voice", "v" * 5000)
     assert code == 2
     (line,) = err.splitlines()
@@ -84,7 +160,20 @@ async def test_a_huge_pasted_value_is_cut_in_the_error_line(tmp_path: Path, scri
 
 def test_ctrl_d_on_a_terminal_quits_like_q(tmp_path: Path, script_env: dict[str, str]) -> None:
     wav = question(tmp_path)
-    argv = [sys.executable, "-m", "pipelines.agent", "--local", "--input-wav", str(wav), "--output-wav", "out.wav", "--log-dir", "logs", "--idle-grace", "60"]
+    argv = [
+        sys.executable,
+        "-m",
+        "pipelines.agent",
+        "--local",
+        "--input-wav",
+        str(wav),
+        "--output-wav",
+        "out.wav",
+        "--log-dir",
+        "logs",
+        "--idle-grace",
+        "60",
+    ]
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - the child
         os.chdir(tmp_path)

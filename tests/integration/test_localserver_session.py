@@ -26,17 +26,50 @@ def spoken_input(tmp: Path) -> Path:
     return write_wav(tmp / "in.wav", pcm)
 
 
-async def test_default_script_against_python_m_localserver(tmp_path: Path, script_env: dict[str, str]) -> None:
-    server = await asyncio.create_subprocess_exec(sys.executable, "-m", "localserver", "--host", "127.0.0.1", "--port", "0", env=script_env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+async def test_default_script_against_python_m_localserver(
+    tmp_path: Path, script_env: dict[str, str]
+) -> None:
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "localserver",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        env=script_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     try:
         line = (await asyncio.wait_for(server.stdout.readline(), 30)).decode()
         url = re.search(r"(http://127\.0\.0\.1:\d+)", line).group(1)
         in_wav = spoken_input(tmp_path)
         client = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pipelines.agent", "--endpoint", url, "--api-key", "local", "--agent-id", "asst_local",
-            "--project-name", "proj", "--agent-access-token", "tok-local", "--input-wav", str(in_wav),
-            "--output-wav", str(tmp_path / "out.wav"), "--log-dir", str(tmp_path / "logs"),
-            cwd=tmp_path, env=script_env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "pipelines.agent",
+            "--endpoint",
+            url,
+            "--api-key",
+            "local",
+            "--agent-id",
+            "asst_local",
+            "--project-name",
+            "proj",
+            "--agent-access-token",
+            "tok-local",
+            "--input-wav",
+            str(in_wav),
+            "--output-wav",
+            str(tmp_path / "out.wav"),
+            "--log-dir",
+            str(tmp_path / "logs"),
+            cwd=tmp_path,
+            env=script_env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(client.communicate(), 90)
     finally:
@@ -57,7 +90,12 @@ async def test_default_script_against_python_m_localserver(tmp_path: Path, scrip
     loud = np.flatnonzero(np.abs(wav.astype(np.int32)) > 300)
     assert len(loud), "no agent audio recorded"
     story_start = loud[0] / rate
-    events = [json.loads(x) for x in next((tmp_path / "logs").glob("events_*.jsonl")).read_text(encoding="utf-8").splitlines()]
+    events = [
+        json.loads(x)
+        for x in next((tmp_path / "logs").glob("events_*.jsonl"))
+        .read_text(encoding="utf-8")
+        .splitlines()
+    ]
     truncates = [e["event"] for e in events if e["event"]["type"] == "conversation.item.truncate"]
     assert len(truncates) == 1, "the interrupted story was not truncated"
     heard_ms = truncates[0]["audio_end_ms"]
@@ -65,4 +103,6 @@ async def test_default_script_against_python_m_localserver(tmp_path: Path, scrip
     # No story audio after the cut: between the cut and the answer to "Stop." there is silence.
     cut = story_start + heard_ms / 1000
     quiet = wav[int((cut + 0.05) * rate) : int((cut + 0.4) * rate)]
-    assert np.max(np.abs(quiet.astype(np.int32))) < 300, "story audio kept playing after the barge-in"
+    assert np.max(np.abs(quiet.astype(np.int32))) < 300, (
+        "story audio kept playing after the barge-in"
+    )

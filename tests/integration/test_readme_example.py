@@ -19,7 +19,9 @@ def readme_example() -> str:
     return match.group(1)
 
 
-async def test_readme_composing_example_runs(python: str, script_env: dict[str, str], tmp_path: Path) -> None:
+async def test_readme_composing_example_runs(
+    python: str, script_env: dict[str, str], tmp_path: Path
+) -> None:
     (tmp_path / "example.py").write_text(readme_example(), encoding="utf-8")
     write_wav(tmp_path / "question.wav", noise(5.0, seed=7, amplitude=200))
     scenario = barge_in_scenario()
@@ -32,7 +34,15 @@ async def test_readme_composing_example_runs(python: str, script_env: dict[str, 
             "AI_FOUNDRY_PROJECT_NAME": "proj",
             "AI_FOUNDRY_AGENT_ACCESS_TOKEN": "example-token-456",
         }
-        proc = await asyncio.create_subprocess_exec(python, "example.py", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        proc = await asyncio.create_subprocess_exec(
+            python,
+            "example.py",
+            cwd=tmp_path,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()
     assert "Pipecat" not in err.decode(), "pipecat's import banner is noise on the user's stderr"
@@ -40,11 +50,18 @@ async def test_readme_composing_example_runs(python: str, script_env: dict[str, 
     assert words >= len(scenario.turn1.agent_text.split()) + len(scenario.turn3.agent_text.split())
     wav, _ = read_wav(tmp_path / "answer.wav")
     start = find(wav, scenario.turn1.audio)
-    assert start >= 0 and matching_run(wav, start, scenario.turn1.audio) == len(scenario.turn1.audio) // 2
-    assert list((tmp_path / "logs").glob("session_*.log")), "the default logs are kept in a composed pipeline"
+    assert (
+        start >= 0
+        and matching_run(wav, start, scenario.turn1.audio) == len(scenario.turn1.audio) // 2
+    )
+    assert list((tmp_path / "logs").glob("session_*.log")), (
+        "the default logs are kept in a composed pipeline"
+    )
 
 
-async def test_readme_composing_example_prints_why_the_session_failed(python: str, script_env: dict[str, str], tmp_path: Path) -> None:
+async def test_readme_composing_example_prints_why_the_session_failed(
+    python: str, script_env: dict[str, str], tmp_path: Path
+) -> None:
     """It printed only "The agent said 0 words." when the session failed."""
     (tmp_path / "example.py").write_text(readme_example(), encoding="utf-8")
     write_wav(tmp_path / "question.wav", noise(5.0, seed=7, amplitude=200))
@@ -52,19 +69,36 @@ async def test_readme_composing_example_prints_why_the_session_failed(python: st
     async def reject(conn: ServerConn) -> None:
         await conn.send({"type": "session.created", "event_id": "e1", "session": {"id": "sess_x"}})
         update = await conn.wait_for("session.update")
-        error = {"type": "invalid_request_error", "code": "invalid_value",
-                 "message": "Unsupported voice", "event_id": update["event_id"]}
+        error = {
+            "type": "invalid_request_error",
+            "code": "invalid_value",
+            "message": "Unsupported voice",
+            "event_id": update["event_id"],
+        }
         await conn.send({"type": "error", "event_id": "e2", "error": error})
 
     async with ReplayServer(reject) as server:
-        env = {**script_env, "AZURE_VOICE_LIVE_ENDPOINT": server.url,
-               "AZURE_VOICE_LIVE_API_KEY": "example-key-123", "AZURE_VOICE_LIVE_MODEL": "m"}
+        env = {
+            **script_env,
+            "AZURE_VOICE_LIVE_ENDPOINT": server.url,
+            "AZURE_VOICE_LIVE_API_KEY": "example-key-123",
+            "AZURE_VOICE_LIVE_MODEL": "m",
+        }
         proc = await asyncio.create_subprocess_exec(
-            python, "example.py", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            python,
+            "example.py",
+            cwd=tmp_path,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 1
-    assert "error: Voice Live error invalid_value: session.update rejected: Unsupported voice" in err.decode()
+    assert (
+        "error: Voice Live error invalid_value: session.update rejected: Unsupported voice"
+        in err.decode()
+    )
     assert "The agent said 0 words." in out.decode()
 
 
@@ -83,14 +117,26 @@ async def test_readme_own_process_example_runs_its_processor_in_another_process(
     write_wav(tmp_path / "question.wav", noise(5.0, seed=7, amplitude=200))
     scenario = barge_in_scenario()
     async with ReplayServer(scenario) as server:
-        env = {**script_env, "AZURE_VOICE_LIVE_ENDPOINT": server.url,
-               "AZURE_VOICE_LIVE_API_KEY": "example-key-123", "AZURE_VOICE_LIVE_MODEL": "m"}
+        env = {
+            **script_env,
+            "AZURE_VOICE_LIVE_ENDPOINT": server.url,
+            "AZURE_VOICE_LIVE_API_KEY": "example-key-123",
+            "AZURE_VOICE_LIVE_MODEL": "m",
+        }
         proc = await asyncio.create_subprocess_exec(
-            python, "example.py", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            python,
+            "example.py",
+            cwd=tmp_path,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(proc.communicate(), 90)
     assert proc.returncode == 0, err.decode()
-    found = re.search(r"peak (\d+) measured in pid (\d+); the pipeline ran in pid (\d+)", out.decode())
+    found = re.search(
+        r"peak (\d+) measured in pid (\d+); the pipeline ran in pid (\d+)", out.decode()
+    )
     assert found, out.decode()
     peak, child, parent = map(int, found.groups())
     assert child != parent and parent == proc.pid
@@ -101,8 +147,15 @@ async def test_readme_own_process_example_runs_its_processor_in_another_process(
         start = find(wav, turn.audio)
         assert start >= 0 and matching_run(wav, start, turn.audio) == len(turn.audio) // 2
     (log,) = (tmp_path / "logs").glob("session_*.log")
-    said = [x for x in log.read_text(encoding="utf-8").splitlines() if x.startswith(("User Input:", "Agent Audio"))]
-    assert said[:2] == [f"User Input: {scenario.turn1.user_text}", f"Agent Audio Response: {scenario.turn1.agent_text}"]
+    said = [
+        x
+        for x in log.read_text(encoding="utf-8").splitlines()
+        if x.startswith(("User Input:", "Agent Audio"))
+    ]
+    assert said[:2] == [
+        f"User Input: {scenario.turn1.user_text}",
+        f"Agent Audio Response: {scenario.turn1.agent_text}",
+    ]
 
 
 async def test_the_example_without_its_main_guard_is_one_clear_error_not_a_spawn_loop(
@@ -112,11 +165,21 @@ async def test_the_example_without_its_main_guard_is_one_clear_error_not_a_spawn
     (tmp_path / "example.py").write_text(example, encoding="utf-8")
     write_wav(tmp_path / "question.wav", noise(2.0, seed=7, amplitude=200))
     async with ReplayServer(barge_in_scenario()) as server:
-        env = {**script_env, "AZURE_VOICE_LIVE_ENDPOINT": server.url,
-               "AZURE_VOICE_LIVE_API_KEY": "example-key-123", "AZURE_VOICE_LIVE_MODEL": "m"}
+        env = {
+            **script_env,
+            "AZURE_VOICE_LIVE_ENDPOINT": server.url,
+            "AZURE_VOICE_LIVE_API_KEY": "example-key-123",
+            "AZURE_VOICE_LIVE_MODEL": "m",
+        }
         proc = await asyncio.create_subprocess_exec(
-            python, "example.py", cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            python,
+            "example.py",
+            cwd=tmp_path,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         _, err = await asyncio.wait_for(proc.communicate(), 90)
     assert server.connections == [], "the session started although its processor could not"
     lines = err.decode().strip().splitlines()

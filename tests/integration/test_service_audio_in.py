@@ -25,7 +25,20 @@ async def test_16khz_input_is_resampled_to_24khz(tmp_path: Path) -> None:
         await handshake(conn)
 
     async with ReplayServer(script) as server:
-        config, _ = parse_config(["--endpoint", server.url, "--api-key", "k", "--model", "m", "--log-dir", str(tmp_path / "logs")], env={}, dotenv_path=None)
+        config, _ = parse_config(
+            [
+                "--endpoint",
+                server.url,
+                "--api-key",
+                "k",
+                "--model",
+                "m",
+                "--log-dir",
+                str(tmp_path / "logs"),
+            ],
+            env={},
+            dotenv_path=None,
+        )
         app = build_agent_pipeline(
             config,
             input=WavInputTransport(tmp_path / "in16.wav", sample_rate=16000),
@@ -33,7 +46,9 @@ async def test_16khz_input_is_resampled_to_24khz(tmp_path: Path) -> None:
         )
         assert await app.run(idle_grace_s=0.2) == 0
     (conn,) = server.connections
-    appended = b"".join(base64.b64decode(e["audio"]) for e in conn.of_type("input_audio_buffer.append"))
+    appended = b"".join(
+        base64.b64decode(e["audio"]) for e in conn.of_type("input_audio_buffer.append")
+    )
     got = np.frombuffer(appended, dtype=np.int16).astype(np.float64)
     reference = soxr.resample(sweep.astype(np.float64), 16000, 24000)
     # Audio before session.updated is dropped, so match the tail of the sweep.
@@ -43,7 +58,9 @@ async def test_16khz_input_is_resampled_to_24khz(tmp_path: Path) -> None:
     aligned = got[lag : lag + len(tail)]
     similarity = float(np.dot(aligned, tail) / (np.linalg.norm(aligned) * np.linalg.norm(tail)))
     assert similarity > 0.99, similarity
-    assert len(got) >= len(reference) // 2  # at least half of the 1.5 s arrived after session.updated
+    assert (
+        len(got) >= len(reference) // 2
+    )  # at least half of the 1.5 s arrived after session.updated
 
 
 async def test_appends_leave_uncompressed(tmp_path: Path) -> None:
@@ -55,12 +72,25 @@ async def test_appends_leave_uncompressed(tmp_path: Path) -> None:
         await handshake(conn)
 
     async with ReplayServer(script) as server:  # websockets' server: deflate on by default
-        argv = ["--endpoint", server.url, "--api-key", "k", "--model", "m", "--log-dir", str(tmp_path / "logs")]
+        argv = [
+            "--endpoint",
+            server.url,
+            "--api-key",
+            "k",
+            "--model",
+            "m",
+            "--log-dir",
+            str(tmp_path / "logs"),
+        ]
         config, _ = parse_config(argv, env={}, dotenv_path=None)
         app = build_agent_pipeline(
-            config, input=WavInputTransport(tmp_path / "in.wav"), output=WavOutputTransport(tmp_path / "out.wav")
+            config,
+            input=WavInputTransport(tmp_path / "in.wav"),
+            output=WavOutputTransport(tmp_path / "out.wav"),
         )
         assert await app.run(idle_grace_s=0.2) == 0
     (conn,) = server.connections
     assert conn.of_type("input_audio_buffer.append"), "no audio reached the server"
-    assert "sec-websocket-extensions" not in conn.headers, conn.headers.get("sec-websocket-extensions")
+    assert "sec-websocket-extensions" not in conn.headers, conn.headers.get(
+        "sec-websocket-extensions"
+    )

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import textwrap
-from pathlib import Path
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from pipecat.frames.frames import Frame, InputTextRawFrame

@@ -26,14 +26,20 @@ class Utterance:
     end_ms: int
 
 
-def make_utterance(text: str, lead_ms: int = 1000, tail_ms: int = 1000, gain: float = 1.0) -> Utterance:
+def make_utterance(
+    text: str, lead_ms: int = 1000, tail_ms: int = 1000, gain: float = 1.0
+) -> Utterance:
     speech = synthesize(text, RATE).pcm.astype(np.float64) * gain
     loud = np.flatnonzero(np.abs(speech) > 104 * gain)
     silence = lambda ms: np.zeros(RATE * ms // 1000)  # noqa: E731
     pcm = np.concatenate([silence(lead_ms), speech, silence(tail_ms)])
     pcm += np.random.default_rng(0).normal(0, 8, len(pcm))  # a faint noise floor, like a real line
-    return Utterance(text, np.clip(pcm, -32768, 32767).astype(np.int16),
-                     lead_ms + int(loud[0]) * 1000 // RATE, lead_ms + (int(loud[-1]) + 1) * 1000 // RATE)
+    return Utterance(
+        text,
+        np.clip(pcm, -32768, 32767).astype(np.int16),
+        lead_ms + int(loud[0]) * 1000 // RATE,
+        lead_ms + (int(loud[-1]) + 1) * 1000 // RATE,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,9 @@ from websockets.asyncio.client import ClientConnection, connect
 DEFAULT_QUERY = {"api-version": "2026-07-15", "model": "gpt-realtime"}
 
 
-def ws_url(http_url: str, query: dict[str, str] | None = None, path: str = "/voice-live/realtime") -> str:
+def ws_url(
+    http_url: str, query: dict[str, str] | None = None, path: str = "/voice-live/realtime"
+) -> str:
     """The WebSocket URL for a server ``http://host:port`` endpoint."""
     return http_url.replace("http://", "ws://") + path + "?" + urlencode(query or DEFAULT_QUERY)
 
@@ -29,8 +31,12 @@ class Client:
         self._unread: list[dict[str, Any]] = []
 
     @classmethod
-    async def open(cls, http_url: str, query: dict[str, str] | None = None, key: str = "test-key") -> "Client":
-        ws = await connect(ws_url(http_url, query), additional_headers={"api-key": key}, max_size=None)
+    async def open(
+        cls, http_url: str, query: dict[str, str] | None = None, key: str = "test-key"
+    ) -> Client:
+        ws = await connect(
+            ws_url(http_url, query), additional_headers={"api-key": key}, max_size=None
+        )
         return cls(ws)
 
     async def send(self, event: dict[str, Any]) -> None:
@@ -39,8 +45,12 @@ class Client:
     async def send_audio(self, pcm: np.ndarray, chunk_ms: int = 100, rate: int = 24000) -> None:
         step = rate * chunk_ms // 1000
         for i in range(0, len(pcm), step):
-            await self.send({"type": "input_audio_buffer.append",
-                             "audio": base64.b64encode(pcm[i:i + step].astype("<i2").tobytes()).decode()})
+            await self.send(
+                {
+                    "type": "input_audio_buffer.append",
+                    "audio": base64.b64encode(pcm[i : i + step].astype("<i2").tobytes()).decode(),
+                }
+            )
 
     async def _next(self, timeout: float) -> dict[str, Any]:
         event = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))

@@ -6,12 +6,12 @@ and invalid echo settings get the real service's error codes."""
 from __future__ import annotations
 
 import numpy as np
+from ls_client import Client
 
+from localserver.brain import STORY
 from localserver.echo_canceller import EchoCanceller
 from localserver.server import LocalServer
-from localserver.brain import STORY
 from localserver.tts import synthesize
-from ls_client import Client
 
 RATE = 24000
 

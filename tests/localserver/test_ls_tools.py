@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from ls_client import Client
 
 from localserver.server import LocalServer
 from localserver.speak import speak_to_wav
 from localserver.tools import choose_tool, tool_phrases
-from ls_client import Client
 from tests.support.audio import read_wav
 from tests.support.traces import TRACE_DIR, load_trace
 

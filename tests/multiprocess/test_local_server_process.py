@@ -109,7 +109,9 @@ async def test_local_runs_the_server_in_a_second_process(tmp_path: Path) -> None
     said = [x for x in log.read_text(encoding="utf-8").splitlines() if x.startswith("User Input:")]
     assert said[:2] == ["User Input: Tell me a story.", "User Input: Stop."]
     assert "Traceback" not in out + err
-    assert err == "", f"a clean session printed on stderr (a C extension's exit report?): {err[:300]}"
+    assert err == "", (
+        f"a clean session printed on stderr (a C extension's exit report?): {err[:300]}"
+    )
     assert not watch.left_behind()
 
 

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 async def run_against(url: str, tmp: Path) -> ScriptRun:
-    return await run_script(url, tmp, "--api-key", API_KEY, "--model", "gpt-realtime", input_s=1.0, timeout=30)
+    return await run_script(
+        url, tmp, "--api-key", API_KEY, "--model", "gpt-realtime", input_s=1.0, timeout=30
+    )
 
 
 def check_one_line(run: ScriptRun, *needles: str) -> str:
@@ -49,7 +51,14 @@ async def test_self_signed_certificate_is_refused_with_one_line(tmp_path: Path) 
 
     quiet = logging.getLogger("tests.tls-server")
     quiet.setLevel(logging.CRITICAL)
-    async with serve(handler, "127.0.0.1", 0, ssl=self_signed_context(tmp_path), process_request=count, logger=quiet) as server:
+    async with serve(
+        handler,
+        "127.0.0.1",
+        0,
+        ssl=self_signed_context(tmp_path),
+        process_request=count,
+        logger=quiet,
+    ) as server:
         port = server.sockets[0].getsockname()[1]
         run = await run_against(f"https://127.0.0.1:{port}", tmp_path / "run")
     line = check_one_line(run, "certificate", "127.0.0.1")
@@ -59,7 +68,9 @@ async def test_self_signed_certificate_is_refused_with_one_line(tmp_path: Path) 
     assert "retrying" not in run.stdout
 
 
-async def test_plain_socket_at_an_https_endpoint_fails_with_one_line_that_says_why(tmp_path: Path) -> None:
+async def test_plain_socket_at_an_https_endpoint_fails_with_one_line_that_says_why(
+    tmp_path: Path,
+) -> None:
     """The endpoint says https but the peer speaks plain WebSocket: it resets the TLS handshake.
     User sees one line that says what went wrong (the TLS handshake failed, or the connection was
     reset), exit 1; no upgrade request reaches the peer. (A reset may be retried.)"""

@@ -21,8 +21,24 @@ import pytest_asyncio
 from tests.support.faulty_server import FaultyServer, drop, refuse_after
 from tests.support.pool import SessionPool, uses
 from tests.support.replay_server import ServerConn
-from tests.support.scenarios import RATE, Turn, handshake, noise, response_end, response_start, transcript_deltas, user_speaks
-from tests.support.script_run import ScriptRun, check_logs_private, check_no_crash, check_wav_valid, run_script, transcript_lines
+from tests.support.scenarios import (
+    RATE,
+    Turn,
+    handshake,
+    noise,
+    response_end,
+    response_start,
+    transcript_deltas,
+    user_speaks,
+)
+from tests.support.script_run import (
+    ScriptRun,
+    check_logs_private,
+    check_no_crash,
+    check_wav_valid,
+    run_script,
+    transcript_lines,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 ACCEPTED_EXIT = {signal.SIGTERM: (143,), signal.SIGINT: (130,)}
@@ -32,7 +48,13 @@ ACCEPTED_EXIT = {signal.SIGTERM: (143,), signal.SIGINT: (130,)}
 class LongAnswer:
     """One turn whose answer is streamed in real time; ``mid`` is set 1 s into its audio."""
 
-    turn: Turn = field(default_factory=lambda: Turn("Read me the whole poem", "Of all the seas I sailed, the calmest was the last", noise(4.0, seed=21)))
+    turn: Turn = field(
+        default_factory=lambda: Turn(
+            "Read me the whole poem",
+            "Of all the seas I sailed, the calmest was the last",
+            noise(4.0, seed=21),
+        )
+    )
     mid: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def __call__(self, conn: ServerConn) -> None:
@@ -42,10 +64,14 @@ class LongAnswer:
         await response_start(conn, self.turn)
         await transcript_deltas(conn, self.turn)
         second = RATE * 2
-        await conn.stream_audio(self.turn.response_id, self.turn.item_id, self.turn.audio[:second], speed=1.0)
+        await conn.stream_audio(
+            self.turn.response_id, self.turn.item_id, self.turn.audio[:second], speed=1.0
+        )
         conn.mark("mid")
         self.mid.set()
-        await conn.stream_audio(self.turn.response_id, self.turn.item_id, self.turn.audio[second:], speed=1.0)
+        await conn.stream_audio(
+            self.turn.response_id, self.turn.item_id, self.turn.audio[second:], speed=1.0
+        )
         conn.mark("stream_done")
 
 
@@ -63,7 +89,9 @@ async def wait_for_line(folder: Path, pattern: str, prefix: str, timeout: float 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for path in folder.glob(pattern):
-            if any(line.startswith(prefix) for line in path.read_text(encoding="utf-8").splitlines()):
+            if any(
+                line.startswith(prefix) for line in path.read_text(encoding="utf-8").splitlines()
+            ):
                 return
         await asyncio.sleep(0.05)
     raise AssertionError(f"no line starting {prefix!r} in {folder}/{pattern} after {timeout} s")
@@ -117,7 +145,11 @@ async def signalled_while_reconnecting(tmp: Path) -> tuple[ScriptRun, FaultyServ
     return run, server, sent[0]
 
 
-SESSIONS = {"SIGTERM": signalled(signal.SIGTERM), "SIGINT": signalled(signal.SIGINT), "SIGTERM-reconnecting": signalled_while_reconnecting}
+SESSIONS = {
+    "SIGTERM": signalled(signal.SIGTERM),
+    "SIGINT": signalled(signal.SIGINT),
+    "SIGTERM-reconnecting": signalled_while_reconnecting,
+}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -133,7 +165,9 @@ def check_stopped_cleanly(out: Outcome) -> None:
     stop_s = run.ended - out.signalled_at
     print(f"\n{out.sig.name}: exit {run.code} {stop_s * 1000:.0f} ms after the signal")
     assert stop_s < 3.0, f"took {stop_s:.1f} s to stop"
-    assert "stream_done" not in out.server.conns[0].record.marks, "the answer ran to its end: the signal came too late to test anything"
+    assert "stream_done" not in out.server.conns[0].record.marks, (
+        "the answer ran to its end: the signal came too late to test anything"
+    )
     # The socket was closed with 1000.
     assert out.server.conns[0].record.close_code == 1000, out.server.conns[0].record.close_code
     # The session log has every line written up to the signal.
@@ -151,13 +185,17 @@ def check_stopped_cleanly(out: Outcome) -> None:
 
 
 @uses("SIGTERM")
-async def test_sigterm_mid_response_leaves_complete_logs_a_valid_wav_and_closes_1000(pool: SessionPool) -> None:
+async def test_sigterm_mid_response_leaves_complete_logs_a_valid_wav_and_closes_1000(
+    pool: SessionPool,
+) -> None:
     """``kill <pid>`` while the agent speaks. User sees: the audio stops, "Chat done.", exit 143."""
     check_stopped_cleanly(await pool.get("SIGTERM"))
 
 
 @uses("SIGINT")
-async def test_ctrl_c_mid_response_leaves_complete_logs_a_valid_wav_and_closes_1000(pool: SessionPool) -> None:
+async def test_ctrl_c_mid_response_leaves_complete_logs_a_valid_wav_and_closes_1000(
+    pool: SessionPool,
+) -> None:
     """Ctrl-C while the agent speaks. User sees: the audio stops, "Chat done.", exit 130 (no
     KeyboardInterrupt traceback)."""
     check_stopped_cleanly(await pool.get("SIGINT"))
@@ -174,7 +212,9 @@ async def test_words_spoken_before_the_stop_are_in_the_session_log(pool: Session
 
 
 @uses("SIGTERM-reconnecting")
-async def test_sigterm_while_reconnecting_stops_at_once_with_complete_logs(pool: SessionPool) -> None:
+async def test_sigterm_while_reconnecting_stops_at_once_with_complete_logs(
+    pool: SessionPool,
+) -> None:
     """SIGTERM while the client waits between refused reconnect attempts. User sees the retry
     warnings, then "Chat done.", exit 143 within a second or two (not after the backoff runs out);
     the session log, WAV and JSONL are complete."""
@@ -188,7 +228,10 @@ async def test_sigterm_while_reconnecting_stops_at_once_with_complete_logs(pool:
     assert run.code in ACCEPTED_EXIT[signal.SIGTERM], run.describe()
     assert stop_s < 3.0, f"took {stop_s:.1f} s to stop"
     lines = transcript_lines(run.session_log())
-    assert lines == ["User Input: Read me the whole poem", "Agent Audio Response: Of all the seas I sailed, the calmest was the last"], lines
+    assert lines == [
+        "User Input: Read me the whole poem",
+        "Agent Audio Response: Of all the seas I sailed, the calmest was the last",
+    ], lines
     check_wav_valid(run.out_wav)
     run.events()
     check_logs_private(run)

@@ -55,7 +55,9 @@ class Stopped:
 Trigger = Callable[[], Awaitable[None]]
 
 
-async def run_and_signal(url: str, tmp: Path, state: str, reached: Trigger, sigs: tuple[signal.Signals, ...]) -> Stopped:
+async def run_and_signal(
+    url: str, tmp: Path, state: str, reached: Trigger, sigs: tuple[signal.Signals, ...]
+) -> Stopped:
     """Run the script against ``url``; once ``reached()`` returns, send ``sigs`` (50 ms apart)."""
     sent: list[float] = []
 
@@ -98,7 +100,13 @@ def while_connecting(*sigs: signal.Signals) -> Callable[[Path], Awaitable[Stoppe
                 pass
             fillers.append(filler)
         try:
-            return await run_and_signal(f"http://127.0.0.1:{port}", tmp, "connecting", lambda: log_line(tmp, "Connecting to"), sigs)
+            return await run_and_signal(
+                f"http://127.0.0.1:{port}",
+                tmp,
+                "connecting",
+                lambda: log_line(tmp, "Connecting to"),
+                sigs,
+            )
         finally:
             for s in (*fillers, listener):
                 s.close()
@@ -122,7 +130,9 @@ def in_handshake(*sigs: signal.Signals) -> Callable[[Path], Awaitable[Stopped]]:
         server = await asyncio.start_server(hold, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         try:
-            return await run_and_signal(f"http://127.0.0.1:{port}", tmp, "handshake", got_request.wait, sigs)
+            return await run_and_signal(
+                f"http://127.0.0.1:{port}", tmp, "handshake", got_request.wait, sigs
+            )
         finally:
             for w in writers:
                 w.close()
@@ -139,7 +149,9 @@ def without_session(*sigs: signal.Signals) -> Callable[[Path], Awaitable[Stopped
             await conn.ws.wait_closed()
 
         async with FaultyServer(silent) as server:
-            return await run_and_signal(server.url, tmp, "no session", lambda: server.wait_connections(1, timeout=20), sigs)
+            return await run_and_signal(
+                server.url, tmp, "no session", lambda: server.wait_connections(1, timeout=20), sigs
+            )
 
     return session
 
@@ -233,7 +245,9 @@ def check_stopped(out: Stopped, sig: signal.Signals) -> None:
     run = out.run
     print(f"\n{out.state}, {sig.name}: exit {run.code} {out.stop_s * 1000:.0f} ms after the signal")
     check_no_crash(run)
-    assert out.stop_s < STOP_BOUND_S, f"{out.state}: took {out.stop_s:.1f} s to stop\n{run.describe()}"
+    assert out.stop_s < STOP_BOUND_S, (
+        f"{out.state}: took {out.stop_s:.1f} s to stop\n{run.describe()}"
+    )
     # A second Ctrl-C that lands in the interpreter's final teardown (Python has restored the
     # default action by then) kills it with SIGINT: the shell reports that as 130 too.
     accepted = (EXIT[sig], -sig) if len(out.sigs) > 1 else (EXIT[sig],)
@@ -249,7 +263,9 @@ SINGLE = [n for n in SESSIONS if not n.endswith("INT-INT")]
 
 @pytest.mark.parametrize("name", SINGLE)
 @uses(*SINGLE)
-async def test_a_signal_stops_the_script_within_a_second_with_the_conventional_exit_code(pool: SessionPool, name: str) -> None:
+async def test_a_signal_stops_the_script_within_a_second_with_the_conventional_exit_code(
+    pool: SessionPool, name: str
+) -> None:
     """User sees: the session stops at once (not after pipecat's 20 s cancel timeout), exit 130
     after Ctrl-C, 143 after SIGTERM."""
     out: Stopped = await pool.get(name, timeout=240)

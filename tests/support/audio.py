@@ -43,7 +43,9 @@ def matching_run(haystack: np.ndarray, start: int, needle: bytes) -> int:
     return int(diff[0]) if len(diff) else len(got)
 
 
-def contains_any_chunk(haystack: np.ndarray, pcm: bytes, chunk_samples: int = 2400, probe: int = 240) -> bool:
+def contains_any_chunk(
+    haystack: np.ndarray, pcm: bytes, chunk_samples: int = 2400, probe: int = 240
+) -> bool:
     """Whether the start of any ``chunk_samples`` chunk of ``pcm`` appears in ``haystack``."""
     ref = np.frombuffer(pcm, dtype=np.int16)
     for offset in range(0, len(ref), chunk_samples):
@@ -52,7 +54,9 @@ def contains_any_chunk(haystack: np.ndarray, pcm: bytes, chunk_samples: int = 24
     return False
 
 
-def last_heard(haystack: np.ndarray, pcm: bytes, chunk_samples: int = 2400, probe: int = 240) -> tuple[int, int]:
+def last_heard(
+    haystack: np.ndarray, pcm: bytes, chunk_samples: int = 2400, probe: int = 240
+) -> tuple[int, int]:
     """Where the last audible sample of ``pcm`` sits in ``haystack``, and how many of its samples
     were heard, following it chunk by chunk (a device may insert silence between chunks that
     arrived just in time). Returns (-1, 0) when none of it was heard."""

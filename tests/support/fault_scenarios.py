@@ -38,13 +38,25 @@ THREAD_ID = "thread_resume_42"
 
 def agent_info(name: str = "my-agent", thread_id: str = THREAD_ID) -> dict[str, Any]:
     """``session.agent`` as a current agent's session.created carries it."""
-    return {"type": "agent", "name": name, "description": "", "agent_id": f"{name}:1", "thread_id": thread_id}
+    return {
+        "type": "agent",
+        "name": name,
+        "description": "",
+        "agent_id": f"{name}:1",
+        "thread_id": thread_id,
+    }
 
 
 def default_turns() -> tuple[Turn, Turn, Turn]:
     return (
-        Turn("What is the capital of France?", "The capital of France is Paris.", noise(0.8, seed=11)),
-        Turn("Tell me a long story about Zürich", "Once upon a time in Zürich there lived a clever fox", noise(1.2, seed=12)),
+        Turn(
+            "What is the capital of France?", "The capital of France is Paris.", noise(0.8, seed=11)
+        ),
+        Turn(
+            "Tell me a long story about Zürich",
+            "Once upon a time in Zürich there lived a clever fox",
+            noise(1.2, seed=12),
+        ),
         Turn("Are you still there?", "Yes, I am still here.", noise(0.6, seed=13)),
     )
 
@@ -107,8 +119,12 @@ class ResumeConversation:
             return  # the client renews the connection by itself; it closes this one with 1000
         await user_speaks(conn, turn2)
         await response_start(conn, turn2)
-        await transcript_deltas(conn, turn2, " ".join(turn2.agent_text.split(" ")[: self.spoken_words]))
-        await conn.stream_audio(turn2.response_id, turn2.item_id, turn2.audio[: RATE * 2 * 3 // 10], speed=2.0)
+        await transcript_deltas(
+            conn, turn2, " ".join(turn2.agent_text.split(" ")[: self.spoken_words])
+        )
+        await conn.stream_audio(
+            turn2.response_id, turn2.item_id, turn2.audio[: RATE * 2 * 3 // 10], speed=2.0
+        )
         assert self.fault is not None
         result = self.fault(conn)
         if asyncio.iscoroutine(result):
@@ -201,11 +217,15 @@ def resume_session(
     :class:`ResumeConversation` whose fault is ``fault_of(conversation)``."""
 
     async def session(tmp: Path) -> ResumeOutcome:
-        conversation = ResumeConversation(None, replay_items=replay, agent=agent, expires_in=expires_in)
+        conversation = ResumeConversation(
+            None, replay_items=replay, agent=agent, expires_in=expires_in
+        )
         conversation.fault = fault_of(conversation) if fault_of is not None else None
         async with FaultyServer(conversation, refuse=refuse) as server:
             conversation.server = server
-            run = await run_script(server.url, tmp, *mode, input_s=input_s, env=env, timeout=45, extra=extra)
+            run = await run_script(
+                server.url, tmp, *mode, input_s=input_s, env=env, timeout=45, extra=extra
+            )
         return ResumeOutcome(run, server, conversation)
 
     return session

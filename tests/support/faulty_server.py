@@ -27,7 +27,9 @@ from websockets.http11 import Request, Response
 
 from tests.support.replay_server import ReplayServer, Script, ServerConn
 
-Refusal = Callable[[int], int | None]  # 1-based attempt number -> HTTP status to refuse with, or None
+Refusal = Callable[
+    [int], int | None
+]  # 1-based attempt number -> HTTP status to refuse with, or None
 
 
 def refuse_first(n: int, status: int) -> Refusal:
@@ -100,7 +102,12 @@ class FaultyServer(ReplayServer):
     async def wait_closed(self, n: int, timeout: float = 15.0) -> None:
         """Until the ``n``-th connection has been closed (by either side)."""
         async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: len(self.conns) >= n and "closed" in self.conns[n - 1].record.marks), timeout)
+            await asyncio.wait_for(
+                self._changed.wait_for(
+                    lambda: len(self.conns) >= n and "closed" in self.conns[n - 1].record.marks
+                ),
+                timeout,
+            )
 
 
 # -- faults on one live connection ---------------------------------------------------------------
@@ -132,7 +139,14 @@ def stall(conn: ServerConn) -> float:
 async def send_oversized(conn: ServerConn, nbytes: int) -> float:
     """Send one text message of ``nbytes`` (a syntactically valid event) over the client's limit."""
     filler = "A" * (nbytes - 64)
-    message = json.dumps({"type": "response.audio.delta", "response_id": "resp_huge", "item_id": "item_huge", "delta": filler})
+    message = json.dumps(
+        {
+            "type": "response.audio.delta",
+            "response_id": "resp_huge",
+            "item_id": "item_huge",
+            "delta": filler,
+        }
+    )
     t = conn.mark("fault")
     await conn.send_raw(message)
     return t
@@ -150,8 +164,14 @@ GARBAGE: list[tuple[str, str | bytes]] = [
     ("object without type", '{"event_id": "event_x", "session": {}}'),
     ("type is a number", '{"type": 42}'),
     ("type is empty", '{"type": ""}'),
-    ("unknown event type", '{"type": "response.hologram.delta", "event_id": "event_u1", "delta": "??"}'),
-    ("unknown event type, future namespace", '{"type": "session.teleported", "session": {"id": "sess_zz"}}'),
+    (
+        "unknown event type",
+        '{"type": "response.hologram.delta", "event_id": "event_u1", "delta": "??"}',
+    ),
+    (
+        "unknown event type, future namespace",
+        '{"type": "session.teleported", "session": {"id": "sess_zz"}}',
+    ),
     (
         "audio delta with a number as audio",
         '{"type": "response.audio.delta", "response_id": "resp_bad", "item_id": "item_bad", '
@@ -162,10 +182,22 @@ GARBAGE: list[tuple[str, str | bytes]] = [
         '{"type": "response.audio.delta", "response_id": "resp_bad", "item_id": "item_bad", '
         '"delta": "@@not base64@@"}',
     ),
-    ("audio delta without delta", '{"type": "response.audio.delta", "response_id": "resp_bad", "item_id": "item_bad"}'),
-    ("response.created with a string response", '{"type": "response.created", "response": "resp_x"}'),
-    ("response.created without an id", '{"type": "response.created", "response": {"status": "in_progress"}}'),
-    ("speech_stopped with a string time", '{"type": "input_audio_buffer.speech_stopped", "audio_end_ms": "soon", "item_id": 7}'),
+    (
+        "audio delta without delta",
+        '{"type": "response.audio.delta", "response_id": "resp_bad", "item_id": "item_bad"}',
+    ),
+    (
+        "response.created with a string response",
+        '{"type": "response.created", "response": "resp_x"}',
+    ),
+    (
+        "response.created without an id",
+        '{"type": "response.created", "response": {"status": "in_progress"}}',
+    ),
+    (
+        "speech_stopped with a string time",
+        '{"type": "input_audio_buffer.speech_stopped", "audio_end_ms": "soon", "item_id": 7}',
+    ),
     (
         "transcription.completed with a null transcript",
         '{"type": "conversation.item.input_audio_transcription.completed", "item_id": "item_q", '
@@ -179,7 +211,10 @@ GARBAGE: list[tuple[str, str | bytes]] = [
     ("response.done with a list response", '{"type": "response.done", "response": []}'),
     ("error with a string error", '{"type": "error", "error": "boom"}'),
     ("session.updated with a null session", '{"type": "session.updated", "session": null}'),
-    ("deeply nested junk", '{"type": "rate_limits.updated", "rate_limits": ' + "[" * 200 + "]" * 200 + "}"),
+    (
+        "deeply nested junk",
+        '{"type": "rate_limits.updated", "rate_limits": ' + "[" * 200 + "]" * 200 + "}",
+    ),
 ]
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loguru import logger
-
 from pipecat.frames.frames import (
     DataFrame,
     Frame,

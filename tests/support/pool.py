@@ -44,16 +44,22 @@ def uses(*names: str) -> Callable[[F], F]:
 class SessionPool:
     """Starts sessions concurrently (at most ``limit`` at a time) and hands out their outcomes."""
 
-    def __init__(self, sessions: dict[str, SessionRun], tmp_factory: pytest.TempPathFactory,
-                 limit: int = 5) -> None:
+    def __init__(
+        self, sessions: dict[str, SessionRun], tmp_factory: pytest.TempPathFactory, limit: int = 5
+    ) -> None:
         self._sessions = sessions
         self._tmp = tmp_factory
         self._limit = asyncio.Semaphore(limit)
         self._tasks: dict[str, asyncio.Task[Any]] = {}
 
     @classmethod
-    def for_module(cls, request: pytest.FixtureRequest, sessions: dict[str, SessionRun],
-                   tmp_factory: pytest.TempPathFactory, limit: int = 5) -> SessionPool:
+    def for_module(
+        cls,
+        request: pytest.FixtureRequest,
+        sessions: dict[str, SessionRun],
+        tmp_factory: pytest.TempPathFactory,
+        limit: int = 5,
+    ) -> SessionPool:
         pool = cls(sessions, tmp_factory, limit)
         wanted: list[str] = []
         for item in request.session.items:

@@ -42,7 +42,9 @@ class ConnectionRecord:
         return b"".join(base64.b64decode(e["audio"]) for e in appends)
 
     def appended_audio_bytes(self) -> int:
-        return sum(len(base64.b64decode(e["audio"])) for e in self.of_type("input_audio_buffer.append"))
+        return sum(
+            len(base64.b64decode(e["audio"])) for e in self.of_type("input_audio_buffer.append")
+        )
 
 
 class ServerConn:
@@ -101,10 +103,20 @@ class ServerConn:
     async def wait_audio(self, nbytes: int, *, timeout: float = 10.0) -> None:
         """Until the client has appended at least ``nbytes`` of audio."""
         async with self._arrived:
-            await asyncio.wait_for(self._arrived.wait_for(lambda: self.record.appended_audio_bytes() >= nbytes), timeout)
+            await asyncio.wait_for(
+                self._arrived.wait_for(lambda: self.record.appended_audio_bytes() >= nbytes),
+                timeout,
+            )
 
     async def stream_audio(
-        self, response_id: str, item_id: str, pcm: bytes, *, chunk_ms: int = 100, speed: float = 2.0, rate: int = 24000
+        self,
+        response_id: str,
+        item_id: str,
+        pcm: bytes,
+        *,
+        chunk_ms: int = 100,
+        speed: float = 2.0,
+        rate: int = 24000,
     ) -> list[float]:
         """Send ``pcm`` as ``response.audio.delta`` chunks at ``speed`` times real time."""
         step = rate * chunk_ms // 1000 * 2
@@ -116,7 +128,15 @@ class ServerConn:
             delta = base64.b64encode(pcm[offset : offset + step]).decode("ascii")
             times.append(
                 await self.send(
-                    {"type": "response.audio.delta", "event_id": f"event_d{k}", "response_id": response_id, "item_id": item_id, "output_index": 0, "content_index": 0, "delta": delta}
+                    {
+                        "type": "response.audio.delta",
+                        "event_id": f"event_d{k}",
+                        "response_id": response_id,
+                        "item_id": item_id,
+                        "output_index": 0,
+                        "content_index": 0,
+                        "delta": delta,
+                    }
                 )
             )
         return times
@@ -128,7 +148,13 @@ Script = Callable[[ServerConn], Awaitable[None]]
 class ReplayServer:
     """``async with ReplayServer(script) as server: ... server.url ... server.connections``."""
 
-    def __init__(self, script: Script, *, reject_status: int | None = None, path: str = "/voice-live/realtime") -> None:
+    def __init__(
+        self,
+        script: Script,
+        *,
+        reject_status: int | None = None,
+        path: str = "/voice-live/realtime",
+    ) -> None:
         self.script = script
         self.reject_status = reject_status
         self.path = path
@@ -179,7 +205,13 @@ class ReplayServer:
             self.done.set()
 
     async def __aenter__(self) -> ReplayServer:
-        self._server = await serve(self._handle, "127.0.0.1", 0, process_request=self._process_request, max_size=16 * 1024 * 1024)
+        self._server = await serve(
+            self._handle,
+            "127.0.0.1",
+            0,
+            process_request=self._process_request,
+            max_size=16 * 1024 * 1024,
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:

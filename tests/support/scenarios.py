@@ -75,44 +75,104 @@ def _with(kind: str, **fields: Any) -> dict[str, Any]:
 
 async def user_speaks(conn: ServerConn, turn: Turn, *, started: bool = True) -> None:
     if started:
-        await conn.send(_with("input_audio_buffer.speech_started", audio_start_ms=1000, item_id=turn.user_item_id))
-    await conn.send(_with("input_audio_buffer.speech_stopped", audio_end_ms=2000, item_id=turn.user_item_id))
-    await conn.send(_with("input_audio_buffer.committed", previous_item_id=None, item_id=turn.user_item_id))
-    user_item = {"id": turn.user_item_id, "type": "message", "status": "completed", "role": "user", "content": [{"type": "input_audio", "transcript": None}]}
+        await conn.send(
+            _with(
+                "input_audio_buffer.speech_started", audio_start_ms=1000, item_id=turn.user_item_id
+            )
+        )
+    await conn.send(
+        _with("input_audio_buffer.speech_stopped", audio_end_ms=2000, item_id=turn.user_item_id)
+    )
+    await conn.send(
+        _with("input_audio_buffer.committed", previous_item_id=None, item_id=turn.user_item_id)
+    )
+    user_item = {
+        "id": turn.user_item_id,
+        "type": "message",
+        "status": "completed",
+        "role": "user",
+        "content": [{"type": "input_audio", "transcript": None}],
+    }
     await conn.send(_with("conversation.item.created", previous_item_id=None, item=user_item))
-    await conn.send(_with("conversation.item.input_audio_transcription.completed", item_id=turn.user_item_id, content_index=0, transcript=turn.user_text))
+    await conn.send(
+        _with(
+            "conversation.item.input_audio_transcription.completed",
+            item_id=turn.user_item_id,
+            content_index=0,
+            transcript=turn.user_text,
+        )
+    )
 
 
 async def response_start(conn: ServerConn, turn: Turn) -> None:
     created = template("response.created")
     created["response"]["id"] = turn.response_id
     await conn.send(created)
-    item = {"id": turn.item_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}
-    await conn.send(_with("response.output_item.added", response_id=turn.response_id, output_index=0, item=item))
-    await conn.send(_with("conversation.item.created", previous_item_id=turn.user_item_id, item=item))
-    await conn.send(_with("response.content_part.added", response_id=turn.response_id, item_id=turn.item_id, output_index=0, content_index=0, part={"type": "audio", "transcript": ""}))
+    item = {
+        "id": turn.item_id,
+        "type": "message",
+        "status": "in_progress",
+        "role": "assistant",
+        "content": [],
+    }
+    await conn.send(
+        _with("response.output_item.added", response_id=turn.response_id, output_index=0, item=item)
+    )
+    await conn.send(
+        _with("conversation.item.created", previous_item_id=turn.user_item_id, item=item)
+    )
+    await conn.send(
+        _with(
+            "response.content_part.added",
+            response_id=turn.response_id,
+            item_id=turn.item_id,
+            output_index=0,
+            content_index=0,
+            part={"type": "audio", "transcript": ""},
+        )
+    )
 
 
 async def transcript_deltas(conn: ServerConn, turn: Turn, text: str | None = None) -> None:
     words = (text if text is not None else turn.agent_text).split(" ")
     for k, word in enumerate(words):
         delta = word if k == 0 else " " + word
-        await conn.send(_with("response.audio_transcript.delta", response_id=turn.response_id, item_id=turn.item_id, output_index=0, content_index=0, delta=delta))
+        await conn.send(
+            _with(
+                "response.audio_transcript.delta",
+                response_id=turn.response_id,
+                item_id=turn.item_id,
+                output_index=0,
+                content_index=0,
+                delta=delta,
+            )
+        )
 
 
-async def response_end(conn: ServerConn, turn: Turn, *, status: str = "completed", transcript_done: bool = True) -> None:
-    ids = {"response_id": turn.response_id, "item_id": turn.item_id, "output_index": 0, "content_index": 0}
+async def response_end(
+    conn: ServerConn, turn: Turn, *, status: str = "completed", transcript_done: bool = True
+) -> None:
+    ids = {
+        "response_id": turn.response_id,
+        "item_id": turn.item_id,
+        "output_index": 0,
+        "content_index": 0,
+    }
     await conn.send(_with("response.audio.done", **ids))
     if transcript_done:
         await conn.send(_with("response.audio_transcript.done", **ids, transcript=turn.agent_text))
     done = template("response.done")
     done["response"]["id"] = turn.response_id
     done["response"]["status"] = status
-    done["response"]["status_details"] = {"type": "cancelled", "reason": "turn_detected"} if status == "cancelled" else None
+    done["response"]["status_details"] = (
+        {"type": "cancelled", "reason": "turn_detected"} if status == "cancelled" else None
+    )
     await conn.send(done)
 
 
-async def handshake(conn: ServerConn, *, session_id: str = "sess_Replay1", agent: dict[str, Any] | None = None) -> dict[str, Any]:
+async def handshake(
+    conn: ServerConn, *, session_id: str = "sess_Replay1", agent: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """session.created -> (client session.update) -> session.updated; returns the update."""
     created = session_created(session_id, agent)
     await conn.send(created)
@@ -148,7 +208,9 @@ class BargeInScenario:
         await response_start(conn, self.turn1)
         await transcript_deltas(conn, self.turn1)
         conn.mark("turn1_first_delta")
-        await conn.stream_audio(self.turn1.response_id, self.turn1.item_id, self.turn1.audio, speed=self.speed)
+        await conn.stream_audio(
+            self.turn1.response_id, self.turn1.item_id, self.turn1.audio, speed=self.speed
+        )
         await response_end(conn, self.turn1)
         await _sleep_s(len(self.turn1.audio) / 2 / RATE + 0.3)  # let it play out
         # Turn 2: the agent starts, then the user barges in mid-answer.
@@ -156,23 +218,35 @@ class BargeInScenario:
         await response_start(conn, self.turn2)
         await transcript_deltas(conn, self.turn2)
         cut = int(self.cut_after_s * RATE) * 2
-        times = await conn.stream_audio(self.turn2.response_id, self.turn2.item_id, self.turn2.audio[:cut], speed=1.0)
+        times = await conn.stream_audio(
+            self.turn2.response_id, self.turn2.item_id, self.turn2.audio[:cut], speed=1.0
+        )
         conn.record.marks["turn2_first_delta"] = times[0]
         await _sleep_s(0.1)
-        await conn.send(_with("input_audio_buffer.speech_started", audio_start_ms=5000, item_id=self.turn3.user_item_id))
+        await conn.send(
+            _with(
+                "input_audio_buffer.speech_started",
+                audio_start_ms=5000,
+                item_id=self.turn3.user_item_id,
+            )
+        )
         conn.mark("barge_in")
         late = self.late_audio[: self.late_chunks * RATE // 10 * 2]
         await conn.stream_audio(self.turn2.response_id, self.turn2.item_id, late, speed=4.0)
         if self.silent_after_barge_in:
             conn.mark("script_done")
             return
-        await response_end(conn, self.turn2, status="cancelled", transcript_done=self.transcript_done_on_cancel)
+        await response_end(
+            conn, self.turn2, status="cancelled", transcript_done=self.transcript_done_on_cancel
+        )
         # Turn 3: the barge-in is answered.
         await _sleep_s(0.2)
         await user_speaks(conn, self.turn3, started=False)
         await response_start(conn, self.turn3)
         await transcript_deltas(conn, self.turn3)
-        await conn.stream_audio(self.turn3.response_id, self.turn3.item_id, self.turn3.audio, speed=self.speed)
+        await conn.stream_audio(
+            self.turn3.response_id, self.turn3.item_id, self.turn3.audio, speed=self.speed
+        )
         await response_end(conn, self.turn3)
         conn.mark("script_done")
 
@@ -186,8 +260,14 @@ async def _sleep_s(seconds: float) -> None:
 def barge_in_scenario(**overrides: Any) -> BargeInScenario:
     """The default turn + barge-in conversation (non-ASCII transcripts included)."""
     base: dict[str, Any] = {
-        "turn1": Turn("What is the capital of France?", "The capital of France is Paris.", noise(1.0, seed=1)),
-        "turn2": Turn("Tell me a story, s'il vous plaît — ünïcödé 日本語", "Once upon a time, in Zürich, a fox said «bonjour» 🦊.", noise(1.6, seed=2)),
+        "turn1": Turn(
+            "What is the capital of France?", "The capital of France is Paris.", noise(1.0, seed=1)
+        ),
+        "turn2": Turn(
+            "Tell me a story, s'il vous plaît — ünïcödé 日本語",
+            "Once upon a time, in Zürich, a fox said «bonjour» 🦊.",
+            noise(1.6, seed=2),
+        ),
         "turn3": Turn("Stop.", "Alright, I've stopped.", noise(0.6, seed=3)),
         "late_audio": noise(1.0, seed=4),
     }

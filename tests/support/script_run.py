@@ -31,7 +31,11 @@ DuringRun = Callable[[asyncio.subprocess.Process], Awaitable[None]]
 
 def script_env(**extra: str) -> dict[str, str]:
     """The script's environment: no Azure settings from the caller, this checkout importable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "AI_FOUNDRY_", "VOICELIVE_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AZURE_", "AI_FOUNDRY_", "VOICELIVE_"))
+    }
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
@@ -86,7 +90,9 @@ class ScriptRun:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise AssertionError(f"{path.name} line {n} is not JSON ({exc}): {line[:200]!r}") from None
+                raise AssertionError(
+                    f"{path.name} line {n} is not JSON ({exc}): {line[:200]!r}"
+                ) from None
         return records
 
     def outputs(self) -> dict[str, str]:
@@ -95,7 +101,9 @@ class ScriptRun:
         if self.log_dir.is_dir():
             for path in sorted(self.log_dir.rglob("*")):
                 if path.is_file():
-                    texts[str(path.relative_to(self.dir))] = path.read_bytes().decode("utf-8", "replace")
+                    texts[str(path.relative_to(self.dir))] = path.read_bytes().decode(
+                        "utf-8", "replace"
+                    )
         return texts
 
     def describe(self) -> str:
@@ -133,19 +141,28 @@ async def run_script(
     in_wav = write_wav(tmp / "in.wav", pcm)
     argv = [
         *command,
-        "--endpoint", url,
-        "--input-wav", str(in_wav),
-        "--output-wav", str(tmp / "out.wav"),
-        "--log-dir", str(tmp / "logs"),
-        "--idle-grace", str(idle_grace),
+        "--endpoint",
+        url,
+        "--input-wav",
+        str(in_wav),
+        "--output-wav",
+        str(tmp / "out.wav"),
+        "--log-dir",
+        str(tmp / "logs"),
+        "--idle-grace",
+        str(idle_grace),
         *(mode or ("--api-key", API_KEY, "--model", "gpt-realtime")),
         *extra,
     ]
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, *argv, cwd=tmp, env=env or script_env(),
+        sys.executable,
+        *argv,
+        cwd=tmp,
+        env=env or script_env(),
         stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     helper = asyncio.create_task(during(proc)) if during is not None else None
     timed_out = False
@@ -163,14 +180,25 @@ async def run_script(
             await helper
         except asyncio.CancelledError:
             pass
-    return ScriptRun(proc.returncode if proc.returncode is not None else -1, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), started, ended, tmp, timed_out, argv)
+    return ScriptRun(
+        proc.returncode if proc.returncode is not None else -1,
+        out.decode("utf-8", "replace"),
+        err.decode("utf-8", "replace"),
+        started,
+        ended,
+        tmp,
+        timed_out,
+        argv,
+    )
 
 
 def check_no_crash(run: ScriptRun) -> None:
     """No traceback anywhere the user or the logs could show one, and the run did not hang."""
     assert not run.timed_out, f"the script did not end in time\n{run.describe()}"
     for name, text in run.outputs().items():
-        assert "Traceback (most recent call last)" not in text, f"a traceback in {name}\n{text[-3000:]}"
+        assert "Traceback (most recent call last)" not in text, (
+            f"a traceback in {name}\n{text[-3000:]}"
+        )
 
 
 def check_logs_private(run: ScriptRun) -> None:
@@ -181,7 +209,9 @@ def check_logs_private(run: ScriptRun) -> None:
     files = [p for p in run.log_dir.rglob("*") if p.is_file()]
     assert files, "no log files were written"
     for path in files:
-        assert path.stat().st_mode & 0o777 == 0o600, f"{path.name} has mode {path.stat().st_mode & 0o777:o}"
+        assert path.stat().st_mode & 0o777 == 0o600, (
+            f"{path.name} has mode {path.stat().st_mode & 0o777:o}"
+        )
 
 
 def check_wav_valid(path: Path) -> int:
@@ -189,12 +219,20 @@ def check_wav_valid(path: Path) -> int:
     with wave.open(str(path), "rb") as w:
         frames, width, channels = w.getnframes(), w.getsampwidth(), w.getnchannels()
         data = w.readframes(frames + 1)
-    assert len(data) == frames * width * channels, f"header says {frames} frames, data holds {len(data) // (width * channels)}"
+    assert len(data) == frames * width * channels, (
+        f"header says {frames} frames, data holds {len(data) // (width * channels)}"
+    )
     size = path.stat().st_size
-    assert size == 44 + frames * width * channels, f"{path.name}: {size} bytes on disk, header accounts for {44 + frames * width * channels}"
+    assert size == 44 + frames * width * channels, (
+        f"{path.name}: {size} bytes on disk, header accounts for {44 + frames * width * channels}"
+    )
     return frames
 
 
 def transcript_lines(lines: list[str]) -> list[str]:
     """The conversation lines of a session log (user and agent)."""
-    return [line for line in lines if line.startswith(("User Input:", "Agent Audio Response:", "Agent Text Response:"))]
+    return [
+        line
+        for line in lines
+        if line.startswith(("User Input:", "Agent Audio Response:", "Agent Text Response:"))
+    ]

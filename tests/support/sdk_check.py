@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 #: Problems that recorded real traffic has too, so a faithful server must reproduce them: a user
 #: audio item echoed in ``conversation.item.created`` carries ``{"type": "input_audio",
 #: "transcript": null}`` without ``audio``, which the SDK models as RequestAudioContentPart.
@@ -42,7 +41,9 @@ def _problems(value: Any, path: str, top: bool = False) -> list[str]:
     return problems
 
 
-def validate_event(payload: dict[str, Any], direction: str = "server", *, strict: bool = False) -> Any:
+def validate_event(
+    payload: dict[str, Any], direction: str = "server", *, strict: bool = False
+) -> Any:
     """Deserialise ``payload`` with the SDK (``direction`` "server" or "client") and check it.
 
     Returns the typed SDK object; raises :class:`SdkValidationError` listing every problem

@@ -17,8 +17,12 @@ ALLOW = "--allow-skips"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Add ``--allow-skips``."""
-    parser.addoption(ALLOW, action="store_true", default=False,
-                     help="report skipped tests as skips instead of failures (never in CI)")
+    parser.addoption(
+        ALLOW,
+        action="store_true",
+        default=False,
+        help="report skipped tests as skips instead of failures (never in CI)",
+    )
 
 
 def _reason(longrepr: Any) -> str:
@@ -27,8 +31,10 @@ def _reason(longrepr: Any) -> str:
 
 def _fail(report: pytest.TestReport | pytest.CollectReport) -> None:
     report.outcome = "failed"
-    report.longrepr = (f"unexpected skip: {_reason(report.longrepr)} "
-                       f"(a skipped test does not run; pass {ALLOW} to allow it)")
+    report.longrepr = (
+        f"unexpected skip: {_reason(report.longrepr)} "
+        f"(a skipped test does not run; pass {ALLOW} to allow it)"
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -19,15 +19,30 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 TRACE_DIR = DATA / "traces"
 EXAMPLES = DATA / "event-examples.json"
 #: Every client event type of the protocol reference (the rest of the examples are server events).
-CLIENT_EVENT_TYPES = frozenset({
-    "session.update", "input_audio_buffer.append", "input_audio_buffer.commit",
-    "input_audio_buffer.clear", "input_audio.turn.start", "input_audio.turn.append",
-    "input_audio.turn.end", "input_audio.turn.cancel", "input_audio.clear", "input_text.delta",
-    "input_text.done", "conversation.item.create", "conversation.item.retrieve",
-    "conversation.item.truncate", "conversation.item.delete", "response.create",
-    "response.cancel", "output_audio_buffer.clear", "session.avatar.connect",
-    "transcription_session.update",
-})
+CLIENT_EVENT_TYPES = frozenset(
+    {
+        "session.update",
+        "input_audio_buffer.append",
+        "input_audio_buffer.commit",
+        "input_audio_buffer.clear",
+        "input_audio.turn.start",
+        "input_audio.turn.append",
+        "input_audio.turn.end",
+        "input_audio.turn.cancel",
+        "input_audio.clear",
+        "input_text.delta",
+        "input_text.done",
+        "conversation.item.create",
+        "conversation.item.retrieve",
+        "conversation.item.truncate",
+        "conversation.item.delete",
+        "response.create",
+        "response.cancel",
+        "output_audio_buffer.clear",
+        "session.avatar.connect",
+        "transcription_session.update",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -50,7 +65,11 @@ def trace_paths() -> list[Path]:
 
 def load_trace(path: Path) -> list[Interaction]:
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return [Interaction(i["direction"], i["data"], i.get("at")) for i in doc["interactions"] if i.get("kind") == "message"]
+    return [
+        Interaction(i["direction"], i["data"], i.get("at"))
+        for i in doc["interactions"]
+        if i.get("kind") == "message"
+    ]
 
 
 def load_examples() -> dict[str, dict[str, Any]]:

@@ -98,7 +98,7 @@ def test_concurrent_reader_thread_sees_every_frame_once_in_order():
     thread = threading.Thread(target=reader)
     thread.start()
     for start in range(0, total, 331):
-        buf.write(ramp[start:start + 331].tobytes(), f"item{start // 9930}")
+        buf.write(ramp[start : start + 331].tobytes(), f"item{start // 9930}")
     done.set()
     thread.join(timeout=10)
     out = np.frombuffer(b"".join(got), dtype=np.int16)

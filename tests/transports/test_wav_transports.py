@@ -46,8 +46,9 @@ async def test_input_is_paced_like_a_microphone(tmp_path):
 
 async def test_input_not_realtime_pushes_the_file_at_once_then_paced_silence(tmp_path):
     signal = tone(440, 3.0, offset=2000)
-    mic = WavInputTransport(write_wav(tmp_path / "in.wav", signal), realtime=False,
-                            trailing_silence_ms=100, chunk_ms=20)
+    mic = WavInputTransport(
+        write_wav(tmp_path / "in.wav", signal), realtime=False, trailing_silence_ms=100, chunk_ms=20
+    )
     loop = asyncio.get_running_loop()
     async with PipelineHarness([mic]) as harness:
         start = loop.time()
@@ -56,27 +57,33 @@ async def test_input_not_realtime_pushes_the_file_at_once_then_paced_silence(tmp
         await harness.tail.wait_for_type(InputAudioRawFrame, count=155)
     audio = input_audio(harness)
     assert np.array_equal(audio[: len(signal)], signal)
-    assert len(audio) == len(signal) + 5 * 480 and not audio[len(signal):].any()
+    assert len(audio) == len(signal) + 5 * 480 and not audio[len(signal) :].any()
 
 
 async def test_input_downmixes_and_resamples_to_the_pipeline_rate(tmp_path):
     left = tone(300, 0.5, rate=16000)
     stereo = np.stack([left, left], axis=1).reshape(-1)
-    mic = WavInputTransport(write_wav(tmp_path / "st.wav", stereo, rate=16000, channels=2),
-                            realtime=False, trailing_silence_ms=0)
+    mic = WavInputTransport(
+        write_wav(tmp_path / "st.wav", stereo, rate=16000, channels=2),
+        realtime=False,
+        trailing_silence_ms=0,
+    )
     async with PipelineHarness([mic]):
         await asyncio.wait_for(mic.input_done.wait(), 5)
     assert mic.frames_pushed == 12000  # 0.5 s at 24 kHz
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "input WAV '{}' not found"),
-    (
-        b"not a wav at all",
-        "input WAV '{}' cannot be read (file does not start with RIFF id): "
-        "convert it to 16-bit PCM",
-    ),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "input WAV '{}' not found"),
+        (
+            b"not a wav at all",
+            "input WAV '{}' cannot be read (file does not start with RIFF id): "
+            "convert it to 16-bit PCM",
+        ),
+    ],
+)
 def test_input_bad_files_give_one_clear_error(tmp_path, content, message):
     path = tmp_path / "x.wav"
     if content is not None:
@@ -133,8 +140,8 @@ async def test_output_records_silence_then_the_audio_at_its_arrival_time(tmp_pat
     expected = (out.written_at - out.recorder.started_at) * RATE
     assert first >= 0.19 * RATE
     assert abs(first - expected) <= 24  # within 1 ms of when the audio arrived
-    assert np.array_equal(recorded[first:first + len(signal)], signal)
-    assert not recorded[first + len(signal):].any()
+    assert np.array_equal(recorded[first : first + len(signal)], signal)
+    assert not recorded[first + len(signal) :].any()
     assert out.playback.played_frames("item1") == len(signal)
     assert harness.head.of_type(BotStartedSpeakingFrame)  # broadcast upstream too
 
@@ -157,7 +164,7 @@ async def test_interruption_cuts_the_recording_where_the_listener_stopped_hearin
     cut_expected = (out.flushed_at - out.recorder.started_at) * RATE
     assert abs((last + 1) - cut_expected) <= 240  # within one 10 ms tick of the flush
     assert len(heard) == last + 1 - start  # one contiguous run, nothing after the cut
-    assert np.array_equal(recorded[start:last + 1], signal[: last + 1 - start])
+    assert np.array_equal(recorded[start : last + 1], signal[: last + 1 - start])
     assert out.playback.played_frames("a") == len(heard)
     assert out.playback.received_frames("a") == len(signal)
 

@@ -25,11 +25,16 @@ from tests.support.script_run import ROOT, script_env
     [
         (["--agent-id", "echo"], ClassicAgent("echo", LOCAL_PROJECT, "local-key")),
         (["--agent-name", "echo"], Agent("echo", LOCAL_PROJECT)),
-        (["--agent-id", "echo", "--project-name", "mine"], ClassicAgent("echo", "mine", "local-key")),
+        (
+            ["--agent-id", "echo", "--project-name", "mine"],
+            ClassicAgent("echo", "mine", "local-key"),
+        ),
     ],
 )
 def test_local_agents_need_no_project_name(tmp_path: Path, argv: list[str], target: object) -> None:
-    config, _ = parse_config(["--local", "--log-dir", str(tmp_path), *argv], env={}, dotenv_path=None)
+    config, _ = parse_config(
+        ["--local", "--log-dir", str(tmp_path), *argv], env={}, dotenv_path=None
+    )
     assert config.target == target
 
 
@@ -44,7 +49,9 @@ async def test_classic_agent_with_a_key_but_no_agent_token_says_the_agent_token_
         endpoint=Endpoint.parse("ws://127.0.0.1:9"),
         target=ClassicAgent("asst_1", "proj"),
         api_version="2025-05-01-preview",
-        credentials=Credentials(api_key="K-newcomer-abcdefgh", token_credential=EnvironmentCredential()),
+        credentials=Credentials(
+            api_key="K-newcomer-abcdefgh", token_credential=EnvironmentCredential()
+        ),
     )
     with pytest.raises(ConnectionFailed) as info:
         await VoiceLiveConnection(settings).open()
@@ -55,13 +62,22 @@ async def test_classic_agent_with_a_key_but_no_agent_token_says_the_agent_token_
 
 def test_no_endpoint_suggests_local(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no endpoint: .* or try --local"):
-        parse_config(["--agent-id", "a", "--project-name", "p", "--log-dir", str(tmp_path)],
-                     env={}, dotenv_path=None)
+        parse_config(
+            ["--agent-id", "a", "--project-name", "p", "--log-dir", str(tmp_path)],
+            env={},
+            dotenv_path=None,
+        )
 
 
 def test_localserver_help_lists_the_agents_and_what_the_default_one_understands() -> None:
-    run = subprocess.run([sys.executable, "-m", "localserver", "--help"], cwd=ROOT, env=script_env(),
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "localserver", "--help"],
+        cwd=ROOT,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     assert "local-agent" in run.stdout and "echo: Repeats what the user said." in run.stdout
     for phrase in DefaultBrain.known_phrases:

@@ -45,8 +45,13 @@ def test_downmix_is_the_rounded_mean_and_mono_passes_through() -> None:
 def test_streaming_resampling_keeps_the_duration(in_rate: int, out_rate: int) -> None:
     resampler = PcmResampler(in_rate, out_rate)
     tone = (np.sin(np.arange(in_rate) * 2 * np.pi * 440 / in_rate) * 8000).astype(np.int16)
-    out = b"".join(resampler.resample(tone[i:i + in_rate // 50].tobytes())
-                   for i in range(0, in_rate, in_rate // 50)) + resampler.flush()
+    out = (
+        b"".join(
+            resampler.resample(tone[i : i + in_rate // 50].tobytes())
+            for i in range(0, in_rate, in_rate // 50)
+        )
+        + resampler.flush()
+    )
     assert abs(len(out) // 2 - out_rate) <= out_rate // 100
 
 
@@ -54,8 +59,19 @@ def test_the_input_transport_delivers_the_sessions_rate(tmp_path: Path) -> None:
     write_wav(tmp_path / "in.wav", bytes(9600))
     (tmp_path / "s.json").write_text(json.dumps({"input_audio_sampling_rate": 16000}))
     config, _ = parse_config(
-        ["--local", "--log-dir", str(tmp_path), "--input-wav", str(tmp_path / "in.wav"),
-         "--output-wav", str(tmp_path / "out.wav"), "--session-json", str(tmp_path / "s.json")],
-        env={}, dotenv_path=None)
+        [
+            "--local",
+            "--log-dir",
+            str(tmp_path),
+            "--input-wav",
+            str(tmp_path / "in.wav"),
+            "--output-wav",
+            str(tmp_path / "out.wav"),
+            "--session-json",
+            str(tmp_path / "s.json"),
+        ],
+        env={},
+        dotenv_path=None,
+    )
     input_t, _ = make_transports(config)
     assert input_t._params.audio_in_sample_rate == 16000  # the service has nothing to resample

@@ -16,15 +16,32 @@ def sends(actions: list[act.Action]) -> list[dict[str, Any]]:
     return [a.event for a in actions if isinstance(a, act.Send)]
 
 
-def ready(session: dict[str, Any] | None = None, updated: dict[str, Any] | None = None) -> VoiceLiveSession:
+def ready(
+    session: dict[str, Any] | None = None, updated: dict[str, Any] | None = None
+) -> VoiceLiveSession:
     s = VoiceLiveSession(session or {"turn_detection": {"type": "server_vad"}})
     s.receive({"type": "session.created", "session": {"id": "sess_1", "expires_at": 123}}, 0.0)
-    s.receive({"type": "session.updated", "session": updated or {"id": "sess_1", "turn_detection": {"type": "server_vad", "interrupt_response": True}}}, 0.0)
+    s.receive(
+        {
+            "type": "session.updated",
+            "session": updated
+            or {
+                "id": "sess_1",
+                "turn_detection": {"type": "server_vad", "interrupt_response": True},
+            },
+        },
+        0.0,
+    )
     return s
 
 
 def delta(resp: str, item: str, frames: int = 2400) -> dict[str, Any]:
-    return {"type": "response.audio.delta", "response_id": resp, "item_id": item, "delta": base64.b64encode(b"\x01\x00" * frames).decode()}
+    return {
+        "type": "response.audio.delta",
+        "response_id": resp,
+        "item_id": item,
+        "delta": base64.b64encode(b"\x01\x00" * frames).decode(),
+    }
 
 
 def start_response(s: VoiceLiveSession, resp: str) -> None:
@@ -40,14 +57,20 @@ def test_audio_only_after_session_updated() -> None:
     assert sum(len(base64.b64decode(e["audio"])) for e in held) == 2 * 1920  # held, then sent once
     assert s.audio_dropped_frames == 0
     (append,) = sends(s.audio_in(b"\0\0" * 960))
-    assert append["type"] == "input_audio_buffer.append" and base64.b64decode(append["audio"]) == b"\0\0" * 960
+    assert (
+        append["type"] == "input_audio_buffer.append"
+        and base64.b64decode(append["audio"]) == b"\0\0" * 960
+    )
 
 
 def test_barge_in_drops_late_deltas_of_the_interrupted_response_only() -> None:
     s = ready()
     start_response(s, "resp_1")
     assert isinstance(s.receive(delta("resp_1", "item_1"), 1.0)[0], act.PlayAudio)
-    actions = s.receive({"type": "input_audio_buffer.speech_started", "audio_start_ms": 900, "item_id": "item_u2"}, 1.1)
+    actions = s.receive(
+        {"type": "input_audio_buffer.speech_started", "audio_start_ms": 900, "item_id": "item_u2"},
+        1.1,
+    )
     (started,) = [a for a in actions if isinstance(a, act.SpeechStarted)]
     assert started.interruption == act.Interruption("resp_1", "item_1")
     assert sends(actions) == []  # the server interrupts by itself (interrupt_response true)
@@ -67,11 +90,22 @@ def test_barge_in_after_response_done_still_interrupts_playing_audio() -> None:
     assert started.interruption.item_id == "item_1"
     assert sends(actions) == []  # nothing active: never cancel
     (trunc,) = sends(s.truncate_heard(started.interruption, heard_ms=500))
-    assert trunc == {**trunc, "type": "conversation.item.truncate", "item_id": "item_1", "content_index": 0, "audio_end_ms": 500}
+    assert trunc == {
+        **trunc,
+        "type": "conversation.item.truncate",
+        "item_id": "item_1",
+        "content_index": 0,
+        "audio_end_ms": 500,
+    }
 
 
 def test_cancel_only_when_server_does_not_interrupt_and_a_response_is_active() -> None:
-    s = ready(updated={"id": "sess_1", "turn_detection": {"type": "server_vad", "interrupt_response": False}})
+    s = ready(
+        updated={
+            "id": "sess_1",
+            "turn_detection": {"type": "server_vad", "interrupt_response": False},
+        }
+    )
     actions = s.receive({"type": "input_audio_buffer.speech_started", "item_id": "u"}, 0.0)
     assert sends(actions) == []
     start_response(s, "resp_1")
@@ -100,13 +134,28 @@ def test_response_create_is_deferred_while_a_response_runs_and_after_the_server_
     s = ready()
     start_response(s, "resp_1")
     assert [e["type"] for e in sends(s.user_text("hello"))] == ["conversation.item.create"]
-    done = s.receive({"type": "response.done", "response": {"id": "resp_1", "status": "completed"}}, 0.0)
+    done = s.receive(
+        {"type": "response.done", "response": {"id": "resp_1", "status": "completed"}}, 0.0
+    )
     (create,) = sends(done)
     assert create["type"] == "response.create"
-    refused = s.receive({"type": "error", "error": {"code": "conversation_already_has_active_response", "message": "busy", "event_id": create["event_id"]}}, 0.0)
+    refused = s.receive(
+        {
+            "type": "error",
+            "error": {
+                "code": "conversation_already_has_active_response",
+                "message": "busy",
+                "event_id": create["event_id"],
+            },
+        },
+        0.0,
+    )
     assert refused[0].benign
     start_response(s, "resp_other")
-    assert [e["type"] for e in sends(s.receive({"type": "response.done", "response": {"id": "resp_other"}}, 0.0))] == ["response.create"]
+    assert [
+        e["type"]
+        for e in sends(s.receive({"type": "response.done", "response": {"id": "resp_other"}}, 0.0))
+    ] == ["response.create"]
 
 
 def test_text_before_ready_is_sent_once_ready() -> None:
@@ -120,7 +169,18 @@ def test_text_before_ready_is_sent_once_ready() -> None:
 def test_rejected_session_update_is_fatal() -> None:
     s = VoiceLiveSession({"voice": "nope"})
     (_, update) = s.receive({"type": "session.created", "session": {"id": "x"}}, 0.0)
-    (err,) = s.receive({"type": "error", "error": {"type": "invalid_request_error", "code": "invalid_value", "message": "bad voice", "event_id": update.event["event_id"]}}, 0.0)
+    (err,) = s.receive(
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "code": "invalid_value",
+                "message": "bad voice",
+                "event_id": update.event["event_id"],
+            },
+        },
+        0.0,
+    )
     assert err.fatal and "session.update rejected: bad voice" == err.message
 
 
@@ -128,12 +188,30 @@ def test_cut_short_transcript_is_still_reported_once() -> None:
     s = ready()
     start_response(s, "resp_1")
     for word in ("Once", " upon", " a"):
-        s.receive({"type": "response.audio_transcript.delta", "response_id": "resp_1", "item_id": "item_1", "delta": word}, 0.0)
+        s.receive(
+            {
+                "type": "response.audio_transcript.delta",
+                "response_id": "resp_1",
+                "item_id": "item_1",
+                "delta": word,
+            },
+            0.0,
+        )
     s.receive({"type": "input_audio_buffer.speech_started", "item_id": "u"}, 0.0)
-    out = s.receive({"type": "response.done", "response": {"id": "resp_1", "status": "cancelled"}}, 0.0)
+    out = s.receive(
+        {"type": "response.done", "response": {"id": "resp_1", "status": "cancelled"}}, 0.0
+    )
     (t,) = [a for a in out if isinstance(a, act.AgentTranscript)]
     assert (t.text, t.interrupted, t.modality) == ("Once upon a", True, "audio")
-    late = s.receive({"type": "response.audio_transcript.done", "response_id": "resp_1", "item_id": "item_1", "transcript": "Once upon a time"}, 0.0)
+    late = s.receive(
+        {
+            "type": "response.audio_transcript.done",
+            "response_id": "resp_1",
+            "item_id": "item_1",
+            "transcript": "Once upon a time",
+        },
+        0.0,
+    )
     assert [a for a in late if isinstance(a, act.AgentTranscript)] == []
 
 
@@ -146,7 +224,16 @@ def test_local_interrupt_cancels_only_an_active_response() -> None:
 
 def test_thread_id_is_kept_for_resuming_an_agent_conversation() -> None:
     s = VoiceLiveSession({})
-    s.receive({"type": "session.created", "session": {"id": "x", "agent": {"type": "agent", "name": "a", "thread_id": "thread_9"}}}, 0.0)
+    s.receive(
+        {
+            "type": "session.created",
+            "session": {
+                "id": "x",
+                "agent": {"type": "agent", "name": "a", "thread_id": "thread_9"},
+            },
+        },
+        0.0,
+    )
     assert s.thread_id == "thread_9"
 
 
@@ -157,7 +244,9 @@ ITEMS = st.sampled_from(["item_a", "item_b"])
 EVENTS = st.one_of(
     st.builds(lambda r: {"type": "response.created", "response": {"id": r}}, RESPONSES),
     st.builds(lambda r, i, n: delta(r, i, n), RESPONSES, ITEMS, st.integers(1, 4800)),
-    st.builds(lambda r: {"type": "response.done", "response": {"id": r, "status": "completed"}}, RESPONSES),
+    st.builds(
+        lambda r: {"type": "response.done", "response": {"id": r, "status": "completed"}}, RESPONSES
+    ),
     st.just({"type": "input_audio_buffer.speech_started", "item_id": "u"}),
     st.just({"type": "input_audio_buffer.speech_stopped", "item_id": "u"}),
 )
@@ -165,15 +254,24 @@ EVENTS = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(EVENTS, st.integers(0, 10**6)), max_size=40), st.booleans())
-def test_rules_hold_for_any_event_order(steps: list[tuple[dict[str, Any], int]], server_interrupts: bool) -> None:
-    s = ready(updated={"id": "s", "turn_detection": {"type": "server_vad", "interrupt_response": server_interrupts}})
+def test_rules_hold_for_any_event_order(
+    steps: list[tuple[dict[str, Any], int]], server_interrupts: bool
+) -> None:
+    s = ready(
+        updated={
+            "id": "s",
+            "turn_detection": {"type": "server_vad", "interrupt_response": server_interrupts},
+        }
+    )
     interrupted: set[str] = set()
     for event, played in steps:
         active_before = s.active_response
         out = s.receive(event, 0.0)
         for a in out:
             if isinstance(a, act.PlayAudio):
-                assert a.response_id not in interrupted, "late delta of an interrupted response played"
+                assert a.response_id not in interrupted, (
+                    "late delta of an interrupted response played"
+                )
             if isinstance(a, act.Send) and a.event["type"] == "response.cancel":
                 assert active_before is not None and not server_interrupts
             if isinstance(a, act.SpeechStarted):
@@ -187,9 +285,24 @@ def test_rules_hold_for_any_event_order(steps: list[tuple[dict[str, Any], int]],
 
 def test_history_is_replayed_once_after_a_reconnect() -> None:
     s = ready()
-    s.receive({"type": "conversation.item.input_audio_transcription.completed", "item_id": "u1", "transcript": "Hello?"}, 0.0)
+    s.receive(
+        {
+            "type": "conversation.item.input_audio_transcription.completed",
+            "item_id": "u1",
+            "transcript": "Hello?",
+        },
+        0.0,
+    )
     start_response(s, "resp_1")
-    s.receive({"type": "response.audio_transcript.done", "response_id": "resp_1", "item_id": "i1", "transcript": "Hi there."}, 0.0)
+    s.receive(
+        {
+            "type": "response.audio_transcript.done",
+            "response_id": "resp_1",
+            "item_id": "i1",
+            "transcript": "Hi there.",
+        },
+        0.0,
+    )
     s.receive({"type": "response.done", "response": {"id": "resp_1", "status": "completed"}}, 0.0)
     s.connection_lost(replay_history=True)
     assert s.audio_in(b"\0\0") == [] and s.active_response is None
@@ -199,7 +312,11 @@ def test_history_is_replayed_once_after_a_reconnect() -> None:
     assert [e["type"] for e in sends(out)][-1] == "input_audio_buffer.append"  # held audio last
     assert items == [
         {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hello?"}]},
-        {"type": "message", "role": "assistant", "content": [{"type": "text", "text": "Hi there."}]},
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "text", "text": "Hi there."}],
+        },
     ]
     assert sends(s.receive({"type": "session.updated", "session": {"id": "sess_2"}}, 0.0)) == []
 
@@ -209,8 +326,12 @@ def test_refresh_schedule() -> None:
 
     assert seconds_until_refresh(None, connected_at=1000.0, now_wall=1000.0) == 3540.0
     assert seconds_until_refresh(1000.0 + 3600, connected_at=1000.0, now_wall=1000.0) == 3540.0
-    assert seconds_until_refresh(1000.0 + 10, connected_at=1000.0, now_wall=1000.0) == 5.0  # short-lived: halfway
-    assert seconds_until_refresh(500.0, connected_at=1000.0, now_wall=1000.0) == 3540.0  # skewed expiry ignored
+    assert (
+        seconds_until_refresh(1000.0 + 10, connected_at=1000.0, now_wall=1000.0) == 5.0
+    )  # short-lived: halfway
+    assert (
+        seconds_until_refresh(500.0, connected_at=1000.0, now_wall=1000.0) == 3540.0
+    )  # skewed expiry ignored
     b = Backoff()
     assert all(0.25 <= b.delay(1) <= 0.5 for _ in range(100))
     assert all(b.delay(10) <= 8.0 for _ in range(100))

@@ -16,9 +16,17 @@ from processors.voicelive.errors import ConfigError
 def _config(tmp_path: Path, session: Any, *mode: str) -> dict[str, Any]:
     path = tmp_path / "session.json"
     path.write_text(json.dumps(session), encoding="utf-8")
-    argv = ["--endpoint", "wss://x.services.ai.azure.com", "--api-key", "k",
-            "--log-dir", str(tmp_path), "--session-json", str(path),
-            *(mode or ("--model", "gpt-realtime"))]
+    argv = [
+        "--endpoint",
+        "wss://x.services.ai.azure.com",
+        "--api-key",
+        "k",
+        "--log-dir",
+        str(tmp_path),
+        "--session-json",
+        str(path),
+        *(mode or ("--model", "gpt-realtime")),
+    ]
     config, _ = parse_config(argv, env={}, dotenv_path=None)
     return config.session_config.to_wire()
 
@@ -28,17 +36,32 @@ def _config(tmp_path: Path, session: Any, *mode: str) -> dict[str, Any]:
     [
         ({"temperature": 9}, "temperature"),
         ({"temperature": "hot"}, "temperature"),
-        ({"input_audio_echo_cancellation": {"channels": 2}}, "input_audio_echo_cancellation.channels"),
+        (
+            {"input_audio_echo_cancellation": {"channels": 2}},
+            "input_audio_echo_cancellation.channels",
+        ),
         ({"voice": {"name": "nobody", "type": "openai"}}, "voice.name"),
         ({"voice": {"type": "azure-standard"}}, "voice.name"),
-        ({"voice": {"name": "en-US-Ava:DragonHDLatestNeural", "temperature": "x"}}, "voice.temperature"),
+        (
+            {"voice": {"name": "en-US-Ava:DragonHDLatestNeural", "temperature": "x"}},
+            "voice.temperature",
+        ),
         ({"voice": 5}, "voice"),
         ({"turn_detection": {"type": "server_vad", "threshold": 7}}, "turn_detection.threshold"),
         ({"turn_detection": {"type": "loud"}}, "turn_detection.type"),
-        ({"turn_detection": {"type": "azure_semantic_vad", "languages": 3}}, "turn_detection.languages"),
-        ({"turn_detection": {"type": "server_vad",
-                             "end_of_utterance_detection": {"model": "x"}}},
-         "turn_detection.end_of_utterance_detection.model"),
+        (
+            {"turn_detection": {"type": "azure_semantic_vad", "languages": 3}},
+            "turn_detection.languages",
+        ),
+        (
+            {
+                "turn_detection": {
+                    "type": "server_vad",
+                    "end_of_utterance_detection": {"model": "x"},
+                }
+            },
+            "turn_detection.end_of_utterance_detection.model",
+        ),
         ({"turn_detection": "server_vad"}, "turn_detection"),
         ({"input_audio_transcription": {"model": "nope"}}, "input_audio_transcription.model"),
         ({"input_audio_noise_reduction": {"type": "loud"}}, "input_audio_noise_reduction.type"),
@@ -46,7 +69,10 @@ def _config(tmp_path: Path, session: Any, *mode: str) -> dict[str, Any]:
         ({"modalities": ["audio"]}, "modalities"),
         ({"modalities": "text"}, "modalities"),
         ({"max_response_output_tokens": 0}, "max_response_output_tokens"),
-        ({"voice": "alloy", "output_audio_timestamp_types": ["word"]}, "output_audio_timestamp_types"),
+        (
+            {"voice": "alloy", "output_audio_timestamp_types": ["word"]},
+            "output_audio_timestamp_types",
+        ),
     ],
 )
 def test_bad_session_json_fails_before_connecting_naming_the_field(
@@ -64,12 +90,15 @@ def test_instructions_in_agent_mode_are_refused_as_with_the_flag(tmp_path: Path)
 def test_good_session_json_replaces_what_it_names_and_passes_the_rest_through(
     tmp_path: Path,
 ) -> None:
-    wire = _config(tmp_path, {
-        "voice": {"name": "alloy", "type": "openai"},
-        "turn_detection": {"type": "server_vad", "threshold": 0.5, "future_knob": 1},
-        "temperature": 0.7,
-        "a_field_of_next_year": {"x": [1, 2]},
-    })
+    wire = _config(
+        tmp_path,
+        {
+            "voice": {"name": "alloy", "type": "openai"},
+            "turn_detection": {"type": "server_vad", "threshold": 0.5, "future_knob": 1},
+            "temperature": 0.7,
+            "a_field_of_next_year": {"x": [1, 2]},
+        },
+    )
     assert wire["voice"] == {"name": "alloy", "type": "openai"}
     assert wire["turn_detection"] == {"type": "server_vad", "threshold": 0.5, "future_knob": 1}
     assert wire["temperature"] == 0.7

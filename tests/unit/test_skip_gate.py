@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.script_run import ROOT, script_env
 
-SKIPPING = '''
+SKIPPING = """
 import pytest
 
 pytest.importorskip("a_module_that_does_not_exist_{n}")
@@ -19,8 +19,8 @@ pytest.importorskip("a_module_that_does_not_exist_{n}")
 
 def test_never_runs():
     pass
-'''
-BODY_SKIP = '''
+"""
+BODY_SKIP = """
 import pytest
 
 
@@ -44,14 +44,30 @@ def test_expected_failure():
 
 def test_passes():
     pass
-'''
+"""
 
 
 def _pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "tests.support.skip_gate", "-p", "no:cacheprovider",
-         "-q", "--rootdir", str(folder), *args, str(folder)],
-        cwd=ROOT, env=script_env(), capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "tests.support.skip_gate",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--rootdir",
+            str(folder),
+            *args,
+            str(folder),
+        ],
+        cwd=ROOT,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

@@ -8,7 +8,7 @@ import enum
 import textwrap
 import threading
 from pathlib import Path
-from typing import Literal, Optional, TypedDict
+from typing import Literal, TypedDict
 
 import pytest
 
@@ -40,7 +40,7 @@ def test_schema_comes_from_signature_hints_and_docstring() -> None:
         start: str,
         stops: list[str],
         mode: Literal["walk", "drive"] = "walk",
-        limit: Optional[int] = None,
+        limit: int | None = None,
         colour: Colour = Colour.RED,
         weights: dict[str, float] | None = None,
         corner: Point | None = None,

@@ -29,6 +29,8 @@ def write(path: Path, width: int, samples: np.ndarray, rate: int = 24000) -> Pat
 @pytest.mark.parametrize("width", [1, 2, 3, 4])
 def test_integer_widths_read_as_int16(tmp_path: Path, width: int) -> None:
     samples = np.random.default_rng(width).integers(-32768, 32767, 2400).astype(np.int16)
-    got = np.frombuffer(read_wav_mono(write(tmp_path / "in.wav", width, samples), 24000), dtype="<i2")
+    got = np.frombuffer(
+        read_wav_mono(write(tmp_path / "in.wav", width, samples), 24000), dtype="<i2"
+    )
     expected = (samples >> 8) << 8 if width == 1 else samples  # 8-bit keeps the top byte only
     assert np.array_equal(got, expected)
