@@ -210,7 +210,7 @@ class FakeWS:
 
 
 class Collector:
-    """Replaces ``push_frame`` / ``broadcast_frame``: counts frames, keeps nothing (unless asked)."""
+    """Replaces ``push_frame`` / ``broadcast_frame``: counts frames, keeps nothing unless asked."""
 
     def __init__(self, keep_audio: bool = False) -> None:
         self.frames = 0
@@ -295,9 +295,8 @@ class Pipecat:
         svc = AzureVoiceLiveLLMService(
             endpoint="https://bench.services.ai.azure.com", api_key="bench-key"
         )
-        svc._ensure_audio_config(
-            input_rate, RATE
-        )  # what setup() does with the PipelineParams rates
+        # what setup() does with the PipelineParams rates
+        svc._ensure_audio_config(input_rate, RATE)
         svc._websocket = self.ws
         svc.push_frame = self.collector.push  # type: ignore[method-assign]
         svc.broadcast_frame = self.collector.broadcast  # type: ignore[method-assign]
@@ -363,7 +362,7 @@ async def bench_receive(
     for rep in range(warmup + reps):
         for kind in kinds if rep % 2 == 0 else kinds[::-1]:
             svc = await _new_ready(kind, stream)
-            cpu, wall = await _timed(lambda: svc.receive(stream.timed))
+            cpu, wall = await _timed(lambda svc=svc: svc.receive(stream.timed))
             assert svc.collector.audio_frames == stream.n_audio
             if rep >= warmup:
                 out[kind.name].add(cpu, wall)
@@ -400,7 +399,7 @@ async def _feed(svc: Any, frames: list[InputAudioRawFrame], mode: str) -> None:
             await send_user_audio(f)
             await asyncio.sleep(0)
     else:  # harness alone
-        for f in frames:
+        for _ in frames:
             await asyncio.sleep(0)
     await svc.stop_sender()
 
@@ -418,7 +417,7 @@ async def bench_send(
     for rep in range(warmup + reps):
         for label, kind, rate, session_rate in cases if rep % 2 == 0 else cases[::-1]:
             svc = await _new_ready(kind, stream, input_rate=session_rate)
-            cpu, wall = await _timed(lambda: _feed(svc, frames[rate], mode))
+            cpu, wall = await _timed(lambda svc=svc, rate=rate: _feed(svc, frames[rate], mode))
             if mode != "harness":
                 assert (
                     svc.ws.sent > 0 and getattr(getattr(svc, "conn", None), "dropped_audio", 0) == 0
@@ -445,10 +444,12 @@ async def verify(stream: Stream, frames: dict[int, list[InputAudioRawFrame]]) ->
         ok = c.audio_frames == stream.n_audio and b"".join(c.audio) == expected
         if not ok:
             raise SystemExit(
-                f"{kind.name}: {c.audio_frames} audio frames, bytes equal: {b''.join(c.audio) == expected}"
+                f"{kind.name}: {c.audio_frames} audio frames, bytes equal: "
+                f"{b''.join(c.audio) == expected}"
             )
     notes.append(
-        f"(a) both produced {stream.n_audio} `TTSAudioRawFrame`s with identical bytes ({len(expected):,} B, same order)."
+        f"(a) both produced {stream.n_audio} `TTSAudioRawFrame`s with identical bytes "
+        f"({len(expected):,} B, same order)."
     )
     for name, c in got.items():
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(c.by_type.items(), key=lambda kv: -kv[1]))
@@ -474,7 +475,8 @@ async def verify(stream: Stream, frames: dict[int, list[InputAudioRawFrame]]) ->
                 )
             sent[kind.name] = (n, len(pcm))
         desc = "; ".join(
-            f"{k}: {n} appends of {b / n / (session_rate * 2) * 1000:.0f} ms on average, {b:,} B PCM"
+            f"{k}: {n} appends of {b / n / (session_rate * 2) * 1000:.0f} ms on average, {b:,} B "
+            "PCM"
             for k, (n, b) in sent.items()
         )
         notes.append(
@@ -684,7 +686,8 @@ def _machine() -> dict[str, str]:
 
 def table(rows: list[Row]) -> str:
     out = [
-        "| path | per | ours CPU µs | pipecat CPU µs | **ours/pipecat CPU** | ours wall µs | pipecat wall µs | ours/pipecat wall |",
+        "| path | per | ours CPU µs | pipecat CPU µs | **ours/pipecat CPU** | ours wall µs | "
+        "pipecat wall µs | ours/pipecat wall |",
         "|---|---|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
@@ -695,7 +698,8 @@ def table(rows: list[Row]) -> str:
             continue
         rc, rw = r.ratio  # type: ignore[misc]
         out.append(
-            f"| {r.what} | {r.unit} | {r.ours[0]:.2f} | {r.pipecat[0]:.2f} | **{rc:.2f}x** | {r.ours[1]:.2f} | {r.pipecat[1]:.2f} | {rw:.2f}x |"
+            f"| {r.what} | {r.unit} | {r.ours[0]:.2f} | {r.pipecat[0]:.2f} | **{rc:.2f}x** | "
+            f"{r.ours[1]:.2f} | {r.pipecat[1]:.2f} | {rw:.2f}x |"
         )
     return "\n".join(out)
 
@@ -709,7 +713,8 @@ def mem_table(mem: dict[str, dict[str, int | None]]) -> str:
         o, p = mem["ours"][key], mem["pipecat"][key]
         if o is None or p is None:
             out.append(
-                f"| {label} | {o if o is not None else 'n/a'} | {p if p is not None else 'n/a'} | – |"
+                f"| {label} | {o if o is not None else 'n/a'} | {p if p is not None else 'n/a'} | "
+                "– |"
             )
         else:
             out.append(
@@ -736,7 +741,7 @@ def chart(rows: list[Row], mem: dict[str, dict[str, int | None]], path: Path, ti
     theirs = [r.pipecat[0] for r in timed]  # type: ignore[index]
     ax.barh(y - h / 2, ours, h, label="ours (VoiceLiveAgentService)", color="#1f77b4")
     ax.barh(y + h / 2, theirs, h, label="pipecat AzureVoiceLiveLLMService", color="#ff7f0e")
-    for yi, o, p in zip(y, ours, theirs):
+    for yi, o, p in zip(y, ours, theirs, strict=True):
         ax.text(max(o, p) * 1.02, yi, f"{o / p:.2f}x", va="center", fontsize=9)
     ax.set_yticks(y, [f"{r.what}\n(per {r.unit})" for r in timed], fontsize=8)
     ax.invert_yaxis()
@@ -750,7 +755,7 @@ def chart(rows: list[Row], mem: dict[str, dict[str, int | None]], path: Path, ti
     vp = [mem["pipecat"][k] or 0 for k, _ in keys]
     axm.barh(ym - h / 2, vo, h, color="#1f77b4")
     axm.barh(ym + h / 2, vp, h, color="#ff7f0e")
-    for yi, o, p in zip(ym, vo, vp):
+    for yi, o, p in zip(ym, vo, vp, strict=True):
         axm.text(max(o, p) * 1.02, yi, f"{o} / {p}", va="center", fontsize=8)
     axm.set_xlim(0, max(vo + vp + [1]) * 1.35)
     axm.set_yticks(ym, [label for _, label in keys], fontsize=8)
@@ -954,41 +959,51 @@ def main() -> None:
     md = [
         "# Hot paths: ours (`VoiceLiveAgentService`) vs pipecat's `AzureVoiceLiveLLMService`",
         "",
-        f"Command: `{command}` — {when}; machine: nproc {m['nproc']}, {m['cpu']}, {m['os']}; Python {m['python']}, "
-        f"pipecat-ai {m['pipecat']}; commit {m['commit']}. Median of {args.reps} repetitions after {args.warmup} warm-up ones, "
-        f"ours and pipecat's alternating, each on a fresh service instance; whole run {elapsed:.0f} s.",
+        f"Command: `{command}` — {when}; machine: nproc {m['nproc']}, {m['cpu']}, {m['os']}; "
+        f"Python {m['python']}, pipecat-ai {m['pipecat']}; commit {m['commit']}. Median of "
+        f"{args.reps} repetitions after {args.warmup} warm-up ones, ours and pipecat's "
+        f"alternating, each on a fresh service instance; whole run {elapsed:.0f} s.",
         "",
         table(rows),
         "",
-        "On a shared 2-vCPU VM, repeated runs moved single rows by up to ~10-15 % (the audio-only (a) row ranged 1.03x-1.20x "
-        "over four runs, the full-response row 1.12x-1.16x); read the ratios to one significant digit.",
+        "On a shared 2-vCPU VM, repeated runs moved single rows by up to ~10-15 % (the audio-only "
+        "(a) row ranged 1.03x-1.20x over four runs, the full-response row 1.12x-1.16x); read the "
+        "ratios to one significant digit.",
         "",
         mem_table(mem),
         "",
-        "Both services keep almost nothing per event (each audio frame is dropped by the collector at once): the peaks are "
-        "tens of KiB (ours keeps the transcript parts, per-item counters and history; its `VoiceLiveEventFrame` per event adds "
-        "garbage), and the RSS figures are a few 4 KiB pages, i.e. noise-level for both.",
+        "Both services keep almost nothing per event (each audio frame is dropped by the "
+        "collector at once): the peaks are tens of KiB (ours keeps the transcript parts, per-item "
+        "counters and history; its `VoiceLiveEventFrame` per event adds garbage), and the RSS "
+        "figures are a few 4 KiB pages, i.e. noise-level for both.",
         "",
         "What each path includes:",
         "",
-        f"- **(a)** {len(stream.timed)} server events as JSON strings ({stream_chars / 1e6:.1f} MB; audio deltas of {DELTA_MS} ms = "
-        f"{RATE * DELTA_MS // 1000 * 2} B PCM16 = {len(base64.b64encode(stream.audio[0]))} base64 chars), fed from memory. "
-        "*Ours*: the real `_receive_loop` over a real `VoiceLiveConnection` whose `_ws` is a fake (`recv` pops a string): "
-        "`json.loads` once, a `VoiceLiveEventFrame` per non-audio event, `VoiceLiveSession.receive` (base64 decode, state), "
-        "frame construction. *Pipecat*: the real `_receive_task_handler` over a fake async-iterable `_websocket`: `json.loads` "
-        "+ pydantic `model_validate`, the `_handle_evt_*` dispatch (base64 decode, frame construction). For both, `push_frame` "
-        "and `broadcast_frame` are a collector that counts frames; metrics off (pipecat's default); logging at WARNING. "
-        "`session.created`/`updated` are fed before the clock starts. The audio-only row drops the transcript deltas.",
-        "- **(b)** N `InputAudioRawFrame`s of 40 ms built beforehand; after each, one `await asyncio.sleep(0)` (a pipeline "
-        "yields between frames; it is where our connection's sender task runs). *Ours*: `process_frame` → `_audio_in` "
-        "(40 ms accumulation; soxr `ResampleStream` when the frame rate differs from the session's) → `session.audio_in` → the "
-        "real `VoiceLiveConnection.send` (`json.dumps` onto its queue) → the real `_send_loop` task → a fake `ws.send`. "
-        "*Pipecat*: `process_frame` → `_send_user_audio` (base64, pydantic `InputAudioBufferAppendEvent`, `model_dump` + "
-        "`json.dumps`, one append per 40 ms frame) → a fake `ws.send`, then `push_frame` of the input frame (the collector). "
-        "The inner row calls `_audio_in(frame)` / `await _send_user_audio(frame)` directly (still one yield per frame).",
-        "- **(c)** tracemalloc: peak of traced memory over the (a) response, after `reset_peak` (services built before). Peak "
-        "RSS growth: in a forked child per service, VmHWM reset through `/proc/self/clear_refs`, then VmHWM − VmRSS after (a); "
-        "the stream itself (built in the parent) is not counted.",
+        f"- **(a)** {len(stream.timed)} server events as JSON strings ({stream_chars / 1e6:.1f} "
+        f"MB; audio deltas of {DELTA_MS} ms = {RATE * DELTA_MS // 1000 * 2} B PCM16 = "
+        f"{len(base64.b64encode(stream.audio[0]))} base64 chars), fed from memory. *Ours*: the "
+        "real `_receive_loop` over a real `VoiceLiveConnection` whose `_ws` is a fake (`recv` "
+        "pops a string): `json.loads` once, a `VoiceLiveEventFrame` per non-audio event, "
+        "`VoiceLiveSession.receive` (base64 decode, state), frame construction. *Pipecat*: the "
+        "real `_receive_task_handler` over a fake async-iterable `_websocket`: `json.loads` + "
+        "pydantic `model_validate`, the `_handle_evt_*` dispatch (base64 decode, frame "
+        "construction). For both, `push_frame` and `broadcast_frame` are a collector that counts "
+        "frames; metrics off (pipecat's default); logging at WARNING. `session.created`/`updated` "
+        "are fed before the clock starts. The audio-only row drops the transcript deltas.",
+        "- **(b)** N `InputAudioRawFrame`s of 40 ms built beforehand; after each, one `await "
+        "asyncio.sleep(0)` (a pipeline yields between frames; it is where our connection's sender "
+        "task runs). *Ours*: `process_frame` → `_audio_in` (40 ms accumulation; soxr "
+        "`ResampleStream` when the frame rate differs from the session's) → `session.audio_in` → "
+        "the real `VoiceLiveConnection.send` (`json.dumps` onto its queue) → the real "
+        "`_send_loop` task → a fake `ws.send`. *Pipecat*: `process_frame` → `_send_user_audio` "
+        "(base64, pydantic `InputAudioBufferAppendEvent`, `model_dump` + `json.dumps`, one append "
+        "per 40 ms frame) → a fake `ws.send`, then `push_frame` of the input frame (the "
+        "collector). The inner row calls `_audio_in(frame)` / `await _send_user_audio(frame)` "
+        "directly (still one yield per frame).",
+        "- **(c)** tracemalloc: peak of traced memory over the (a) response, after `reset_peak` "
+        "(services built before). Peak RSS growth: in a forked child per service, VmHWM reset "
+        "through `/proc/self/clear_refs`, then VmHWM − VmRSS after (a); the stream itself (built "
+        "in the parent) is not counted.",
         "",
         "Building blocks (µs per call, best of 3 × 5000 calls, CPU):",
         "",
@@ -1004,7 +1019,8 @@ def main() -> None:
     if profs:
         md += [
             "",
-            f"## Where our time goes (cProfile, one pass; paths where ours/pipecat CPU > {args.profile_threshold})",
+            "## Where our time goes (cProfile, one pass; paths where ours/pipecat CPU > "
+            f"{args.profile_threshold})",
             "",
         ]
         for what, who, text in profs:
@@ -1012,7 +1028,8 @@ def main() -> None:
     elif not slower:
         md += [
             "",
-            f"Ours is not slower than pipecat's on any path (CPU ratio ≤ {args.profile_threshold}); nothing profiled.",
+            "Ours is not slower than pipecat's on any path (CPU ratio ≤ "
+            f"{args.profile_threshold}); nothing profiled.",
         ]
     text = "\n".join(md) + "\n"
     print(text)
@@ -1023,7 +1040,8 @@ def main() -> None:
             rows,
             mem,
             RESULTS / "hotpath.png",
-            f"{command} — {when} — nproc {m['nproc']}, Python {m['python']}, pipecat-ai {m['pipecat']}",
+            f"{command} — {when} — nproc {m['nproc']}, Python {m['python']}, pipecat-ai "
+            f"{m['pipecat']}",
         )
         print(f"wrote {RESULTS / 'hotpath.md'} and {RESULTS / 'hotpath.png'}")
 

@@ -129,9 +129,8 @@ async def _serve(port_file: Path, out: Path) -> None:
         await send({"type": "response.created", "response": {"id": rid, "status": "in_progress"}})
         start = time.monotonic()
         for k, delta in enumerate(deltas):
-            await asyncio.sleep(
-                max(0.0, start + k * 0.05 - time.monotonic())
-            )  # 100 ms chunks at 2x
+            # 100 ms chunks at 2x
+            await asyncio.sleep(max(0.0, start + k * 0.05 - time.monotonic()))
             await send(
                 {"type": "response.audio.delta", "response_id": rid, "item_id": iid, "delta": delta}
             )
@@ -318,12 +317,13 @@ def report(runs: list[Run], seconds: float) -> str:
     lines = [
         "# Sessions per machine (`python -m bench.sessions`)",
         "",
-        f"{os.cpu_count()} cores. Each session: a {seconds:.0f} s microphone WAV paced in real time, an answer of "
-        f"{ANSWER_S:.0f} s every {TURN_EVERY_S:.0f} s, WAV out; the batch runner as shipped. Client CPU = batch parent + "
-        "workers (% of one core); on time = mic within 100 ms of real time and first audio played within 100 ms.",
+        f"{os.cpu_count()} cores. Each session: a {seconds:.0f} s microphone WAV paced in real "
+        f"time, an answer of {ANSWER_S:.0f} s every {TURN_EVERY_S:.0f} s, WAV out; the batch "
+        "runner as shipped. Client CPU = batch parent + workers (% of one core); on time = mic "
+        "within 100 ms of real time and first audio played within 100 ms.",
         "",
-        "| sessions | workers | ok | client CPU % | per session % | server CPU % | RSS MB | per session MB "
-        "(marginal) | answers on time | mic lag p99 ms | first audio p99/max ms |",
+        "| sessions | workers | ok | client CPU % | per session % | server CPU % | RSS MB | per "
+        "session MB (marginal) | answers on time | mic lag p99 ms | first audio p99/max ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
@@ -333,8 +333,9 @@ def report(runs: list[Run], seconds: float) -> str:
             prev = max(smaller, key=lambda p: p.sessions)
             marginal = f" ({(r.peak_rss_mb - prev.peak_rss_mb) / (r.sessions - prev.sessions):.2f})"
         lines.append(
-            f"| {r.sessions} | {r.workers} | {r.ok}/{r.sessions} | {r.cpu_pct:.0f} | {r.cpu_pct / r.sessions:.2f} | "
-            f"{100 * r.server_cpu_s / r.wall_s:.0f} | {r.peak_rss_mb:.0f} | {r.peak_rss_mb / r.sessions:.2f}{marginal} | "
+            f"| {r.sessions} | {r.workers} | {r.ok}/{r.sessions} | {r.cpu_pct:.0f} | "
+            f"{r.cpu_pct / r.sessions:.2f} | {100 * r.server_cpu_s / r.wall_s:.0f} | "
+            f"{r.peak_rss_mb:.0f} | {r.peak_rss_mb / r.sessions:.2f}{marginal} | "
             f"{100 * r.on_time_share:.0f} % ({r.on_time}/{r.answers}) | {r.mic_lag_p99_ms:.0f} | "
             f"{'-' if r.latency_p99_ms is None else f'{r.latency_p99_ms:.0f}'} |"
         )

@@ -132,9 +132,8 @@ class LocalServer:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         phrases = self.brain_factory(None).known_phrases
-        await asyncio.to_thread(
-            lambda: POOL.release(POOL.acquire(phrases))
-        )  # first session starts warm
+        # first session starts warm
+        await asyncio.to_thread(lambda: POOL.release(POOL.acquire(phrases)))
         log.info("Voice Live local server listening on %s", self.url)
         return self
 

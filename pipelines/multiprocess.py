@@ -136,6 +136,7 @@ class OwnProcessProcessor(FrameProcessor):
         return self._child.pid
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        """Start, end or cancel the child with the pipeline; send every other frame to it."""
         if isinstance(frame, InterruptionFrame):  # the child starts interrupting first
             if self.failure is None and not self._stopped:
                 await self._send(frame, direction)
@@ -253,6 +254,7 @@ class OwnProcessProcessor(FrameProcessor):
             await asyncio.wait(self._tasks, timeout=1.0)
 
     async def cleanup(self) -> None:
+        """Stop the child process (if still running) once the pipeline is done."""
         await super().cleanup()
         await self.shutdown()
 

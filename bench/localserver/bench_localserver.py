@@ -129,9 +129,8 @@ async def session(
         receive_s = max(deltas[-1][0] - t_first, 1e-3) if deltas else float("nan")
         lag = (t_stop - due_turn) * 1000 if realtime else 0.0
         first = (t_first - t_stop) * 1000
-        ratio = (
-            (answer_s - 1.5) / receive_s if realtime else answer_s / receive_s
-        )  # 1.5 s lead is sent at once
+        # 1.5 s lead is sent at once
+        ratio = (answer_s - 1.5) / receive_s if realtime else answer_s / receive_s
         return Outcome(lag, first, ratio, lag <= 500 and first <= 1000 and ratio >= 0.9)
 
 

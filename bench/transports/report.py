@@ -137,9 +137,9 @@ def write_report(results: Results, folder: Path, command: str, stem: str = "tran
             "# Transports: ours (in process, --audio-process) vs pipecat's LocalAudioTransport",
             "",
             f"Command: `{command}` ({platform.node()}, {platform.machine()}, Python "
-            f"{platform.python_version()}, 2 cores shared with other jobs: interleaved rounds, read "
-            "the ratios). PulseAudio pipe-sink speaker and null-sink mic at 24 kHz mono. Periods: "
-            "ours 10 ms speaker callback, 20 ms mic; stock 10 ms output writes "
+            f"{platform.python_version()}, 2 cores shared with other jobs: interleaved rounds, "
+            "read the ratios). PulseAudio pipe-sink speaker and null-sink mic at 24 kHz mono. "
+            "Periods: ours 10 ms speaker callback, 20 ms mic; stock 10 ms output writes "
             "(`audio_out_10ms_chunks=1`) to a blocking stream, 20 ms mic (fixed in pipecat). The "
             "default agent pipeline as shipped (service, session and technical logs) runs in a "
             "client process per configuration; +GIL = a thread in it holds the GIL 30 ms of "

@@ -60,9 +60,8 @@ CLIENT_CLOSE_CAUSES = {
     1003: "sent a kind of frame the client does not accept",
     1007: "sent a text message that is not valid UTF-8",
 }
-FATAL_CLOSE_CODES = frozenset(
-    {1002, 1003, 1007, 1008, 1010}
-)  # protocol or policy errors: retrying cannot help
+# protocol or policy errors: retrying cannot help
+FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1010})
 
 ConnectGate = Callable[[], Awaitable[None]]
 _connect_gate: ConnectGate | None = None
@@ -109,6 +108,7 @@ class Credentials:
 
     @property
     def uses_entra(self) -> bool:
+        """Whether tokens are minted through Entra ID (no API key was given)."""
         return self.api_key is None
 
     async def entra_token(self, missing: tuple[str, str] = NO_KEY) -> str:
@@ -128,6 +128,7 @@ class Credentials:
         return token.token
 
     async def close(self) -> None:
+        """Close the Entra credential this object created (one passed in is the caller's)."""
         if self._own_credential and self._credential is not None:
             await self._credential.close()
             self._credential = None
@@ -172,8 +173,9 @@ def describe_open_error(exc: BaseException, host: str) -> ConnectionFailed:
         status = exc.response.status_code
         if status in (401, 403):
             return ConnectionFailed(
-                f"Voice Live refused the credentials (HTTP {status}): check AZURE_VOICE_LIVE_API_KEY "
-                "(or your Entra ID sign-in and role) and, in agent mode, the agent access token",
+                f"Voice Live refused the credentials (HTTP {status}): "
+                "check AZURE_VOICE_LIVE_API_KEY (or your Entra ID sign-in and role) and, "
+                "in agent mode, the agent access token",
                 status=status,
             )
         if status == 404:
@@ -241,6 +243,7 @@ class FrameLogBudget(logging.LoggerAdapter):  # type: ignore[type-arg]
         self._count = 0
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        """Log like ``Logger.log``; debug lines over the budget are counted instead."""
         if level <= logging.DEBUG:
             now = time.monotonic()
             if now - self._window >= 1.0:
@@ -287,6 +290,7 @@ class VoiceLiveConnection:
 
     @property
     def is_open(self) -> bool:
+        """Whether the WebSocket is connected and open."""
         return self._ws is not None and self._ws.state is websockets.protocol.State.OPEN
 
     async def open(self) -> None:
@@ -322,7 +326,8 @@ class VoiceLiveConnection:
                 ping_timeout=s.ping_timeout,
                 open_timeout=s.open_timeout,
                 # A failed keepalive waits this long for the peer's close before recv() raises,
-                # so it bounds how fast a dead peer is detected (ping_interval + ping_timeout + this).
+                # so it bounds how fast a dead peer is detected
+                # (ping_interval + ping_timeout + this).
                 close_timeout=0.5,
                 # No permessage-deflate: base64 PCM barely compresses, and deflating every append
                 # (inflating every delta) was ~19 % of a worker's CPU (bench.session_cost).
@@ -341,7 +346,7 @@ class VoiceLiveConnection:
         logger.info("Connected to Voice Live")
 
     def send(self, event: dict[str, Any], *, audio: bool = False) -> bool:
-        """Queue ``event``; microphone ``audio`` is dropped (and counted) when the queue is backed up."""
+        """Queue ``event``; mic ``audio`` is dropped (and counted) when the queue is backed up."""
         if self._ws is None:
             return False
         if audio:
@@ -349,7 +354,8 @@ class VoiceLiveConnection:
                 self.dropped_audio += 1
                 if self.dropped_audio == 1 or self.dropped_audio % 50 == 0:
                     logger.warning(
-                        f"send queue backed up: dropped {self.dropped_audio} microphone chunks so far"
+                        f"send queue backed up: dropped {self.dropped_audio} "
+                        "microphone chunks so far"
                     )
                 return False
             self._queued_audio += 1
@@ -405,7 +411,8 @@ class VoiceLiveConnection:
         rcvd, sent = exc.rcvd, exc.sent
         if sent is not None and sent.code == 1009:
             return ConnectionFailed(
-                f"a server message exceeded the {self.settings.max_message_bytes} byte limit (close 1009)",
+                f"a server message exceeded the {self.settings.max_message_bytes} byte limit "
+                "(close 1009)",
                 retryable=True,
             )
         if rcvd is None and sent is not None and sent.code == 1011 and "ping" in sent.reason:

@@ -80,9 +80,8 @@ TOOL_TIMEOUT_S = 10.0  # a tool that has not answered by then gets an error resu
 RESPONSE_WAIT_S = 10.0  # how long after speech_stopped a response is still expected
 MIC_SPEECH_RMS = 500  # a 40 ms chunk this loud (about -36 dBFS) may be the start of a turn
 MIC_QUIET_S = 0.5  # a renewal waits until the microphone has been below that for this long
-HEALTHY_CONNECTION_S = (
-    30.0  # a connection up this long (or that completed a response) was not flapping
-)
+# a connection up this long (or that completed a response) was not flapping
+HEALTHY_CONNECTION_S = 30.0
 # Less than this is the ordinary start-up (the audio before the session is configured, about
 # 0.1-0.3 s) and is not worth a line in the session log.
 MIN_REPORTED_UNSENT_S = 0.5
@@ -414,9 +413,8 @@ class VoiceLiveAgentService(FrameProcessor):
                 actions = self.session.receive(event, now)
                 if guard.flooding and not actions:
                     guard.shed += 1  # a flood's inert events are counted, not logged one by one
-                elif (
-                    not event.carries_audio
-                ):  # 25 a second; logging them would cost more than playing them
+                # 25 a second; logging them would cost more than playing them
+                elif not event.carries_audio:
                     await self.push_frame(
                         VoiceLiveEventFrame(event=event.data, direction="received", at=time.time())
                     )

@@ -67,10 +67,8 @@ def parse_server_event(message: str | bytes | dict[str, Any]) -> ServerEvent:
                 ) from None
         try:
             data = json.loads(message)
-        except (
-            ValueError,
-            RecursionError,
-        ) as exc:  # JSONDecodeError, or an integer over 4300 digits
+        # JSONDecodeError, or an integer over 4300 digits
+        except (ValueError, RecursionError) as exc:
             raise MalformedEvent(
                 f"not JSON ({exc.__class__.__name__}): {_preview(message)}"
             ) from None
@@ -120,9 +118,8 @@ def audio_append(pcm: bytes) -> dict[str, Any]:
 
 
 _APPEND_KEYS = {"type", "event_id", "audio"}
-_PLAIN = (
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-."  # nothing to escape
-)
+# nothing to escape
+_PLAIN = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-."
 
 
 def _plain(text: Any) -> bool:

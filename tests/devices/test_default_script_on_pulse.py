@@ -20,9 +20,8 @@ from tests.support.replay_server import ReplayServer
 from tests.support.scenarios import barge_in_scenario
 
 PERIOD_MS = 10  # the output transport's default period
-HOST_LATENCY_MS = (
-    80  # what PortAudio keeps queued in PulseAudio (about three periods) plus the pipe sink's block
-)
+# what PortAudio keeps queued in PulseAudio (about three periods) plus the pipe sink's block
+HOST_LATENCY_MS = 80
 # The GIL holder delays each turn of the script's event loop by up to one 30 ms hold, and the
 # barge-in takes a few turns to reach the output: it must still stop the answer well before the
 # 800 ms it had left (bench/transports/bargein.py measures how fast).

@@ -53,10 +53,8 @@ OUT_OF_RANGE: list[tuple[str, str]] = [
     ),
 ]
 UNPARSEABLE = 10  # GARBAGE entries that are not a JSON object with a string type
-WRONG_FIELDS = {
-    "response.audio.delta": 3,
-    "response.created": 2,
-}  # warnings expected per event type
+# warnings expected per event type
+WRONG_FIELDS = {"response.audio.delta": 3, "response.created": 2}
 
 
 @dataclass

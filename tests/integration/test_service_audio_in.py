@@ -1,4 +1,5 @@
-"""Microphone audio reaches Voice Live as 24 kHz pcm16, resampled when the input runs at another rate."""
+"""Microphone audio reaches Voice Live as 24 kHz pcm16, resampled when the input runs at another
+rate."""
 
 from __future__ import annotations
 
@@ -58,9 +59,8 @@ async def test_16khz_input_is_resampled_to_24khz(tmp_path: Path) -> None:
     aligned = got[lag : lag + len(tail)]
     similarity = float(np.dot(aligned, tail) / (np.linalg.norm(aligned) * np.linalg.norm(tail)))
     assert similarity > 0.99, similarity
-    assert (
-        len(got) >= len(reference) // 2
-    )  # at least half of the 1.5 s arrived after session.updated
+    # at least half of the 1.5 s arrived after session.updated
+    assert len(got) >= len(reference) // 2
 
 
 async def test_appends_leave_uncompressed(tmp_path: Path) -> None:

@@ -139,9 +139,8 @@ async def test_every_supported_client_example_is_accepted(realtime_server: Local
             )
             event["event_id"] = f"example_{n}"
             if kind == "input_audio_buffer.commit":
-                await conn.input_audio_buffer.append(
-                    audio=base64.b64encode(bytes(24000)).decode()
-                )  # 500 ms
+                # 500 ms
+                await conn.input_audio_buffer.append(audio=base64.b64encode(bytes(24000)).decode())
             validate_event(event, "client")
             await conn.send(event)
             await conn.send({"type": "input_audio_buffer.clear", "event_id": f"probe_{n}"})

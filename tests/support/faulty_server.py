@@ -27,9 +27,8 @@ from websockets.http11 import Request, Response
 
 from tests.support.replay_server import ReplayServer, Script, ServerConn
 
-Refusal = Callable[
-    [int], int | None
-]  # 1-based attempt number -> HTTP status to refuse with, or None
+# 1-based attempt number -> HTTP status to refuse with, or None
+Refusal = Callable[[int], int | None]
 
 
 def refuse_first(n: int, status: int) -> Refusal:

@@ -326,12 +326,10 @@ def test_refresh_schedule() -> None:
 
     assert seconds_until_refresh(None, connected_at=1000.0, now_wall=1000.0) == 3540.0
     assert seconds_until_refresh(1000.0 + 3600, connected_at=1000.0, now_wall=1000.0) == 3540.0
-    assert (
-        seconds_until_refresh(1000.0 + 10, connected_at=1000.0, now_wall=1000.0) == 5.0
-    )  # short-lived: halfway
-    assert (
-        seconds_until_refresh(500.0, connected_at=1000.0, now_wall=1000.0) == 3540.0
-    )  # skewed expiry ignored
+    # short-lived: halfway
+    assert seconds_until_refresh(1000.0 + 10, connected_at=1000.0, now_wall=1000.0) == 5.0
+    # skewed expiry ignored
+    assert seconds_until_refresh(500.0, connected_at=1000.0, now_wall=1000.0) == 3540.0
     b = Backoff()
     assert all(0.25 <= b.delay(1) <= 0.5 for _ in range(100))
     assert all(b.delay(10) <= 8.0 for _ in range(100))
