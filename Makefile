@@ -42,7 +42,10 @@ demo: setup
 run: setup
 	$(PY) -m pipelines.agent $(ARGS)
 
+# The lint gate runs first: a style slip fails `make test` (and CI) before the suite starts.
 test: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
 
 # The lint gate: ruff's checks and formatting, configured in pyproject.toml ([tool.ruff]).
