@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.sessions import write_conversation
+from bench.sessions import link_conversations, start_server, write_conversation
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -130,26 +130,11 @@ def run_once(variant: str, root: Path, k: int, tmp: Path, seconds: float) -> Cos
     import psutil
 
     cost = Cost(variant, k)
-    convs = tmp / f"convs_{k}"
-    convs.mkdir(exist_ok=True)
-    for i in range(k):
-        target = convs / f"c{i:03d}.wav"
-        if not target.exists():
-            os.symlink(tmp / "conversation.wav", target)
+    convs = link_conversations(tmp, k)
     out = tmp / f"out_{variant}_{k}"
     shutil.rmtree(out, ignore_errors=True)
-    port_file, stats_file = tmp / "port", tmp / f"stats_{variant}_{k}.json"
-    port_file.unlink(missing_ok=True)
-    server_env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bench.sessions", "--serve", str(port_file), str(stats_file)],
-        cwd=ROOT,
-        env=server_env,
-    )
-    deadline = time.monotonic() + 30
-    while (not port_file.exists() or not port_file.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    port = int(port_file.read_text())
+    stats_file = tmp / f"stats_{variant}_{k}.json"
+    server, port = start_server(tmp, stats_file)
     argv = [
         sys.executable, "-m", "pipelines.batch", str(convs), "--out", str(out), "--workers", "1",
         "--per-worker", str(k), "--max-connects-per-minute", "1000000",

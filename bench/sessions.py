@@ -197,29 +197,46 @@ def _tree_rss(proc: Any) -> float:
     return total / 1e6
 
 
+def link_conversations(tmp: Path, k: int) -> Path:
+    """A folder of ``k`` conversations, each a link to ``tmp/conversation.wav``."""
+    convs = tmp / f"convs_{k}"
+    convs.mkdir(exist_ok=True)
+    for i in range(k):
+        target = convs / f"c{i:03d}.wav"
+        if not target.exists():
+            os.symlink(tmp / "conversation.wav", target)
+    return convs
+
+
+def start_server(tmp: Path, stats_file: Path, timeout: float = 30.0) -> tuple[Any, int]:
+    """Start the scripted server in its own process; returns it and its port once it listens
+    (``RuntimeError`` if it does not within ``timeout``). SIGTERM ends it and writes the stats."""
+    port_file = tmp / "port"
+    port_file.unlink(missing_ok=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.sessions", "--serve", str(port_file), str(stats_file)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    deadline = time.monotonic() + timeout
+    while not port_file.exists() or not port_file.read_text():
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise RuntimeError(f"the scripted server did not start (exit {server.poll()})")
+        time.sleep(0.05)
+    return server, int(port_file.read_text())
+
+
 def run_once(k: int, workers: int, seconds: float, tmp: Path) -> Run:
     import psutil
 
     run = Run(k, workers)
-    convs = tmp / f"convs_{k}"
-    convs.mkdir(exist_ok=True)
-    source = tmp / "conversation.wav"
-    for i in range(k):
-        target = convs / f"c{i:03d}.wav"
-        if not target.exists():
-            os.symlink(source, target)
+    convs = link_conversations(tmp, k)
     out = tmp / f"out_{k}_{workers}"
     shutil.rmtree(out, ignore_errors=True)
-    port_file, stats_file = tmp / "port", tmp / f"stats_{k}_{workers}.json"
-    port_file.unlink(missing_ok=True)
+    stats_file = tmp / f"stats_{k}_{workers}.json"
+    server, port = start_server(tmp, stats_file)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bench.sessions", "--serve", str(port_file), str(stats_file)],
-        env=env,
-    )
-    while not port_file.exists() or not port_file.read_text():
-        time.sleep(0.05)
-    port = int(port_file.read_text())
     argv = [
         sys.executable,
         "-m",
