@@ -115,6 +115,10 @@ class Conversation:
                     part["audio"] = base64.b64encode(bytes(entry.audio)).decode()
         return item
 
+    def history_tokens(self) -> int:
+        """A rough token count of the conversation so far (for ``usage`` estimates)."""
+        return sum(len(t.text) // 4 + 1 for t in self.history())
+
     def history(self) -> list[Turn]:
         """The conversation as the brain sees it."""
         turns = []

@@ -235,7 +235,7 @@ class ResponseRunner:
             )
         audio_tokens = self.entry.audio_ms * 20 // 1000
         text_tokens = max(1, len(self._text) // 4)
-        history_tokens = sum(len(t.text) // 4 + 1 for t in self._conversation.history())
+        history_tokens = self._conversation.history_tokens()
         done = response_object(
             self.id,
             self._conversation_id,

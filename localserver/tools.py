@@ -284,7 +284,7 @@ class FunctionCallRunner:
                 )
             )
         text_tokens = max(1, len(arguments) // 4)
-        history_tokens = sum(len(t.text) // 4 + 1 for t in self._conversation.history())
+        history_tokens = self._conversation.history_tokens()
         done = response_object(
             self.id,
             self._conversation_id,
