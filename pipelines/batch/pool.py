@@ -125,9 +125,7 @@ class WorkerPool:
     def _spawn(self) -> None:
         assert self._loop is not None
         parent, child_end = SPAWN.Pipe(duplex=True)
-        child = start_child(
-            worker_main, self.per_worker, name="voicelive-batch-worker", handles=(child_end,)
-        )
+        child = start_child(worker_main, name="voicelive-batch-worker", handles=(child_end,))
         child_end.close()
         slot = _Slot(child, parent, pid=child.pid)
         self._slots.append(slot)

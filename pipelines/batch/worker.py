@@ -1,4 +1,5 @@
-"""The batch worker process: imports once, then runs up to K conversations at a time on one loop.
+"""The batch worker process: imports once, then runs the conversations the parent hands it (at
+most ``--per-worker`` at a time: the parent counts them) on one loop.
 
 It talks to the parent over one duplex pipe (pickled tuples):
 
@@ -28,9 +29,8 @@ _JOB: contextvars.ContextVar[str] = contextvars.ContextVar("batch_job")
 
 
 class _Worker:
-    def __init__(self, conn: Connection, per_worker: int) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.per_worker = per_worker
         self.loop = asyncio.get_running_loop()
         self.running: dict[str, asyncio.Task[Any]] = {}
         self.cancelled = asyncio.Event()
@@ -92,8 +92,8 @@ class _Worker:
         self.send("done", result)
 
 
-async def _serve(conn: Connection, per_worker: int) -> None:
-    worker = _Worker(conn, per_worker)
+async def _serve(conn: Connection) -> None:
+    worker = _Worker(conn)
     from processors.voicelive import connection as vl_connection
 
     vl_connection.set_connect_gate(worker.connect_permit)
@@ -106,7 +106,7 @@ async def _serve(conn: Connection, per_worker: int) -> None:
         await asyncio.wait(list(worker.running.values()), timeout=10.0)
 
 
-def worker_main(conn: Connection, per_worker: int) -> None:
+def worker_main(conn: Connection) -> None:
     """Entry point of a worker process (started by :func:`pipelines.processes.start_child`)."""
     from loguru import logger
 
@@ -115,4 +115,4 @@ def worker_main(conn: Connection, per_worker: int) -> None:
     import pipelines.batch.conversation  # noqa: F401
 
     logger.remove()  # pipelines.agent's import may re-add pipecat's default sink
-    asyncio.run(_serve(conn, per_worker))
+    asyncio.run(_serve(conn))
