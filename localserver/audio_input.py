@@ -17,6 +17,7 @@ import soxr
 
 from localserver.codecs import decode
 from localserver.echo_canceller import EchoCanceller
+from localserver.played_record import PlayedRecord
 from localserver.session_config import VadSettings
 from localserver.stt import POOL, Recognizer
 from localserver.vad import RATE, VoiceActivityDetector
@@ -24,6 +25,9 @@ from localserver.vad import RATE, VoiceActivityDetector
 _SAMPLES_PER_MS = RATE // 1000
 _TAIL_MS = 200  # silence after the speech end still fed to the recogniser
 MIN_COMMIT_MS = 100
+# How late the client may play what the server sent, and the echo reach the microphone, when
+# the server's own record is the echo reference (playback buffer, devices, capture chunks).
+SERVER_ECHO_DELAY_MS = 600
 
 
 @dataclass(frozen=True)
@@ -60,10 +64,17 @@ class InputAudio:
         vad: VadSettings | None,
         phrases: Sequence[str] | None,
         channels: int = 1,
+        echo: str | None = None,
     ) -> None:
         self.fmt, self.rate, self.channels = fmt, rate, channels
-        # Stereo = the client's echo reference on channel 1: removed from channel 0 first.
-        self._echo = EchoCanceller() if channels == 2 else None
+        # echo "client": stereo, the client's echo reference on channel 1, removed from channel
+        # 0 first; "server": the server's own record of what it sent stands in for it.
+        self._echo = EchoCanceller() if echo == "client" else None
+        self.played: PlayedRecord | None = None
+        if echo == "server":
+            self.played = PlayedRecord(rate)
+            self._echo = EchoCanceller(max_delay=rate * SERVER_ECHO_DELAY_MS // 1000)
+        self._in_samples = 0  # input samples (per channel) received at the input's rate
         self._resampler = (
             soxr.ResampleStream(rate, RATE, 1, dtype="int16") if rate != RATE else None
         )
@@ -133,7 +144,11 @@ class InputAudio:
     def process(self, data: bytes) -> list[VadSpeechStarted | VadSpeechStopped]:
         """Feed wire audio bytes; return the turn signals they complete."""
         pcm = decode(data, self.fmt)
-        if self._echo is not None:
+        if self._echo is not None and self.played is not None:
+            reference = self.played.take(self._in_samples, len(pcm))
+            self._in_samples += len(pcm)
+            pcm = self._echo.process(pcm, reference)
+        elif self._echo is not None:
             frames = pcm[: len(pcm) - len(pcm) % 2].reshape(-1, 2)
             pcm = self._echo.process(frames[:, 0], frames[:, 1])
         if self._resampler is not None:

@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from localserver.codecs import encode
 from localserver.conversation import Conversation, Entry
 from localserver.server_events import assistant_item, new_id, response_object, server_event, usage
@@ -54,8 +56,10 @@ class ResponseRunner:
         word_timestamps: bool,
         in_conversation: bool = True,
         input_audio_ms: int = 0,
+        on_audio: Callable[[np.ndarray, int], None] | None = None,
     ) -> None:
         self.id = new_id("resp")
+        self._on_audio = on_audio  # told of each chunk of audio sent (int16 samples, rate)
         self._send, self._conversation, self._stream = send, conversation, stream
         self.params, self._conversation_id, self._pacing = params, conversation_id, pacing
         self._word_timestamps, self._in_conversation = word_timestamps, in_conversation
@@ -150,6 +154,8 @@ class ResponseRunner:
             await self._pace(base_ms + start * 1000 // rate)
             data = encode(chunk, fmt)
             await self._emit("response.audio.delta", delta=base64.b64encode(data).decode())
+            if self._on_audio is not None:
+                self._on_audio(chunk, rate)
             self.entry.audio += data
             self.entry.audio_ms = chunk_end_ms
         for i in range(next_word, len(words)):

@@ -348,6 +348,15 @@ def input_channels(session: dict[str, Any]) -> int:
     return 2 if echo.get("reference_source") == "client" and echo.get("channels") == 2 else 1
 
 
+def echo_reference(session: dict[str, Any]) -> str | None:
+    """Where the echo reference comes from: "client" (stereo input), "server" (server echo
+    cancellation without one: the server's own record of what it sent) or None (off)."""
+    echo = session.get("input_audio_echo_cancellation") or {}
+    if input_channels(session) == 2:
+        return "client"
+    return "server" if echo.get("type") == "server_echo_cancellation" else None
+
+
 def _check_echo_cancellation(session: dict[str, Any]) -> None:
     """The real service's rules: 2 channels only with a client reference, and the reverse."""
     echo = session.get("input_audio_echo_cancellation")

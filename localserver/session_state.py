@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from localserver.audio_input import Committed, InputAudio, VadSpeechStarted, VadSpeechStopped
 from localserver.brain import Brain
 from localserver.client_events import ClientEventError, check_event, check_item
@@ -31,6 +33,7 @@ from localserver.session_config import (
     SessionUpdateRejected,
     apply_update,
     default_session,
+    echo_reference,
     input_channels,
     input_rate,
     vad_settings,
@@ -94,6 +97,7 @@ class ServerSession:
         self._pending_item: str | None = None
         self._text_inputs: dict[str, str] = {}
         self.audio_received_ms = 0
+        self._frames_received = 0  # input samples per channel, for the played record
 
     # ---- plumbing -------------------------------------------------------------------------
     async def send(self, event: dict[str, Any]) -> None:
@@ -121,6 +125,7 @@ class ServerSession:
             vad_settings(self.config["turn_detection"]),
             self._phrases(),
             input_channels(self.config),
+            echo_reference(self.config),
         )
 
     @property
@@ -201,7 +206,12 @@ class ServerSession:
                     f"session.{name}",
                 )
             )
-        shape = lambda c: (c["input_audio_format"], input_rate(c), input_channels(c))  # noqa: E731
+        shape = lambda c: (  # noqa: E731
+            c["input_audio_format"],
+            input_rate(c),
+            input_channels(c),
+            echo_reference(c),
+        )
         if shape(old) != shape(self.config):
             await self._queue.put(("reset", None, None))
         else:
@@ -231,6 +241,7 @@ class ServerSession:
         width = 1 if self.config["input_audio_format"].startswith("g711") else 2
         frame_bytes = width * input_channels(self.config)
         self.audio_received_ms += len(data) * 1000 // (frame_bytes * input_rate(self.config))
+        self._frames_received += len(data) // frame_bytes
         await self._queue.put(("audio", data, event_id))
 
     async def _on_input_audio_buffer_commit(
@@ -274,6 +285,10 @@ class ServerSession:
             elif kind == "config":
                 self._input.configure(payload[0])
                 self._input.set_phrases(payload[1])
+            elif kind == "played" and self._input.played is not None:
+                self._input.played.sent(*payload)
+            elif kind == "unplayed" and self._input.played is not None:
+                self._input.played.stop(payload)
             elif kind == "reset":
                 self._input.close()
                 self._input = await asyncio.to_thread(self._new_input)
@@ -378,6 +393,7 @@ class ServerSession:
             self.conversation.truncate(event["item_id"], int(event["audio_end_ms"]))
         except ValueError as exc:
             raise ClientEventError("invalid_value", str(exc), "audio_end_ms") from None
+        await self._queue.put(("unplayed", self._frames_received, None))  # the client stopped
         await self.send(
             server_event(
                 "conversation.item.truncated",
@@ -436,6 +452,7 @@ class ServerSession:
         if runner is None or task is None:
             return
         runner.cancel(reason)
+        await self._queue.put(("unplayed", self._frames_received, None))  # the client stops
         await asyncio.wait({task}, timeout=5)
 
     async def _start_response(self, overrides: dict[str, Any], event_id: str | None) -> None:
@@ -479,8 +496,14 @@ class ServerSession:
             word_timestamps="word" in (self.config.get("output_audio_timestamp_types") or []),
             in_conversation=overrides.get("conversation", "auto") != "none",
             input_audio_ms=self.audio_received_ms,
+            on_audio=self._sent_audio,
         )
         self._runner_task = asyncio.create_task(self._runner.run())
+
+    def _sent_audio(self, pcm: np.ndarray, rate: int) -> None:
+        """A response's audio went out: the server's own echo reference, if it keeps one."""
+        if echo_reference(self.config) == "server":
+            self._queue.put_nowait(("played", (self._frames_received, pcm, rate), None))
 
     def _tool_asked_for(self, overrides: dict[str, Any]) -> ToolCall | None:
         """In model mode, the declared tool the user's last words ask for (None after a tool's

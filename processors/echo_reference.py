@@ -5,19 +5,25 @@ the service sends stereo pcm16: channel 0 the microphone, channel 1 the samples 
 at the moment those microphone samples were captured, so the echo canceller knows exactly what
 it has to remove. This processor sits between the input transport and the service. A tap on the
 output's :class:`PlaybackBuffer` stamps every block the device (or the WAV speaker's clock) takes
-with ``time.monotonic()``; each mono microphone frame, stamped when it arrives, is paired with the
-played samples of the same span of time (silence where nothing played) and pushed on as one
-stereo ``InputAudioRawFrame`` at the microphone's rate.
+with when it plays it: PortAudio's DAC time for the block, moved onto ``time.monotonic()``, where
+the device gives one, else the moment it was taken. Each mono microphone frame, stamped with its
+ADC capture time the same way (else when it arrives), is paired with the played samples of the
+same span of time (silence where nothing played) and pushed on as one stereo
+``InputAudioRawFrame`` at the microphone's rate: the echo path the server sees is then the
+acoustic one, not the playback and capture buffers as well.
 
 The tap runs on the device thread and only appends to a deque; the pairing runs in
-``process_frame``. Alignment is as good as the two timestamps: the device read on the speaker
-side, the frame's arrival on the microphone side (a WAV input is paced like a device).
+``process_frame``. Alignment is as good as the two timestamps: PortAudio's DAC and ADC times
+where the device gives them, else the device read on the speaker side and the frame's arrival on
+the microphone side (a WAV input is paced like a device).
 """
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -25,28 +31,55 @@ import soxr
 from pipecat.frames.frames import Frame, InputAudioRawFrame
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
+from transports.streams import CAPTURED_AT
+
 KEEP_S = 3.0  # played audio kept for pairing
 
 
 RESTART_S = 0.5  # a stamp this much later than the clock says: the stream stopped and restarted
+FOLLOW_STAMPS = 9  # the clock looks at this many stamps to see that the stream moved
+FOLLOW_S = 0.004  # their median this far from what the count says: the stream moved
 
 
 class _Clock:
     """Sample index <-> monotonic time for a stream of contiguous samples, anchored at its first
     block. Both streams run at their nominal rate (a device's clock, or a WAV transport paced in
-    real time), so counting samples is exact and stamps only fix where the count started: later
-    stamps are only jitter, except one ``RESTART_S`` late (the stream stopped and restarted). The
-    reference is thus continuous; its offset is the two first stamps' latency (constant, within
-    what an echo canceller's filter covers)."""
+    real time), so counting samples is nearly exact, and single stamps are taken as jitter; but a
+    device that runs dry or overruns (an output underrun plays silence between two blocks; an
+    input overflow loses some) moves the rest of its stream in time, and its clock drifts from
+    ours. So when the median of the last ``FOLLOW_STAMPS`` stamps is more than ``FOLLOW_S`` off
+    the count, the clock moves by it (seen on the PulseAudio rig: the speaker's DAC times 10, then
+    30, then up to 140 ms later than its count after underruns; read against the count, the
+    reference ran that far ahead of what played, and an 18 s answer now and then interrupted
+    itself through the server's echo canceller). A stamp ``RESTART_S`` late (the stream stopped
+    and restarted) moves it at once. Only device times are followed: arrival times (a microphone
+    frame without one) come in bursts, and following them put a step in the reference now and
+    then (``follow=False``)."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self.anchor: tuple[float, int] | None = None
+        self._offsets: deque[float] = deque(maxlen=FOLLOW_STAMPS)
 
-    def stamp(self, t: float, index: int) -> None:
-        """The sample ``index`` was taken at ``t`` (or a little before)."""
-        if self.anchor is None or t - self.time(index) > RESTART_S:
+    def stamp(self, t: float, index: int, follow: bool = True) -> None:
+        """The sample ``index`` was taken at ``t`` (or a little before); ``follow``: ``t`` is a
+        device time, which the clock follows when the stream moved."""
+        if self.anchor is None:
             self.anchor = (t, index)
+            return
+        offset = t - self.time(index)
+        if offset > RESTART_S:
+            self.anchor = (t, index)
+            self._offsets.clear()
+            return
+        if not follow:
+            return
+        self._offsets.append(offset)
+        if len(self._offsets) == FOLLOW_STAMPS:
+            moved = statistics.median(self._offsets)
+            if abs(moved) > FOLLOW_S:
+                self.anchor = (self.anchor[0] + moved, self.anchor[1])
+                self._offsets.clear()
 
     def time(self, index: int) -> float:
         """When sample ``index`` was taken."""
@@ -77,7 +110,10 @@ class EchoReference(FrameProcessor):
         self._speaker = _Clock(self._rate)
         self._mic: _Clock | None = None
         self._mic_index = 0
+        self._playback = playback
+        self._read_offset = 0  # the playback's frames_read when the tap began counting
         if playback is not None:
+            self._read_offset = int(getattr(playback, "frames_read", 0))
             playback.add_tap(self._tap)
 
     def _tap(self, block: bytes, now: float) -> None:
@@ -93,32 +129,51 @@ class EchoReference(FrameProcessor):
 
     def played_from(self, t: float, n: int, rate: int) -> np.ndarray:
         """``n`` samples at ``rate`` of what was played from monotonic time ``t`` on (zeros for
-        what was not played, or is no longer kept)."""
+        what was not played, or is no longer kept). The end of a microphone frame is often
+        ahead of the device's last read (the reads come in bursts, late under load): that part
+        is what the device takes next, still queued in the playback buffer, not silence."""
         out = np.zeros(n, np.int16)
         with self._lock:
             if self._speaker.anchor is None:
                 return out
             want = max(1, round(n * self._rate / rate))
             first = self._speaker.index(t)
+            span = np.zeros(want, np.int16)
             start = self._played_end - len(self._played)
             lo, hi = max(first, start), min(first + want, self._played_end)
-            piece = self._played[lo - start : hi - start].copy() if lo < hi else None
-        if piece is None:
-            return out
-        at = lo - first
+            if lo < hi:
+                span[lo - first : hi - first] = self._played[lo - start : hi - start]
+            ahead = first + want > self._played_end and self._playback is not None
+        if ahead:
+            self._upcoming(span, first)
         if self._rate != rate:
-            piece = soxr.resample(piece, self._rate, rate).astype(np.int16)
-            at = round(at * rate / self._rate)
-        end = min(n, at + len(piece))
-        out[at:end] = piece[: end - at]
+            span = soxr.resample(span, self._rate, rate).astype(np.int16)
+        out[: min(n, len(span))] = span[:n]
         return out
 
-    def stereo(self, frame: InputAudioRawFrame, arrived: float) -> InputAudioRawFrame:
-        """``frame`` (mono) with what was played while it was captured as channel 1."""
+    def _upcoming(self, span: np.ndarray, first: int) -> None:
+        """Fill the part of ``span`` (speaker samples from index ``first``) that the device has
+        not read yet with what is queued for it."""
+        read, queued = self._playback.peek(len(span))
+        upcoming = np.frombuffer(queued[: len(queued) - len(queued) % 2], dtype="<i2")
+        if self._out_channels > 1:
+            upcoming = upcoming[: len(upcoming) - len(upcoming) % self._out_channels]
+            upcoming = upcoming[:: self._out_channels]
+        at = read - self._read_offset  # speaker index of upcoming[0]
+        lo, hi = max(first, at), min(first + len(span), at + len(upcoming))
+        if lo < hi:
+            span[lo - first : hi - first] = upcoming[lo - at : hi - at]
+
+    def stereo(
+        self, frame: InputAudioRawFrame, captured_at: float, from_device: bool = True
+    ) -> InputAudioRawFrame:
+        """``frame`` (mono), whose first sample was captured at ``captured_at`` (monotonic; the
+        device's ADC time, or if not ``from_device`` when the frame arrived), with what was
+        played while it was captured as channel 1."""
         mic = np.frombuffer(frame.audio[: len(frame.audio) - len(frame.audio) % 2], dtype="<i2")
         if self._mic is None or self._mic.rate != frame.sample_rate:
             self._mic, self._mic_index = _Clock(frame.sample_rate), 0
-        self._mic.stamp(arrived - len(mic) / frame.sample_rate, self._mic_index)
+        self._mic.stamp(captured_at, self._mic_index, follow=from_device)
         ref = self.played_from(self._mic.time(self._mic_index), len(mic), frame.sample_rate)
         self._mic_index += len(mic)
         both = np.empty(2 * len(mic), np.int16)
@@ -130,5 +185,9 @@ class EchoReference(FrameProcessor):
         """Mono microphone frames go on as stereo; everything else as it is."""
         await super().process_frame(frame, direction)
         if isinstance(frame, InputAudioRawFrame) and frame.num_channels == 1:
-            frame = self.stereo(frame, time.monotonic())
+            captured = frame.metadata.get(CAPTURED_AT)  # the device's ADC time, if it gave one
+            from_device = captured is not None
+            if not from_device:  # it arrives as its last sample is captured
+                captured = time.monotonic() - len(frame.audio) / (2 * frame.sample_rate)
+            frame = self.stereo(frame, captured, from_device)
         await self.push_frame(frame, direction)

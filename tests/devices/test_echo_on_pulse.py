@@ -3,20 +3,18 @@
 listens to what the microphone picks up), asked "Tell me a story." (an 18-second answer).
 
 (a) without echo handling (``--echo-reference none``) the answer interrupts itself;
+(b) with ``--echo-reference client`` the same answer plays to the end;
 (c) with ``--echo-reference client``, "Stop." spoken over the answer still interrupts it, and
     the speaker goes silent within the barge-in bound.
-
-(b), the same answer playing to the end with the reference, does not hold yet on this rig: see
-the README's "Talking on speakers".
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ import pytest
 
 from localserver.brain import STORY
 from localserver.speak import speak_to_wav
+from tests.support.script_run import Script, script
 
 RATE = 24000
 BARGE_IN_BOUND_MS = 1500  # user's first word -> the speaker silent (VAD onset + turn + abort)
@@ -37,81 +36,29 @@ def echo_path(pulse):
     pulse.remove_echo_path()
 
 
-@dataclass
-class Run:
-    """One session of the default script: what it printed, with arrival times."""
-
-    proc: asyncio.subprocess.Process
-    lines: list[tuple[float, str]] = field(default_factory=list)
-    stderr: str = ""
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def pump(self) -> None:
-        assert self.proc.stdout is not None
-        while line := await self.proc.stdout.readline():
-            self.lines.append((time.monotonic(), line.decode(errors="replace").rstrip()))
-            self.changed.set()
-
-    async def wait_for(self, *patterns: str, timeout: float) -> tuple[float, str]:
-        """The first printed line matching any of ``patterns`` (TimeoutError after ``timeout``)."""
-
-        async def _wait() -> tuple[float, str]:
-            while True:
-                for at, line in self.lines:
-                    if any(re.search(p, line) for p in patterns):
-                        return at, line
-                if self.proc.returncode is not None:
-                    raise AssertionError("the script ended early:\n" + self.printed())
-                self.changed.clear()
-                await self.changed.wait()
-
-        return await asyncio.wait_for(_wait(), timeout)
-
-    def printed(self) -> str:
-        return "\n".join(line for _, line in self.lines) + "\n" + self.stderr[-2000:]
-
-    def kill(self) -> None:
-        """Leave nothing behind when a test fails half-way."""
-        if self.proc.returncode is None:
-            self.proc.kill()
-
-    @property
-    def underruns(self) -> int:
-        return self.stderr.count("underrun occurred")
-
-
-async def start(echo: str, env: dict[str, str], cwd: Path) -> tuple[Run, asyncio.Task]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pipelines.agent", "--local", "--plain",
-        "--echo-reference", echo, "--log-dir", "logs",
-        cwd=cwd, env=env, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    run = Run(proc)
-    pump = asyncio.create_task(run.pump())
-    try:
+@asynccontextmanager
+async def start(echo: str, env: dict[str, str], cwd: Path) -> AsyncIterator[Script]:
+    """One session of the default script, its stdin a pipe to type into, once it is ready."""
+    async with script(
+        "-m", "pipelines.agent", "--local", "--plain", "--echo-reference", echo,
+        "--log-dir", "logs", cwd=cwd, env=env, stdin=asyncio.subprocess.PIPE,
+    ) as run:  # fmt: skip
         await run.wait_for(r"Session updated: sess_", timeout=90)
-    except BaseException:
-        run.kill()
-        raise
-    return run, pump
+        yield run
 
 
-async def say(run: Run, text: str) -> None:
-    assert run.proc.stdin is not None
-    run.proc.stdin.write(text.encode() + b"\n")
-    await run.proc.stdin.drain()
+def underruns(run: Script) -> int:
+    return run.stderr.count("underrun occurred")
 
 
-async def finish(run: Run, pump: asyncio.Task) -> None:
+async def say(run: Script, text: str) -> None:
+    await run.write(text.encode() + b"\n")
+
+
+async def finish(run: Script) -> None:
     """'q', then the script must end cleanly (bounded)."""
     await say(run, "q")
-    assert run.proc.stderr is not None
-    err = await asyncio.wait_for(run.proc.stderr.read(), 30)
-    run.stderr = err.decode(errors="replace")
-    await asyncio.wait_for(run.proc.wait(), 30)
-    await asyncio.wait_for(pump, 10)
-    assert run.proc.returncode == 0, run.printed()
+    assert await run.wait(40) == 0, run.printed()
 
 
 async def wait_for_sound(speaker, after: int, timeout: float) -> int:
@@ -137,17 +84,14 @@ def story_stop(speaker, not_before: float, quiet_s: float = 0.25) -> int:
     return int(loud[gaps[0]])
 
 
-async def story(echo: str, env: dict[str, str], cwd: Path, speaker) -> tuple[Run, bool]:
+async def story(echo: str, env: dict[str, str], cwd: Path, speaker) -> tuple[Script, bool]:
     """Ask for the story; (the run, whether the answer interrupted itself)."""
-    run, pump = await start(echo, env, cwd)
-    try:
+    async with start(echo, env, cwd) as run:
         mark = len(speaker.samples())
         await say(run, "Tell me a story.")
         await wait_for_sound(speaker, mark, 30)
         _, line = await run.wait_for(r"User started speaking", r"Response done", timeout=90)
-        await finish(run, pump)
-    finally:
-        run.kill()
+        await finish(run)
     return run, "User started speaking" in line
 
 
@@ -159,15 +103,25 @@ async def test_without_echo_handling_a_long_answer_interrupts_itself(
     log = next((tmp_path / "logs").glob("session_*.log")).read_text(encoding="utf-8")
     first = re.search(r"Agent Audio Response: (.*)", log)
     assert first and len(first.group(1)) < len(STORY), "the story was not cut short"
-    print(f"echo none: self-interrupted, {run.underruns} output underruns")
+    print(f"echo none: self-interrupted, {underruns(run)} output underruns")
+
+
+async def test_with_the_client_reference_the_answer_plays_to_the_end(
+    echo_path, speaker, script_env: dict[str, str], tmp_path: Path
+) -> None:
+    run, interrupted = await story("client", {**script_env, **echo_path.env}, tmp_path, speaker)
+    print(f"echo client: interrupted={interrupted}, {underruns(run)} output underruns")
+    assert not interrupted, "the agent interrupted itself despite the reference:\n" + run.printed()
+    log = next((tmp_path / "logs").glob("session_*.log")).read_text(encoding="utf-8")
+    assert f"Agent Audio Response: {STORY}" in log
+    assert "User Input:" not in log.split("User Input: Tell me a story.")[1]
 
 
 async def test_with_the_reference_the_user_talking_over_the_answer_still_interrupts_it(
     echo_path, speaker, script_env: dict[str, str], tmp_path: Path
 ) -> None:
     speech_ms, _ = speak_to_wav("Stop.", tmp_path / "stop.wav", pad_ms=300)
-    run, pump = await start("client", {**script_env, **echo_path.env}, tmp_path)
-    try:
+    async with start("client", {**script_env, **echo_path.env}, tmp_path) as run:
         mark = len(speaker.samples())
         await say(run, "Tell me a story.")
         onset = await wait_for_sound(speaker, mark, 30)
@@ -180,14 +134,12 @@ async def test_with_the_reference_the_user_talking_over_the_answer_still_interru
         started_at, _ = await run.wait_for(r"User started speaking", timeout=20)
         await asyncio.wait_for(asyncio.to_thread(player.wait), 20)
         await run.wait_for(r"Agent Audio Response: Okay, I will stop\.", timeout=30)
-        await finish(run, pump)
+        await finish(run)
         stopped = story_stop(speaker, started_at - 0.2)
-    finally:
-        run.kill()
     barge_in_ms = (speaker.arrival_time(stopped) - spoken_at) * 1000
     print(
         f"double talk: the speaker went silent {barge_in_ms:.0f} ms after the user began "
-        f"({run.underruns} output underruns)"
+        f"({underruns(run)} output underruns)"
     )
     assert 0 < barge_in_ms <= BARGE_IN_BOUND_MS, barge_in_ms
     log = next((tmp_path / "logs").glob("session_*.log")).read_text(encoding="utf-8")

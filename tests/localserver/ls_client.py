@@ -73,6 +73,20 @@ class Client:
                 return event
             self._unread.append(event)
 
+    async def ask(self, text: str) -> None:
+        """The user types ``text`` and asks for a response."""
+        await self.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": text}],
+                },
+            }
+        )
+        await self.send({"type": "response.create"})
+
     def seen(self, event_type: str) -> list[dict[str, Any]]:
         """Every received event of ``event_type`` so far."""
         return [e for e in self.events if e["type"] == event_type]

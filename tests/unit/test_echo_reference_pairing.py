@@ -1,0 +1,125 @@
+"""``EchoReference`` pairs each microphone frame with what the speaker played over the same span
+of time, including the part the device has not read yet (reads come in bursts, late under load):
+that part is what is queued for the device, not silence."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from pipecat.frames.frames import InputAudioRawFrame
+
+from processors.echo_reference import EchoReference
+from transports.playback import PlaybackBuffer
+from transports.streams import INPUT, OUTPUT, device_time
+
+RATE = 24000
+
+
+def test_the_reference_ahead_of_the_devices_last_read_is_what_is_queued_for_it() -> None:
+    playback = PlaybackBuffer(RATE)
+    pairing = EchoReference(playback)
+    ramp = (np.arange(4800) % 30000 + 1).astype("<i2")  # each sample says where it was
+    playback.write(ramp.tobytes(), "item")
+    before = time.monotonic()
+    playback.read(480)  # the device took 20 ms (its clock starts here)
+    # A 40 ms microphone frame that began as the device read: its second half is still queued.
+    mic = np.zeros(960, "<i2")
+    frame = InputAudioRawFrame(audio=mic.tobytes(), sample_rate=RATE, num_channels=1)
+    stereo = pairing.stereo(frame, captured_at=before)
+    reference = np.frombuffer(stereo.audio, "<i2")[1::2].astype(int)
+    offset = reference[100] - 1 - 100  # the read's own timestamp is a few µs after `before`
+    assert abs(offset) <= 2, reference[:10]
+    assert np.array_equal(reference[20:940], np.arange(20, 940) + 1 + offset), reference[470:490]
+    assert playback.queued_frames() == 4320  # peeking took nothing from the device
+
+
+def test_a_stereo_speaker_gives_its_first_channel() -> None:
+    playback = PlaybackBuffer(RATE, channels=2)
+    pairing = EchoReference(playback)
+    left = (np.arange(960) + 1).astype("<i2")
+    both = np.empty(2 * len(left), "<i2")
+    both[0::2], both[1::2] = left, -1
+    playback.write(both.tobytes(), "item")
+    before = time.monotonic()
+    playback.read(240)
+    frame = InputAudioRawFrame(audio=bytes(2 * 480), sample_rate=RATE, num_channels=1)
+    reference = np.frombuffer(pairing.stereo(frame, captured_at=before).audio, "<i2")[1::2]
+    assert (reference[20:460] > 0).all() and np.all(np.diff(reference[20:460]) == 1)
+
+
+def test_device_times_come_from_portaudio_where_it_gives_them() -> None:
+    """PortAudio's DAC/ADC times (its own clock) are moved onto time.monotonic() through the
+    callback's current_time; zeros (a host API without them) or nonsense give None."""
+    before = time.monotonic()
+    played = device_time({"current_time": 500.0, "output_buffer_dac_time": 500.06}, OUTPUT)
+    captured = device_time({"current_time": 500.0, "input_buffer_adc_time": 499.98}, INPUT)
+    after = time.monotonic()
+    assert played is not None and before + 0.059 <= played <= after + 0.061
+    assert captured is not None and before - 0.021 <= captured <= after - 0.019
+    assert device_time({"current_time": 500.0, "output_buffer_dac_time": 0.0}, OUTPUT) is None
+    assert device_time({"current_time": 0.0, "input_buffer_adc_time": 0.0}, INPUT) is None
+    assert device_time({"current_time": 500.0, "input_buffer_adc_time": 9.0}, INPUT) is None
+
+
+def test_the_speaker_is_stamped_with_when_it_plays() -> None:
+    playback = PlaybackBuffer(RATE)
+    stamps: list[float] = []
+    playback.add_tap(lambda block, at: stamps.append(at))
+    playback.read(240, at=1234.5)
+    now = time.monotonic()
+    playback.read(240)
+    assert stamps[0] == 1234.5 and abs(stamps[1] - now) < 0.1
+
+
+def _played_then_heard(
+    dac_times: list[float], heard_at: list[float], from_device: bool = True
+) -> np.ndarray:
+    """The device takes 10 ms blocks of a ramp, stamped with ``dac_times``; the reference paired
+    with 20 ms microphone frames captured at ``heard_at`` (ADC times, or arrival times if not
+    ``from_device``), as ramp values, one after the other."""
+    playback = PlaybackBuffer(RATE)
+    pairing = EchoReference(playback)
+    ramp = (np.arange(240 * len(dac_times)) % 30000 + 1).astype("<i2")
+    playback.write(ramp.tobytes(), "item")
+    for at in dac_times:
+        playback.read(240, at=at)
+    frame = InputAudioRawFrame(audio=bytes(2 * 480), sample_rate=RATE, num_channels=1)
+    return np.concatenate(
+        [
+            np.frombuffer(pairing.stereo(frame, at, from_device).audio, "<i2")[1::2]
+            for at in heard_at
+        ]
+    ).astype(int)
+
+
+def test_after_an_output_underrun_the_reference_follows_the_device_times() -> None:
+    """An underrun: the device played 30 ms of silence after its 20th block, so every block after
+    it plays 30 ms later than the count says (its DAC times say so). What the microphone hears
+    0.4 s in is what played then: the ramp from (0.4 - 0.03) s, not from 0.4 s (the reference
+    would run 30 ms ahead of the echo; with a larger jump, beyond what is queued: silence)."""
+    t0 = 1000.0
+    dac = [t0 + k * 0.010 + (0.030 if k >= 20 else 0.0) for k in range(50)]
+    reference = _played_then_heard(dac, [t0 + 0.400])
+    first = round((0.400 - 0.030) * RATE)
+    assert np.array_equal(reference, np.arange(first, first + 480) + 1), reference[:4]
+
+
+def test_jitter_in_the_device_times_does_not_move_the_reference() -> None:
+    t0 = 1000.0
+    jitter = np.random.default_rng(7).uniform(-0.002, 0.002, 50)
+    dac = [t0 + k * 0.010 + float(jitter[k]) * (k > 0) for k in range(50)]
+    reference = _played_then_heard(dac, [t0 + 0.400])
+    first = round(0.400 * RATE)
+    assert np.array_equal(reference, np.arange(first, first + 480) + 1), reference[:4]
+
+
+def test_microphone_arrival_times_are_not_followed() -> None:
+    """Frames without an ADC time are stamped on arrival, which comes in bursts: a run of late
+    arrivals must not step the reference (it stays the count's, one contiguous ramp)."""
+    t0 = 1000.0
+    dac = [t0 + k * 0.010 for k in range(100)]
+    arrivals = [t0 + 0.1 + j * 0.02 + 0.01 * (j >= 5) for j in range(20)]
+    reference = _played_then_heard(dac, arrivals, from_device=False)
+    first = round(0.1 * RATE)
+    assert np.array_equal(reference, np.arange(first, first + 480 * 20) + 1)
