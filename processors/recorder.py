@@ -156,7 +156,7 @@ class StereoRecording:
             side = self._channels[channel]
             samples = side.to_mono_24k(pcm, rate, nch)
             end = self._written + side.length
-            ideal = int((started_at - self._t0) * RATE)
+            ideal = round((started_at - self._t0) * RATE)  # not int(): 0.1 s is 2399.99... samples
             tolerance = (
                 JOIN_TOLERANCE_S[channel] * RATE if side.started else 0
             )  # the first block sets its place
@@ -235,7 +235,7 @@ class ConversationRecorder(FrameProcessor):
             logger.bind(console=False).error(self.recording.error)
             return
         add_tap = getattr(self._playback, "add_tap", None)
-        if add_tap is None:  # e.g. --audio-process: the device side runs in another process
+        if add_tap is None:  # an output without a playback buffer to tap
             logger.warning("--record: this output cannot be tapped, the right channel stays silent")
             return
         rate, channels = self._playback.sample_rate, self._playback.channels

@@ -18,7 +18,8 @@ Protocol (the parent writes our stdin, reads our stdout):
   means the parent is gone: the child exits too (and on Linux the kernel kills it if the
   parent dies, via ``PR_SET_PDEATHSIG``).
 * out, single bytes: ``m`` microphone audio is in its ring, ``p`` the speaker started handing
-  out queued audio, ``d`` it took everything queued, ``f`` a flush was applied.
+  out queued audio, ``d`` it took everything queued, ``f`` a flush was applied, ``t`` a played
+  block is in the played ring (only while the parent taps the speaker).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 import pyaudio
@@ -36,12 +38,14 @@ import pyaudio
 from transports.errors import TransportError
 from transports.shm_ring import (
     ABORTS,
+    IN_HOST_OVERFLOWS,
     LAST_AUDIO_NS,
     OUT_R,
     OUT_W,
     RUNNING,
     STARTS,
     STREAMING,
+    TAP_ON,
     UNDERFLOWS,
     UNDERRUNS,
     SharedAudio,
@@ -74,12 +78,17 @@ class SpeakerSource:
         self._handing = False
         self._dry = False
 
-    def read(self, n_frames: int) -> bytes:
-        """Callback thread: apply pending flushes, then copy the next period out of the ring."""
+    def read(self, n_frames: int, at: float | None = None) -> bytes:
+        """Callback thread: apply pending flushes, then copy the next period out of the ring;
+        while the pipeline taps the speaker, record the block and when it plays (``at``, else
+        now) in the played ring."""
         shared, h = self.shared, self.shared.h
         with self._lock:
             flushed = shared.apply_flushes()
             data, got = shared.out_read(n_frames)
+            tapped = bool(h[TAP_ON]) and shared.tap_write(
+                time.monotonic_ns() if at is None else int(at * 1e9), data
+            )
             queued = shared.out_queued()
             started = got > 0 and not self._handing
             drained = got > 0 and queued <= 0
@@ -96,6 +105,8 @@ class SpeakerSource:
             _notify(b"p")
         if drained:
             _notify(b"d")
+        if tapped:
+            _notify(b"t")
         return data
 
     def flush(self) -> None:
@@ -174,6 +185,8 @@ class AudioChild:
         )
 
     def _mic_callback(self, in_data, frame_count, time_info, status):
+        if status & pyaudio.paInputOverflow:
+            self.shared.h[IN_HOST_OVERFLOWS] += 1
         self.shared.in_write(in_data)
         _notify(b"m")
         return None, pyaudio.paContinue
@@ -248,7 +261,12 @@ def main() -> None:
         os.setpriority(os.PRIO_PROCESS, 0, AUDIO_NICE)
     except OSError:
         pass  # not permitted: stay at the parent's priority
-    shared = SharedAudio(int(config["fd"]), int(config["out_capacity"]), int(config["in_capacity"]))
+    shared = SharedAudio(
+        int(config["fd"]),
+        int(config["out_capacity"]),
+        int(config["in_capacity"]),
+        int(config["tap_capacity"]),
+    )
     child = AudioChild(shared)
     try:
         serve(child)

@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 15.0  # child start-up plus PortAudio's device scan, on a loaded machine
 STOP_TIMEOUT_S = 3.0
 MAX_RATE = 48000
+TAP_SECONDS = 2.0  # the played ring: blocks the pipeline has not taken yet (it takes them at once)
 _alive: weakref.WeakSet[AudioProcess] = weakref.WeakSet()
 
 
@@ -68,12 +69,15 @@ class AudioProcess:
         if not hasattr(os, "memfd_create"):
             raise TransportError("--audio-process needs Linux (memfd shared memory)")
         self.shared = SharedAudio.create(
-            int(speaker_seconds * MAX_RATE * 2), int(mic_seconds * MAX_RATE * 2)
+            int(speaker_seconds * MAX_RATE * 2),
+            int(mic_seconds * MAX_RATE * 2),
+            int(TAP_SECONDS * MAX_RATE * 2 * 2),  # stereo at most, plus the small record heads
         )
         config = {
             "fd": self.shared.fd,
             "out_capacity": self.shared.out_capacity,
             "in_capacity": self.shared.in_capacity,
+            "tap_capacity": self.shared.tap_capacity,
             "spawner": os.getpid(),
             "parent": os.getpid()
             if threading.current_thread() is threading.main_thread()
@@ -107,7 +111,7 @@ class AudioProcess:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.on_speaker: Callable[[bytes], None] | None = None
-        """Called on the loop with each speaker event (``p``, ``d``, ``f``)."""
+        """Called on the loop with each speaker event (``p``, ``d``, ``f``, ``t``)."""
         self.on_mic: Callable[[], None] | None = None
         """Called on the loop when microphone audio is in the ring."""
         _alive.add(self)

@@ -157,8 +157,10 @@ class PlaybackBuffer:
 
     # --------------------------------------------------------------- device side
 
-    def read(self, n_frames: int) -> bytes:
-        """Hand the device exactly ``n_frames`` frames: queued audio first, then silence."""
+    def read(self, n_frames: int, at: float | None = None) -> bytes:
+        """Hand the device exactly ``n_frames`` frames: queued audio first, then silence.
+        ``at`` is when the device will play them (``time.monotonic()``; default: now), for the
+        taps."""
         need = n_frames * self.frame_bytes
         parts: list[memoryview] = []
         got = 0
@@ -204,12 +206,35 @@ class PlaybackBuffer:
                 parts.append(memoryview(bytes(need - got)))
             block = b"".join(parts)
         for tap in self._taps:
-            tap(block, now)
+            tap(block, now if at is None else at)
         return block
 
+    def peek(self, n_frames: int) -> tuple[int, bytes]:
+        """(frames handed out so far, silence included; the next up to ``n_frames`` frames
+        queued for the device): what the device will take next, in order, unless it is
+        cleared first. For a tap that needs what plays a moment ahead of what it was handed."""
+        want = n_frames * self.frame_bytes
+        parts: list[bytes] = []
+        got = 0
+        with self._lock:
+            for _, data, offset in self._chunks:
+                if got >= want:
+                    break
+                piece = data[offset : offset + want - got]
+                parts.append(piece)
+                got += len(piece)
+            read = self._frames_read
+        return read, b"".join(parts)
+
+    @property
+    def frames_read(self) -> int:
+        """Frames handed to the device so far (queued audio and silence)."""
+        return self._frames_read
+
     def add_tap(self, tap: Callable[[bytes, float], None]) -> None:
-        """Call ``tap(block, now)`` with every block handed to the device (silence included) and
-        the ``time.monotonic()`` of the read. It runs on the device side, so it must only hand
+        """Call ``tap(block, at)`` with every block handed to the device (silence included) and
+        the ``time.monotonic()`` at which the device plays it (its DAC time where PortAudio
+        gives one, else the read's). It runs on the device side, so it must only hand
         the bytes on (append to a deque): a recorder or a level meter does the rest elsewhere."""
         self._taps.append(tap)
 

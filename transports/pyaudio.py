@@ -49,8 +49,8 @@ from transports.buffered_output import BufferedOutputTransport
 from transports.pcm import PcmResampler
 from transports.pipecat_internals import queue_input_audio
 from transports.shared_playback import SharedPlayback
-from transports.shm_ring import IN_OVERFLOWS, STARTS, UNDERFLOWS
-from transports.streams import Device, OutputDriver
+from transports.shm_ring import IN_HOST_OVERFLOWS, IN_OVERFLOWS, STARTS, UNDERFLOWS
+from transports.streams import CAPTURED_AT, INPUT, Device, OutputDriver, device_time
 
 DEVICE_CALL_TIMEOUT_S = 3.0  # longest wait for PortAudio to stop or close a stream
 
@@ -171,7 +171,8 @@ class PyAudioInputTransport(BaseInputTransport):
     def overflows(self) -> int:
         """Captured buffers lost (the host, or the audio process's ring, overflowed)."""
         if self._audio is not None:
-            return self._audio.shared.h[IN_OVERFLOWS]
+            h = self._audio.shared.h
+            return h[IN_OVERFLOWS] + h[IN_HOST_OVERFLOWS]
         return self._overflows
 
     async def setup(self, setup: FrameProcessorSetup):
@@ -229,16 +230,19 @@ class PyAudioInputTransport(BaseInputTransport):
             self._overflows += 1
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._on_audio, in_data)
+            loop.call_soon_threadsafe(self._on_audio, in_data, device_time(time_info, INPUT))
         return None, pyaudio.paContinue
 
-    def _on_audio(self, data: bytes) -> None:
-        """Loop thread: resample if needed and queue the frame for pipecat's audio task."""
+    def _on_audio(self, data: bytes, captured_at: float | None = None) -> None:
+        """Loop thread: resample if needed and queue the frame for pipecat's audio task
+        (``captured_at``: when the ADC captured its first frame, in its metadata)."""
         if self._resampler:
             data = self._resampler.resample(data)
             if not data:
                 return
         frame = InputAudioRawFrame(audio=data, sample_rate=self.sample_rate, num_channels=1)
+        if captured_at is not None:
+            frame.metadata[CAPTURED_AT] = captured_at
         if not queue_input_audio(self, frame):  # no task per period once pipecat's queue exists
             self.create_task(self.push_audio_frame(frame))
 

@@ -5,6 +5,12 @@
 speaker ring of :mod:`transports.shm_ring`. Audio goes straight into shared memory, so the
 child plays it whatever the pipeline process is doing.
 
+Taps (:meth:`add_tap`: the client echo reference, the recording, the console's speaker meter)
+get what the device played as in one process: the child records every block it hands the device,
+with its DAC time, in the played ring (see :mod:`transports.shm_ring`) while someone taps, and
+they are called here, on the loop, as the child's ``t`` events arrive. :meth:`peek` gives what
+the device takes after the last block handed to the taps.
+
 Per response item it keeps the ring stretches ``[start, end)`` it wrote; the child's read
 position ``R`` says how much of each was handed to the device, and each applied flush says
 where ``R`` was when the rest was skipped. So ``played_frames(item)`` is, as in one process,
@@ -31,6 +37,7 @@ from transports.shm_ring import (
     RUNNING,
     SKIP_FROM,
     STREAMING,
+    TAP_ON,
     UNDERRUN_FRAMES,
     UNDERRUNS,
     SharedAudio,
@@ -61,6 +68,7 @@ class SharedPlayback(PlaybackBuffer):
         self._requested = 0  # flushes asked for
         self._settled = 0  # flushes whose played counts are settled
         self._cut = 0  # ring position of the latest flush asked for
+        self._tapped_to = 0  # the speaker ring's read position after the last block tapped
 
     # ------------------------------------------------------------- loop side
 
@@ -114,9 +122,34 @@ class SharedPlayback(PlaybackBuffer):
             self._flushed_event, lambda: self._h[FLUSH_ACK] >= target, timeout
         )
 
+    def add_tap(self, tap: Callable[[bytes, float], None]) -> None:
+        """Call ``tap(block, at)`` with every block the device played (silence included) and
+        when it played it; here on the loop, as the audio process reports the blocks."""
+        super().add_tap(tap)
+        self._h[TAP_ON] = 1
+
+    def _take_played(self) -> None:
+        """Hand the blocks the child recorded since the last call to the taps."""
+        for at_ns, position, block in self._shared.tap_read():
+            self._frames_read += len(block) // self.frame_bytes  # the blocks the taps got
+            self._tapped_to = position
+            at = at_ns / 1e9
+            for tap in self._taps:
+                tap(block, at)
+
+    def peek(self, n_frames: int) -> tuple[int, bytes]:
+        """(frames handed to the taps so far; up to ``n_frames`` frames the device takes after
+        them), as :meth:`PlaybackBuffer.peek`. Here ``frames_read`` counts the blocks handed to
+        the taps (the device's, silence included)."""
+        self._take_played()
+        ahead = self._shared.out_ahead(self._tapped_to, n_frames * self.frame_bytes)
+        return self._frames_read, ahead
+
     def on_child_event(self, code: bytes) -> None:
         """The audio process's speaker events, on the loop."""
-        if code == b"f":
+        if code == b"t":
+            self._take_played()
+        elif code == b"f":
             self._settle()
             self._on_flushed()
         elif code == b"p":
@@ -124,7 +157,7 @@ class SharedPlayback(PlaybackBuffer):
         elif code == b"d":
             self._on_drained_from_device()
 
-    def read(self, n_frames: int) -> bytes:
+    def read(self, n_frames: int, at: float | None = None) -> bytes:
         """Not available here: the audio process is the reader."""
         raise RuntimeError("the audio process reads this buffer")
 

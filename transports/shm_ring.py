@@ -11,7 +11,12 @@ two rings of int16 PCM:
   then ``FLUSH_ACK = k``, then jumps ``R`` to the flush point. With the writer reading ``R``
   before ``FLUSH_ACK``, it never takes a skipped stretch for a played one, which is what lets it
   count, per response item, the samples the device was handed (the truncate number);
-* the **microphone ring**: the child's input callback writes, the pipeline reads.
+* the **microphone ring**: the child's input callback writes, the pipeline reads;
+* the **played ring** (only while the pipeline sets ``TAP_ON``: someone taps the speaker, e.g.
+  the client echo reference, the recording, the console's speaker meter): the child's output
+  callback writes each block it hands the device as one record (when it plays, in
+  ``time.monotonic_ns()``; the speaker ring's position after it; the block, silence included),
+  the pipeline reads them. A record that does not fit is dropped whole and counted.
 
 Positions are byte counts since the start (never wrapped), so ``W - R`` is what is queued. Each
 index has one writer; an aligned 8-byte store is atomic on the platforms PortAudio runs here
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import struct
 import time
 
 # header slots (int64)
@@ -32,34 +38,47 @@ FRAMES_PLAYED, FRAMES_READ, UNDERRUNS, UNDERRUN_FRAMES, UNDERFLOWS, STARTS, ABOR
 FLUSH_TO = 16  # 8 slots
 SKIP_FROM = 24  # 8 slots
 IN_W, IN_R, IN_OVERFLOWS, IN_DROPPED = 32, 33, 34, 35
+TAP_ON, TAP_W, TAP_R, TAP_DROPPED = 36, 37, 38, 39
+IN_HOST_OVERFLOWS = 40  # the device's own input overflows (PortAudio's paInputOverflow)
 HEADER_SLOTS = 64
 HEADER_BYTES = HEADER_SLOTS * 8
 FLUSH_SLOTS = 8
+_RECORD = struct.Struct("<qqq")  # played ring record head: at (ns), speaker ring position, bytes
 
 
 class SharedAudio:
     """The mapped header and rings (both processes use this class; each only writes its slots)."""
 
-    def __init__(self, fd: int, out_capacity: int, in_capacity: int, frame_bytes: int = 2):
+    def __init__(
+        self,
+        fd: int,
+        out_capacity: int,
+        in_capacity: int,
+        tap_capacity: int = 0,
+        frame_bytes: int = 2,
+    ):
         self.fd = fd
         self.out_capacity = out_capacity - out_capacity % frame_bytes
         self.in_capacity = in_capacity - in_capacity % frame_bytes
+        self.tap_capacity = tap_capacity
         self.frame_bytes = frame_bytes
-        self.size = HEADER_BYTES + self.out_capacity + self.in_capacity
+        in_end = HEADER_BYTES + self.out_capacity + self.in_capacity
+        self.size = in_end + tap_capacity
         self._mm = mmap.mmap(fd, self.size)
         view = memoryview(self._mm)
         self.h = view[:HEADER_BYTES].cast("q")
         self._out = view[HEADER_BYTES : HEADER_BYTES + self.out_capacity]
-        self._in = view[HEADER_BYTES + self.out_capacity : self.size]
+        self._in = view[HEADER_BYTES + self.out_capacity : in_end]
+        self._tap = view[in_end : self.size]
 
     @classmethod
-    def create(cls, out_capacity: int, in_capacity: int) -> SharedAudio:
+    def create(cls, out_capacity: int, in_capacity: int, tap_capacity: int = 0) -> SharedAudio:
         """New zeroed shared memory (the parent's side); pass :attr:`fd` to the child."""
         fd = os.memfd_create("voicelive-audio")  # Linux only; close-on-exec unless passed
         out_capacity -= out_capacity % 2
         in_capacity -= in_capacity % 2
-        os.ftruncate(fd, HEADER_BYTES + out_capacity + in_capacity)
-        return cls(fd, out_capacity, in_capacity)
+        os.ftruncate(fd, HEADER_BYTES + out_capacity + in_capacity + tap_capacity)
+        return cls(fd, out_capacity, in_capacity, tap_capacity)
 
     def close_fd(self) -> None:
         """Close the descriptor (idempotent); the mapping stays valid until garbage-collected,
@@ -173,3 +192,40 @@ class SharedAudio:
         data = self._get(self._in, self.in_capacity, r, w - r)
         self.h[IN_R] = w
         return data
+
+    # ----------------------------------------------------------- played ring
+
+    def tap_write(self, at_ns: int, block: bytes) -> bool:
+        """Child: record a block handed to the device (when it plays; the speaker ring's read
+        position after it). False (and counted) when the record does not fit."""
+        w = self.h[TAP_W]
+        head = _RECORD.pack(at_ns, self.h[OUT_R], len(block))
+        if len(head) + len(block) > self.tap_capacity - (w - self.h[TAP_R]):
+            self.h[TAP_DROPPED] += 1
+            return False
+        self._put(self._tap, self.tap_capacity, w, head)
+        self._put(self._tap, self.tap_capacity, w + len(head), block)
+        self.h[TAP_W] = w + len(head) + len(block)
+        return True
+
+    def tap_read(self) -> list[tuple[int, int, bytes]]:
+        """Pipeline: every record since the last call, as (at_ns, speaker ring position after
+        the block, block)."""
+        r, w = self.h[TAP_R], self.h[TAP_W]
+        records = []
+        while r < w:
+            head = self._get(self._tap, self.tap_capacity, r, _RECORD.size)
+            at_ns, position, n = _RECORD.unpack(head)
+            r += _RECORD.size
+            records.append((at_ns, position, self._get(self._tap, self.tap_capacity, r, n)))
+            r += n
+        self.h[TAP_R] = r
+        return records
+
+    def out_ahead(self, position: int, n: int) -> bytes:
+        """Pipeline (the speaker ring's writer): up to ``n`` bytes written from ``position`` on
+        (what the device takes next, unless a flush skips it)."""
+        w = self.h[OUT_W]
+        start = max(position, w - self.out_capacity)  # older bytes are overwritten
+        end = min(w, position + n)
+        return self._get(self._out, self.out_capacity, start, end - start) if end > start else b""

@@ -58,6 +58,23 @@ def abort_stream(stream: pyaudio.Stream) -> None:
     stream._is_running = False  # else PyAudio's start_stream() would think it still runs
 
 
+INPUT, OUTPUT = "input_buffer_adc_time", "output_buffer_dac_time"
+CAPTURED_AT = "captured_at"  # input frame metadata: time.monotonic() its first frame was captured
+
+
+def device_time(time_info: dict | None, which: str) -> float | None:
+    """The ``time.monotonic()`` at which a callback's buffer reaches the device's converter:
+    PortAudio's ``which`` time (``INPUT``: the ADC captured its first frame; ``OUTPUT``: the DAC
+    will play its first frame) moved onto the monotonic clock through the callback's
+    ``current_time``. ``None`` when the host API gives no such times (zeros)."""
+    if not time_info:
+        return None
+    stamp, current = time_info.get(which) or 0.0, time_info.get("current_time") or 0.0
+    if stamp <= 0 or current <= 0 or abs(stamp - current) > 1.0:  # absent or not believable
+        return None
+    return time.monotonic() + (stamp - current)
+
+
 class Device:
     """A PyAudio instance, one resolved device and at most one stream on it."""
 
@@ -160,8 +177,9 @@ class Device:
 class PcmSource(Protocol):
     """What a speaker plays from: ``read`` exactly n frames (silence when dry)."""
 
-    def read(self, n_frames: int) -> bytes:
-        """Exactly ``n_frames`` frames: queued audio first, then silence."""
+    def read(self, n_frames: int, at: float | None = None) -> bytes:
+        """Exactly ``n_frames`` frames: queued audio first, then silence (``at``: when the
+        device plays them, ``time.monotonic()``, if it says)."""
 
     @property
     def is_idle(self) -> bool:
@@ -236,7 +254,7 @@ class OutputDriver:
             self.underflows += 1
         if self._stopping:  # whatever it took now would be dropped by the abort: leave it queued
             return bytes(2 * frame_count), pyaudio.paContinue
-        return self.source.read(frame_count), pyaudio.paContinue
+        return self.source.read(frame_count, at=device_time(time_info, OUTPUT)), pyaudio.paContinue
 
     def _run(self) -> None:
         while True:

@@ -232,13 +232,19 @@ class WavRecorder:
     # -------------------------------------------------------------- the thread
 
     def _take_due(self, now: float) -> None:
-        """Move the frames due by ``now`` from the buffer to the pending list (lock held)."""
+        """Move the frames due by ``now`` from the buffer to the pending list (lock held). In
+        real time the block is stamped, for the buffer's taps, with when its first frame plays on
+        the WAV's timeline, not with ``now`` (its end, later still after a late tick: a recorder
+        took a stall of the clock thread for a gap in what was played, and an echo reference
+        read what played a tick late)."""
         if self.realtime:
-            due = int((now - self.started_at) * self.buffer.sample_rate) - self._frames_taken
+            rate = self.buffer.sample_rate
+            due = int((now - self.started_at) * rate) - self._frames_taken
+            at: float | None = self.started_at + self._frames_taken / rate
         else:
-            due = self.buffer.queued_frames()
+            due, at = self.buffer.queued_frames(), None
         if due > 0:
-            self._pending.append(self.buffer.read(due))
+            self._pending.append(self.buffer.read(due, at=at))
             self._frames_taken += due
 
     def _write_pending(self) -> None:

@@ -6,10 +6,7 @@ Real PyAudio streams on the private PulseAudio, a real child process, real signa
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,10 +23,10 @@ from tests.support.scenarios import (
     transcript_deltas,
     user_speaks,
 )
+from tests.support.script_run import kill, script, send_signal
 from transports.audio_process import AudioProcess
 
 pytestmark = pytest.mark.devices
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
@@ -82,25 +79,16 @@ sys.stdin.read()
 
 
 @pytest.mark.parametrize("spawned_from", ["main", "thread"])
-def test_the_audio_child_dies_with_a_sigkilled_parent(pulse, spawned_from):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    parent = subprocess.Popen(
-        [sys.executable, "-c", SPAWNER, spawned_from],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        child = int(parent.stdout.readline())
-        assert alive(child) and audio_children(parent.pid) == [child]
-        parent.kill()
-        parent.wait(10)
-        assert wait_gone(child, 5), "the audio process outlived its SIGKILLed parent"
-    finally:
-        parent.kill()
-        parent.wait(10)
+async def test_the_audio_child_dies_with_a_sigkilled_parent(pulse, spawned_from):
+    async with script("-c", SPAWNER, spawned_from, stdin=asyncio.subprocess.PIPE) as parent:
+        _, line = await parent.wait_for("", timeout=20)  # the child's pid
+        child = int(line)
+        assert alive(child) and audio_children(parent.proc.pid) == [child]
+        kill(parent.proc)
+        await parent.wait(10)
+        assert await asyncio.to_thread(wait_gone, child, 5), (
+            "the audio process outlived its SIGKILLed parent"
+        )
 
 
 async def long_answer(conn: ServerConn) -> None:
@@ -125,15 +113,12 @@ async def test_a_signal_mid_answer_ends_the_script_and_its_audio_process(
     pulse, speaker, script_env: dict[str, str], tmp_path: Path, sig, accepted
 ) -> None:
     async with ReplayServer(long_answer) as server:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
+        flags = ["--endpoint", server.url, "--api-key", "K-audio-proc-1"]
+        async with script(
             "-m",
             "pipelines.agent",
             "--audio-process",
-            "--endpoint",
-            server.url,
-            "--api-key",
-            "K-audio-proc-1",
+            *flags,
             "--model",
             "gpt-realtime",
             "--log-dir",
@@ -141,19 +126,17 @@ async def test_a_signal_mid_answer_ends_the_script_and_its_audio_process(
             cwd=tmp_path,
             env={**script_env, **pulse.env},
             stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        deadline = asyncio.get_running_loop().time() + 40
-        while "mid" not in (server.connections[0].marks if server.connections else {}):
-            assert proc.returncode is None, (await proc.stderr.read()).decode()
-            assert asyncio.get_running_loop().time() < deadline, "the answer never started"
-            await asyncio.sleep(0.05)
-        [child] = audio_children(proc.pid)
-        proc.send_signal(sig)
-        out, err = await asyncio.wait_for(proc.communicate(), 20)
-    assert proc.returncode in accepted, err.decode()
-    assert "Traceback" not in err.decode()
+        ) as s:
+            deadline = asyncio.get_running_loop().time() + 40
+            while "mid" not in (server.connections[0].marks if server.connections else {}):
+                assert s.proc.returncode is None, s.stderr
+                assert asyncio.get_running_loop().time() < deadline, "the answer never started"
+                await asyncio.sleep(0.05)
+            [child] = audio_children(s.proc.pid)
+            send_signal(s.proc, sig)
+            code = await s.wait(20)
+    assert code in accepted, s.stderr
+    assert "Traceback" not in s.stderr
     assert await asyncio.to_thread(wait_gone, child, 5), "the audio process was left behind"
     heard = speaker.samples()
     assert heard.any(), "the answer never reached the speaker"

@@ -94,3 +94,44 @@ async def test_wait_flushed_returns_once_the_child_applied_the_flush():
     device_reads(shared, 10)
     playback.on_child_event(b"f")  # what the child's 'f' event does on the loop
     assert await playback.wait_flushed(since, timeout=1.0)
+
+
+def test_taps_get_every_block_the_child_handed_the_device_with_when_it_plays():
+    from transports.audio_child import SpeakerSource
+
+    shared = SharedAudio.create(48000 * 2, 4800, 4 * 4800)
+    playback = SharedPlayback(shared, lambda _: None, 24000)
+    source = SpeakerSource(shared)  # the child's side: its output callback calls read()
+    source.read(240, at=99.0)  # before anyone taps: not recorded
+    tapped: list[tuple[bytes, float]] = []
+    playback.add_tap(lambda block, at: tapped.append((block, at)))
+    playback.write(pcm(600, 5), "a")
+    source.read(480, at=100.0)
+    source.read(480, at=100.02)  # 120 frames of audio, then silence
+    assert playback.peek(10) == (960, b"")  # peek first hands what was played to the taps
+    assert [at for _, at in tapped] == [100.0, 100.02]
+    blocks = [np.frombuffer(b, np.int16) for b, _ in tapped]
+    assert (blocks[0] == 5).all() and len(blocks[0]) == 480
+    assert (blocks[1][:120] == 5).all() and (blocks[1][120:] == 0).all()
+    assert playback.frames_read == 960
+    playback.write(pcm(100, 7), "b")
+    read, ahead = playback.peek(50)  # what the device takes next
+    assert read == 960 and np.array_equal(np.frombuffer(ahead, np.int16), np.full(50, 7))
+
+
+def test_a_full_played_ring_drops_whole_blocks_and_counts_them():
+    from transports.audio_child import SpeakerSource
+    from transports.shm_ring import TAP_DROPPED
+
+    shared = SharedAudio.create(48000 * 2, 4800, 2000)
+    playback = SharedPlayback(shared, lambda _: None, 24000)
+    source = SpeakerSource(shared)
+    tapped: list[bytes] = []
+    playback.add_tap(lambda block, at: tapped.append(block))
+    for _ in range(3):  # 3 x (24 + 960) bytes: the third does not fit in 2000
+        source.read(480, at=1.0)
+    playback.on_child_event(b"t")
+    assert len(tapped) == 2 and shared.h[TAP_DROPPED] == 1
+    source.read(480, at=1.0)  # room again once the pipeline took them
+    playback.on_child_event(b"t")
+    assert len(tapped) == 3

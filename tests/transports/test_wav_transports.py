@@ -19,7 +19,9 @@ from pipecat.frames.frames import (
 )
 
 from transports.errors import TransportError
+from transports.playback import PlaybackBuffer
 from transports.wav import WavInputTransport, WavOutputTransport
+from transports.wavfile import WavClock, WavRecorder
 
 RATE = 24000
 
@@ -197,3 +199,23 @@ async def test_header_is_valid_while_recording_and_after_cancel(tmp_path):
     # leaving the harness cancels the pipeline: the header is still finalised
     with wave.open(str(path), "rb") as done:
         assert done.getnframes() == out.recorder.frames_written >= 1.2 * RATE
+
+
+def test_the_wav_speaker_stamps_each_block_with_where_it_plays_on_its_timeline(tmp_path):
+    """A tap (the recording, the echo reference) gets each block with when its first frame plays:
+    contiguous blocks, contiguous times, also after the clock thread ticked late (it stamped the
+    tick's time: a 250 ms late tick looked like 210 ms of silence between two blocks)."""
+    buffer = PlaybackBuffer(24000)
+    stamps: list[tuple[float, int]] = []
+    buffer.add_tap(lambda block, at: stamps.append((at, len(block) // 2)))
+    speaker = WavRecorder(tmp_path / "out.wav", buffer)
+    speaker.open()
+    WavClock.shared().remove(speaker)  # this test ticks it
+    try:
+        t0 = speaker.started_at
+        assert speaker.tick(t0 + 0.04) and speaker.tick(t0 + 0.04 + 0.25)  # the second is late
+    finally:
+        speaker.close()
+    (first, n1), (second, n2) = stamps[:2]
+    assert first == pytest.approx(t0, abs=1e-6) and (n1, n2) == (960, 6000)
+    assert second == pytest.approx(first + n1 / 24000, abs=1e-6)
