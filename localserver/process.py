@@ -4,18 +4,24 @@ Its VAD, recogniser and synthesiser then never compete with the client's audio f
 event loop. :meth:`LocalServerProcess.start` spawns the child (``pipelines.processes``: it ends
 with its parent, even a SIGKILLed one, and logs into the parent's technical log), waits until the
 server listens (bounded) and returns its URL; :meth:`LocalServerProcess.close` stops it (a stop
-message, then SIGTERM, then SIGKILL) and reaps it.
+message, then SIGTERM, then SIGKILL) and reaps it. :func:`local_endpoint` is both for the length
+of a block, as the default script and the batch runner use it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing.connection
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from pipelines.processes import SPAWN, ChildProcess, start_child
+
+if TYPE_CHECKING:
+    from processors.voicelive.endpoint import Endpoint
 
 START_TIMEOUT_S = 60.0  # importing and warming the recogniser takes seconds on a loaded machine
 
@@ -100,6 +106,20 @@ class LocalServerProcess:
             )
         await self.child.stop(grace=grace)
         self._conn.close()
+
+
+@contextlib.asynccontextmanager
+async def local_endpoint() -> AsyncIterator[Endpoint]:
+    """The endpoint of a local server running in its own process for the length of the block;
+    raises :class:`LocalServerError` (one line) if it cannot start."""
+    from processors.voicelive.endpoint import Endpoint
+
+    local = await LocalServerProcess.start()
+    logger.info(f"Started the local Voice Live server at {local.url} (pid {local.pid})")
+    try:
+        yield Endpoint.parse(local.url)
+    finally:
+        await local.close()
 
 
 def serve_in_child(

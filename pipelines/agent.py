@@ -19,6 +19,7 @@ from loguru import logger
 logger.remove()  # pipecat logs to stderr at DEBUG on import; the script configures its own sinks
 
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
@@ -358,19 +359,16 @@ async def run_agent(config: AgentConfig, processors: list[FrameProcessor] | None
     output); returns the process exit code."""
     from transports.errors import TransportError
 
-    local = None
-    endpoint = config.endpoint
-    if config.local:  # in its own process: its VAD/STT/TTS never compete with the client's audio
-        from localserver.process import LocalServerError, LocalServerProcess
+    async with contextlib.AsyncExitStack() as stack:
+        endpoint = config.endpoint
+        if config.local:  # in its own process: its VAD/STT/TTS never compete with our audio
+            from localserver.process import LocalServerError, local_endpoint
 
-        try:
-            local = await LocalServerProcess.start()
-        except LocalServerError as exc:
-            error(str(exc))
-            return 1
-        endpoint = Endpoint.parse(local.url)
-        logger.info(f"Started the local Voice Live server at {local.url} (pid {local.pid})")
-    try:
+            try:
+                endpoint = await stack.enter_async_context(local_endpoint())
+            except LocalServerError as exc:
+                error(str(exc))
+                return 1
         try:
             input_t, output_t = make_transports(config)
         except TransportError as exc:
@@ -434,9 +432,6 @@ async def run_agent(config: AgentConfig, processors: list[FrameProcessor] | None
             lost_logs.append(app.recorder.recording.error)
         stop.finished = True
         return code or (1 if lost_logs else stop.exit_code)
-    finally:
-        if local is not None:
-            await local.close()
 
 
 def main(

@@ -479,13 +479,23 @@ def _session(args: argparse.Namespace, target: Target) -> SessionConfig:
     return session
 
 
+def _bundled(spec: str) -> str:
+    """A relative ``.py`` path that is not in the current folder but names one of the project's
+    own examples (``examples/tools.py``) means that example, from wherever the script runs."""
+    path = Path(spec)
+    if path.suffix != ".py" or path.is_absolute() or path.exists():
+        return spec
+    bundled = Path(__file__).resolve().parent / path
+    return str(bundled) if bundled.is_file() else spec
+
+
 def _tools(spec: str | None, target: Target, session: SessionConfig) -> ToolSet | None:
     """Load ``--tools`` (a bad module fails here, in any mode) and declare them in model mode."""
     if spec is None:
         return None
     from processors.tools import load_tools  # pipecat's tool schemas: only imported when used
 
-    tools = load_tools(spec)
+    tools = load_tools(_bundled(spec))
     if not isinstance(target, Model):
         say(
             f"note: --tools is for model mode: an agent runs its own tools on the service side, "

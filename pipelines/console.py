@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import dataclasses
 import math
 import os
@@ -145,7 +146,7 @@ class LiveView:
         playback = getattr(app.output, "playback", None)
         if playback is not None:
             self.state.playback = playback
-        if hasattr(playback, "add_tap"):  # not with --audio-process: the speaker meter stays at -∞
+        if hasattr(playback, "add_tap"):  # the speaker meter
             playback.add_tap(self.state.speaker_tap)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -154,7 +155,7 @@ class LiveView:
         """Draw the view and refresh it from a timer thread; log warnings go above it."""
         pause_console()
         self._sink = logger.add(
-            RedactingSink(_LiveStream(self.console)),
+            RedactingSink(_LiveStream(self._print_above)),
             level="WARNING",
             format="{message}",
             filter=lambda r: r["extra"].get("console") is not False,
@@ -283,8 +284,19 @@ class LiveView:
             logger.bind(console=False).warning(f"live view refresh failed: {exc}")
 
     def _print_line(self, line: Line) -> None:
-        if self._live is not None:
-            self.console.print(line_text(line), overflow="fold")
+        self._print_above(line_text(line))
+
+    def _print_above(self, text: Text) -> None:
+        """Print ``text`` above the live lines, from any thread.
+
+        Holding the view's lock for the whole print matters: rich computes the cursor move under
+        it but renders and writes outside it, so a refresh from the timer thread in between
+        (the live lines growing or shrinking by one) moved the cursor over a line printed just
+        before, which was lost from the screen.
+        """
+        live = self._live  # None: not started, or stopped (nothing to keep clear of)
+        with live._lock if live is not None else contextlib.nullcontext():
+            self.console.print(text, overflow="fold")
 
     # -- rendering ------------------------------------------------------------------------------
 
@@ -431,12 +443,12 @@ def _tail(prefix: Text, words: str | Text, width: int) -> Text:
 class _LiveStream:
     """A write()-able stream that prints log lines above the live view."""
 
-    def __init__(self, console: Console) -> None:
-        self._console = console
+    def __init__(self, print_above: Callable[[Text], None]) -> None:
+        self._print_above = print_above
 
     def write(self, text: str) -> None:
         if text.strip():
-            self._console.print(Text(text.rstrip("\n"), style="yellow"), overflow="fold")
+            self._print_above(Text(text.rstrip("\n"), style="yellow"))
 
     def flush(self) -> None:
         pass

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -167,22 +168,26 @@ class Progress:
 
 
 async def run_batch(config: AgentConfig, args: argparse.Namespace, jobs: list[Job]) -> int:
-    """Run the jobs over the pool and write the summary; returns the exit code."""
+    """Run the jobs over the pool (against a local server of its own with ``--local``) and
+    write the summary; returns the exit code."""
+    args.out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    async with contextlib.AsyncExitStack() as stack:
+        if config.local:  # in its own process, shared by every worker's sessions
+            from localserver.process import LocalServerError, local_endpoint
+
+            try:
+                endpoint = await stack.enter_async_context(local_endpoint())
+            except LocalServerError as exc:
+                error(str(exc))
+                return 1
+            jobs = [_with_endpoint(job, endpoint) for job in jobs]
+        return await _run_pool(args, jobs)
+
+
+async def _run_pool(args: argparse.Namespace, jobs: list[Job]) -> int:
     from pipelines.batch.pool import WorkerPool
     from pipelines.batch.summary import plot_latency, table, write_summary
 
-    args.out.mkdir(parents=True, exist_ok=True, mode=0o700)
-    local = None
-    if config.local:  # in its own process, shared by every worker's sessions
-        from localserver.process import LocalServerError, LocalServerProcess
-
-        try:
-            local = await LocalServerProcess.start()
-        except LocalServerError as exc:
-            error(str(exc))
-            return 1
-        endpoint = Endpoint.parse(local.url)
-        jobs = [_with_endpoint(job, endpoint) for job in jobs]
     progress = Progress(len(jobs), args.plain)
     pool = WorkerPool(
         jobs,
@@ -218,8 +223,6 @@ async def run_batch(config: AgentConfig, args: argparse.Namespace, jobs: list[Jo
         progress.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        if local is not None:
-            await local.close()
     extra = {
         "workers": pool.workers,
         "per_worker": pool.per_worker,

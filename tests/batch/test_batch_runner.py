@@ -15,7 +15,6 @@ import base64
 import csv
 import json
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from tests.support.scenarios import (
     transcript_deltas,
     user_speaks,
 )
-from tests.support.script_run import API_KEY, ROOT, script_env
+from tests.support.script_run import API_KEY, ROOT, run_to_end, send_signal
 
 RATE = 24000
 LOUD = 6000  # amplitude of a "bad" conversation's microphone
@@ -126,33 +125,8 @@ async def run_batch(
     args: list[str], cwd: Path, *, timeout: float = 90.0, during=None
 ) -> tuple[int, str, str, float]:
     """Run ``python -m pipelines.batch args``; returns (exit code, stdout, stderr, seconds)."""
-    started = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pipelines.batch",
-        *args,
-        cwd=cwd,
-        env=script_env(),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    helper = asyncio.create_task(during(proc)) if during is not None else None
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        out, err = await proc.communicate()
-        raise AssertionError(
-            f"the batch did not end in {timeout} s\n{out.decode()}\n{err.decode()}"
-        ) from None
-    finally:
-        if helper is not None:
-            if not helper.done():
-                helper.cancel()
-            await asyncio.gather(helper, return_exceptions=True)
-    return proc.returncode, out.decode(), err.decode(), time.monotonic() - started
+    run = await run_to_end("-m", "pipelines.batch", *args, cwd=cwd, timeout=timeout, during=during)
+    return run.code, run.stdout, run.stderr, run.elapsed
 
 
 def assert_no_worker_left(out_dir: Path, seen_pids: set[int] = frozenset()) -> None:
@@ -353,7 +327,7 @@ async def test_first_ctrl_c_finishes_the_running_ones_and_starts_nothing_new(
     async def interrupt_once(proc: asyncio.subprocess.Process) -> None:
         while len(peer.connections) < 2:
             await asyncio.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        send_signal(proc, signal.SIGINT)
 
     server = TurnServer(turns=1)
     async with ReplayServer(server) as peer:
@@ -384,9 +358,9 @@ async def test_second_ctrl_c_cancels_the_running_ones_with_complete_logs(tmp_pat
     async def interrupt_twice(proc: asyncio.subprocess.Process) -> None:
         while len(peer.connections) < 2 or any(len(c.sent) < 2 for c in peer.connections):
             await asyncio.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        send_signal(proc, signal.SIGINT)
         await asyncio.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
+        send_signal(proc, signal.SIGINT)
 
     server = TurnServer(turns=1)
     async with ReplayServer(server) as peer:
@@ -451,18 +425,16 @@ async def test_a_batch_against_the_embedded_server(tmp_path: Path) -> None:
     typed question are both answered, and no process is left behind."""
     convs = tmp_path / "q"
     convs.mkdir()
-    speak = await asyncio.create_subprocess_exec(
-        sys.executable,
+    speak = await run_to_end(
         "-m",
         "localserver.speak",
         "What is the capital of France?",
         str(convs / "spoken.wav"),
         "--pad-ms",
         "1000",
-        env=script_env(),
-        stdout=asyncio.subprocess.DEVNULL,
+        timeout=30,
     )
-    assert await speak.wait() == 0
+    assert speak.code == 0, speak.describe()
     (convs / "typed.txt").write_text("What is the capital of France?\n", encoding="utf-8")
     code, out, err, _ = await run_batch(
         ["q", "--out", "r", "--local", "--workers", "2"], tmp_path, timeout=120

@@ -146,7 +146,9 @@ async def test_a_narrow_and_resized_terminal_keeps_one_status_line(
         await term.wait_for(r"● listening", 60)
         for n, width in enumerate((60, 36, 100, 44), 1):
             term.resize(width, 20)
-            await term.wait_for(r"● listening", 5)
+            # Until the view has redrawn for the new width (the old, wider line also says
+            # "listening"): its last line is the status line, and it fits.
+            await term.wait_for(rf"\n● listening[^\n]{{0,{width - len('● listening')}}}\Z", 10)
             term.type(TYPED)
             answers = "".join(rf"Agent: {re.escape(TYPED_ANSWER)}[\s\S]*" for _ in range(n))
             await term.wait_for(answers + r"● listening", 30, history=True)

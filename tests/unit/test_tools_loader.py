@@ -234,3 +234,24 @@ def test_a_bad_module_is_one_config_error(tmp_path: Path, source: str, expected:
 def test_a_missing_module_is_one_config_error(spec: str, expected: str) -> None:
     with pytest.raises(ConfigError, match="^" + expected.replace(".", r"\.").replace("(", r"\(")):
         load_tools(spec)
+
+
+def test_the_bundled_example_is_found_by_its_short_path_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--tools examples/tools.py`` (the issue's and the README's command) from a folder that
+    has no ``examples/``: the project's own example; a file of that name in the folder wins."""
+    from pipelines.config import parse_config
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["--local", "--model", "local", "--tools", "examples/tools.py"]
+    config, _ = parse_config(argv, env={}, dotenv_path=None)
+    assert config.tools is not None and "get_time" in config.tools.names
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "tools.py").write_text(
+        'def shout(text: str) -> str:\n    """Upper case."""\n    return text.upper()\n'
+    )
+    config, _ = parse_config(argv, env={}, dotenv_path=None)
+    assert config.tools is not None and config.tools.names == ["shout"]
+    with pytest.raises(ConfigError, match="'examples/nothing.py' not found"):
+        parse_config([*argv[:-1], "examples/nothing.py"], env={}, dotenv_path=None)
