@@ -56,7 +56,7 @@ async def listening_cpu(rig: PulseRig, plain: bool, seconds: float, tmp: Path) -
         term.close()
 
 
-async def main(seconds: float, rounds: int) -> None:
+async def main(seconds: float, rounds: int, write: bool = True) -> None:
     import tempfile
 
     results: dict[str, list[float]] = {"plain lines (--plain)": [], "live view": []}
@@ -87,8 +87,9 @@ async def main(seconds: float, rounds: int) -> None:
         f"({live / plain:.2f}x the plain run).",
         "",
     ]
-    RESULTS.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
+    if write:
+        RESULTS.write_text("\n".join(lines), encoding="utf-8")
 
 
 if __name__ == "__main__":
@@ -97,5 +98,8 @@ if __name__ == "__main__":
     )
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; write nothing in bench/results/"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.rounds))
+    asyncio.run(main(args.seconds, args.rounds, write=not args.no_write))

@@ -85,6 +85,7 @@ from pipecat.frames.frames import InputAudioRawFrame, TTSAudioRawFrame  # noqa: 
 from pipecat.processors.frame_processor import FrameDirection  # noqa: E402
 from pipecat.services.azure.voice_live.llm import AzureVoiceLiveLLMService  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
+from websockets.protocol import State  # noqa: E402
 
 from processors.voicelive.connection import ConnectionSettings, Credentials, VoiceLiveConnection  # noqa: E402
 from processors.voicelive.endpoint import Endpoint, Model  # noqa: E402
@@ -181,6 +182,7 @@ class FakeWS:
         self.sent_chars = 0
         self.keep_sent = keep_sent
         self.sent_messages: list[str] = []
+        self.state = State.OPEN  # ours: VoiceLiveConnection.is_open reads it
 
     def load(self, messages: list[str]) -> None:
         self._messages, self._next = messages, 0
@@ -206,7 +208,7 @@ class FakeWS:
             self.sent_messages.append(message)
 
     async def close(self, *args: Any) -> None:
-        pass
+        self.state = State.CLOSED
 
 
 class Collector:
@@ -355,18 +357,34 @@ async def _new_ready(kind: type, stream: Stream, input_rate: int = RATE) -> Any:
     return svc
 
 
+async def _alternating(
+    cases: list[tuple[str, Any]],
+    warmup: int,
+    reps: int,
+    run_one: Callable[[Any], Awaitable[tuple[float, float]]],
+) -> dict[str, Sample]:
+    """``run_one(case)`` -> (cpu, wall) for every ``(label, case)``, ``warmup + reps`` times; the
+    order flips every rep (no case always runs right after another) and warm-up reps are
+    dropped."""
+    out = {label: Sample() for label, _ in cases}
+    for rep in range(warmup + reps):
+        for label, case in cases if rep % 2 == 0 else cases[::-1]:
+            cpu, wall = await run_one(case)
+            if rep >= warmup:
+                out[label].add(cpu, wall)
+    return out
+
+
 async def bench_receive(
     kinds: list[type], stream: Stream, warmup: int, reps: int
 ) -> dict[str, Sample]:
-    out = {k.name: Sample() for k in kinds}
-    for rep in range(warmup + reps):
-        for kind in kinds if rep % 2 == 0 else kinds[::-1]:
-            svc = await _new_ready(kind, stream)
-            cpu, wall = await _timed(lambda svc=svc: svc.receive(stream.timed))
-            assert svc.collector.audio_frames == stream.n_audio
-            if rep >= warmup:
-                out[kind.name].add(cpu, wall)
-    return out
+    async def one(kind: type) -> tuple[float, float]:
+        svc = await _new_ready(kind, stream)
+        timed = await _timed(lambda: svc.receive(stream.timed))
+        assert svc.collector.audio_frames == stream.n_audio
+        return timed
+
+    return await _alternating([(k.name, k) for k in kinds], warmup, reps, one)
 
 
 def mic_frames(rate: int, n: int, seed: int = 3) -> list[InputAudioRawFrame]:
@@ -413,18 +431,18 @@ async def bench_send(
     reps: int,
 ) -> dict[str, Sample]:
     """``cases``: (label, kind, frame rate, session input rate)."""
-    out = {label: Sample() for label, *_ in cases}
-    for rep in range(warmup + reps):
-        for label, kind, rate, session_rate in cases if rep % 2 == 0 else cases[::-1]:
-            svc = await _new_ready(kind, stream, input_rate=session_rate)
-            cpu, wall = await _timed(lambda svc=svc, rate=rate: _feed(svc, frames[rate], mode))
-            if mode != "harness":
-                assert (
-                    svc.ws.sent > 0 and getattr(getattr(svc, "conn", None), "dropped_audio", 0) == 0
-                )
-            if rep >= warmup:
-                out[label].add(cpu, wall)
-    return out
+
+    async def one(case: tuple[type, int, int]) -> tuple[float, float]:
+        kind, rate, session_rate = case
+        svc = await _new_ready(kind, stream, input_rate=session_rate)
+        timed = await _timed(lambda: _feed(svc, frames[rate], mode))
+        if mode != "harness":
+            assert svc.ws.sent > 0 and getattr(getattr(svc, "conn", None), "dropped_audio", 0) == 0
+        return timed
+
+    return await _alternating(
+        [(label, (kind, rate, sr)) for label, kind, rate, sr in cases], warmup, reps, one
+    )
 
 
 # -- verification (untimed) -----------------------------------------------------------------------

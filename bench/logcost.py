@@ -302,6 +302,9 @@ def main() -> None:
     parser.add_argument(
         "--redactor-baseline", default="3c991d0", help="revision whose redactor to compare"
     )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; write nothing in bench/results/"
+    )
     args = parser.parse_args()
     args.baseline = args.baseline or ["3c991d0", "64cdaa9"]
     load_before = os.getloadavg()[0]
@@ -313,9 +316,10 @@ def main() -> None:
         redactor_tree = extract(args.redactor_baseline, work / "redactor-tree")
         redaction = (redact_cost(redactor_tree), redact_cost(ROOT))
     text = report(figures, args, (load_before, os.getloadavg()[0]), redaction)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "logcost.md").write_text(text, encoding="utf-8")
     print(text)
+    if not args.no_write:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "logcost.md").write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """What a process boundary costs: ``in_own_process(passthrough)`` against an in-process hop.
 
-``python -m bench.multiprocess [--frames 600] [--interruptions 300]`` builds, in one run,
+``python -m bench.multiprocess [--frames 600] [--interruptions 300] [--rounds 5]`` builds, in one
+run,
 
     Source -> [nothing | Passthrough | in_own_process(Passthrough)] -> Sink
 
@@ -47,7 +48,6 @@ from pipelines.multiprocess import OwnProcessProcessor, in_own_process  # noqa: 
 
 RESULTS = ROOT / "bench" / "results" / "multiprocess.md"
 AUDIO = os.urandom(1920)  # 40 ms at 24 kHz, mono, 16-bit
-ROUNDS = 5
 
 
 class Passthrough(FrameProcessor):
@@ -144,7 +144,7 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-async def run(frames: int, interruptions: int) -> str:
+async def run(frames: int, interruptions: int, rounds: int = 5) -> str:
     kinds = {
         "40 ms audio frame": (lambda: TTSAudioRawFrame(AUDIO, 24000, 1), frames),
         "InterruptionFrame": (InterruptionFrame, interruptions),
@@ -153,12 +153,12 @@ async def run(frames: int, interruptions: int) -> str:
     for label, (make, n) in kinds.items():
         cpu: dict[str, list[float]] = {"bare": [], "hop": [], "own": []}
         lat: dict[str, list[float]] = {"hop": [], "own": []}
-        for _ in range(ROUNDS):  # interleaved: a load spike on this shared VM hits all three
-            cpu["bare"].append((await measure([], make, n // ROUNDS))[0])
-            c, lats = await measure([Passthrough()], make, n // ROUNDS)
+        for _ in range(rounds):  # interleaved: a load spike on this shared VM hits all three
+            cpu["bare"].append((await measure([], make, max(1, n // rounds)))[0])
+            c, lats = await measure([Passthrough()], make, max(1, n // rounds))
             cpu["hop"].append(c)
             lat["hop"] += lats
-            c, lats = await measure([in_own_process(Passthrough)], make, n // ROUNDS)
+            c, lats = await measure([in_own_process(Passthrough)], make, max(1, n // rounds))
             cpu["own"].append(c)
             lat["own"] += lats
         bare = statistics.median(cpu["bare"])
@@ -174,7 +174,7 @@ async def run(frames: int, interruptions: int) -> str:
         f"{time.strftime('%Y-%m-%d %H:%M')}.",
         "One frame at a time (the next leaves when the previous reached the sink). CPU: every "
         "process involved (pipeline + child), minus the same pipeline with nothing in the middle; "
-        f"median of {ROUNDS} interleaved rounds.",
+        f"median of {rounds} interleaved rounds.",
         "",
         "| frame | n | CPU/frame, no hop (µs) | in-process hop (µs) | own process (µs) | own / hop "
         "| latency in-process p50 / p99 (ms) | latency own process p50 / p99 (ms) |",
@@ -203,10 +203,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--frames", type=int, default=600)
     parser.add_argument("--interruptions", type=int, default=300)
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="interleaved rounds, each 1/rounds of the frames"
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; write nothing in bench/results/"
+    )
     args = parser.parse_args(argv)
-    text = asyncio.run(run(args.frames, args.interruptions))
-    RESULTS.write_text(text, encoding="utf-8")
+    text = asyncio.run(run(args.frames, args.interruptions, args.rounds))
     print(text)
+    if not args.no_write:
+        RESULTS.write_text(text, encoding="utf-8")
     return 0
 
 

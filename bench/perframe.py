@@ -355,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--frames", type=int, default=150, help="mic frames per trial (40 ms each)")
     p.add_argument("--deltas", type=int, default=120, help="audio deltas per trial (100 ms each)")
+    p.add_argument(
+        "--no-write", action="store_true", help="print only; write nothing in bench/results/"
+    )
     p.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
@@ -363,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     samples = asyncio.run(main_async(args))
     figures = {k: stats(v) for k, v in samples.items()}
     text = report(figures, args, os.getloadavg())
+    print(text)
+    if args.no_write:
+        return 0
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "perframe.md").write_text(text)
     doc = {
@@ -372,7 +378,6 @@ def main(argv: list[str] | None = None) -> int:
         "figures": figures,
     }
     (RESULTS / "perframe.json").write_text(json.dumps(doc, indent=1) + "\n")
-    print(text)
     return 0
 
 

@@ -185,7 +185,7 @@ def run_once(variant: str, root: Path, k: int, tmp: Path, seconds: float) -> Cos
     )
     cost.cpu_s = _at(samples, end, 1) - _at(samples, start, 1)
     cost.switches = _at(samples, end, 2) - _at(samples, start, 2)
-    lags = [lag for conn in stats["lags"] for pos, lag in conn if pos > 1.0]
+    lags = [lag for conn in stats["lags"].values() for pos, lag in conn if pos > 1.0]
     cost.mic_lag_p99_ms = float(np.percentile(lags, 99)) if lags else 0.0
     return cost
 
@@ -265,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--no-baseline", action="store_true", help="measure this checkout only")
     p.add_argument(
+        "--no-write", action="store_true", help="print only; write nothing in bench/results/"
+    )
+    p.add_argument(
         "--rounds", type=int, default=1, help="repetitions of every size (alternating order)"
     )
     args = p.parse_args(argv)
@@ -296,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
                     )
     costs.sort(key=lambda c: (c.sessions, c.variant != "baseline"))
     text = report(costs, base, head, args.seconds, os.getloadavg())
+    print(text)
+    ok = 0 if all(not c.error for c in costs) else 1
+    if args.no_write:
+        return ok
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "session_cost.md").write_text(text)
     figures = {
@@ -312,8 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         ],
     }
     (RESULTS / "session_cost.json").write_text(json.dumps(figures, indent=1) + "\n")
-    print(text)
-    return 0 if all(not c.error for c in costs) else 1
+    return ok
 
 
 if __name__ == "__main__":

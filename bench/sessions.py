@@ -399,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 100, 200, 300])
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--seconds", type=float, default=24.0)
+    p.add_argument(
+        "--no-write", action="store_true", help="print only; write nothing in bench/results/"
+    )
     p.add_argument("--serve", nargs=2, metavar=("PORT_FILE", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.serve:
@@ -413,8 +416,11 @@ def main(argv: list[str] | None = None) -> int:
                 run = run_once(k, workers, args.seconds, tmp)
                 runs.append(run)
                 print(report([run], args.seconds).splitlines()[-1], flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     text = report(runs, args.seconds)
+    print(text)
+    if args.no_write:
+        return 0
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "sessions.md").write_text(text)
     figures = {
         "bench": "sessions",
@@ -427,7 +433,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     (RESULTS / "sessions.json").write_text(json.dumps(figures, indent=1) + "\n")
     plot(runs, RESULTS / "sessions.png")
-    print(text)
     return 0
 
 

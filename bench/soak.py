@@ -441,12 +441,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=RESULTS, help="results file (default bench/results/soak.md)"
     )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; do not write the results file"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         result = asyncio.run(run(args.minutes, args.turn_every, args.session_s, Path(tmp)))
     text = report(result, args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
+    if not args.no_write:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text, encoding="utf-8")
     print(text)
     if result["stderr"]:
         print(f"client stderr: {result['stderr'][-2000:]}")

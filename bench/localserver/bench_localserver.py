@@ -198,7 +198,7 @@ async def ramp(audio: bytes, speech_end_ms: int, max_sessions: int, budget_s: fl
     return rows
 
 
-def write_report(rtf: dict[str, float], rows: list[dict], audio_s: float, path: Path) -> None:
+def report(rtf: dict[str, float], rows: list[dict], audio_s: float) -> str:
     best = max((r["n"] for r in rows if r["kept_up"] == r["n"]), default=0)
     fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
     lines = [
@@ -236,8 +236,7 @@ def write_report(rtf: dict[str, float], rows: list[dict], audio_s: float, path: 
             f"| {r['server_cpu_pct']:.0f} |"
         )
     lines += ["", f"**Largest N where every session kept up: {best}.**", ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 async def main() -> None:
@@ -245,13 +244,19 @@ async def main() -> None:
     parser.add_argument("--max-sessions", type=int, default=64)
     parser.add_argument("--budget-s", type=float, default=150)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "localserver.md"))
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; do not write the --out file"
+    )
     args = parser.parse_args()
     audio, speech_end_ms = question_audio()
     rtf = await measure_rtf(audio, speech_end_ms)
     print(json.dumps(rtf), flush=True)
     rows = await ramp(audio, speech_end_ms, args.max_sessions, args.budget_s)
-    write_report(rtf, rows, len(audio) / (RATE * 2), Path(args.out))
-    print(Path(args.out).read_text())
+    text = report(rtf, rows, len(audio) / (RATE * 2))
+    print(text)
+    if not args.no_write:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
 
 
 if __name__ == "__main__":

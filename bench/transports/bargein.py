@@ -219,7 +219,7 @@ async def main_async(args: argparse.Namespace) -> None:
         f"python -m bench.transports.bargein --trials {args.trials} "
         f"--rounds {args.rounds} --listen {args.listen:g}"
     )
-    print(write_report(out, RESULTS, command))
+    print(write_report(out, None if args.no_write else RESULTS, command))
 
 
 def main() -> None:
@@ -231,6 +231,9 @@ def main() -> None:
         type=float,
         default=10.0,
         help="seconds of listening-only CPU per unloaded client run",
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; write nothing in bench/results/"
     )
     args = parser.parse_args()
     logger.remove()

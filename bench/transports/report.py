@@ -129,9 +129,10 @@ def comparisons(results: Results) -> list[str]:
     return lines
 
 
-def write_report(results: Results, folder: Path, command: str, stem: str = "transports") -> str:
-    """Write ``<stem>.md`` under ``folder``; return the markdown."""
-    folder.mkdir(parents=True, exist_ok=True)
+def write_report(
+    results: Results, folder: Path | None, command: str, stem: str = "transports"
+) -> str:
+    """The markdown; also written as ``<stem>.md`` and ``<stem>.json`` under ``folder``."""
     text = "\n".join(
         [
             "# Transports: ours (in process, --audio-process) vs pipecat's LocalAudioTransport",
@@ -156,6 +157,9 @@ def write_report(results: Results, folder: Path, command: str, stem: str = "tran
             "",
         ]
     )
+    if folder is None:
+        return text
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{stem}.md").write_text(text)
     (folder / f"{stem}.json").write_text(json.dumps(figures(results, command), indent=1) + "\n")
     return text

@@ -136,6 +136,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--client", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-write", action="store_true", help="print only; write nothing in bench/results/"
+    )
     args = parser.parse_args()
     if args.client:
         mode, fpb, trials = json.loads(args.client)
@@ -163,8 +166,9 @@ def main() -> None:
         ]
         lines.append(f"| {row['label']} | {cells[0]} | {cells[1]} | {row['underflows']} |")
     text = "\n".join(lines) + "\n"
-    (ROOT / "bench" / "results" / "stream_settings.md").write_text(text)
     print(text)
+    if not args.no_write:
+        (ROOT / "bench" / "results" / "stream_settings.md").write_text(text)
 
 
 if __name__ == "__main__":
