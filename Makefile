@@ -43,10 +43,18 @@ run: setup
 	$(PY) -m pipelines.agent $(ARGS)
 
 # The lint gate runs first: a style slip fails `make test` (and CI) before the suite starts.
+# Then the suite in two parts: the tests marked `alone` (real-time audio on the PulseAudio rig,
+# the bench smoke run's own load) one by one with nothing alongside; everything else in two
+# worker processes (most of it waits on sockets and subprocesses, not the CPU), a module per
+# worker. Both parts always run; either failing fails `make test`. A device test that fails runs
+# again (up to twice, tests/devices/conftest.py); -rfER lists failures, errors and reruns.
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q
+	@status=0; \
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not alone" --durations=10 || status=1; \
+	$(PY) -m pytest -q -m alone -rfER --durations=5 || status=1; \
+	exit $$status
 
 # The lint gate: ruff's checks and formatting, configured in pyproject.toml ([tool.ruff]).
 lint: setup
