@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
+import re
 from pathlib import Path
 
 from processors.frames import AgentWords
 from tests.support.audio import write_wav
 from tests.support.local_session import local_session
+from tests.support.script_run import io_flags, script
 
 QUESTION = "What is the capital of France?"
 ANSWER = "The capital of France is Paris."
@@ -44,43 +45,23 @@ async def test_lines_typed_into_the_script_are_user_turns(
     """The script reads its standard input: a line that is not q is said to the agent. Its
     stdout is a pipe: plain lines, no live view, without --plain."""
     silence = write_wav(tmp_path / "silence.wav", bytes(2 * 24000 * 60))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
+    async with script(
         "-m",
         "pipelines.agent",
         "--local",
-        "--input-wav",
-        str(silence),
-        "--output-wav",
-        str(tmp_path / "out.wav"),
-        "--log-dir",
-        str(tmp_path / "logs"),
+        *io_flags(tmp_path, silence),
         cwd=tmp_path,
         env=script_env,
         stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-
-    async def read_until(text: str) -> None:
-        while True:
-            line = (await proc.stdout.readline()).decode()
-            assert line, f"the script ended before printing {text!r}"
-            if text in line:
-                return
-
-    await asyncio.wait_for(read_until("Session updated"), 60)
-    proc.stdin.write(f"{QUESTION}\n".encode())
-    await proc.stdin.drain()
-    await asyncio.wait_for(read_until(ANSWER), 60)
-    proc.stdin.write(b"q\n")
-    await proc.stdin.drain()
-    out, err = await asyncio.wait_for(proc.communicate(), 20)
-    assert proc.returncode == 0, err.decode()
+    ) as s:
+        await s.wait_for("Session updated", timeout=60)
+        await s.write(f"{QUESTION}\n".encode())
+        await s.wait_for(re.escape(ANSWER), timeout=60)
+        await s.write(b"q\n")
+        assert await s.wait(20) == 0, s.stderr
     log = next((tmp_path / "logs").glob("session_*.log")).read_text(encoding="utf-8")
     assert f"User Input: {QUESTION}\nAgent Audio Response: {ANSWER}\n" in log
-    printed = out.decode()
+    printed = s.stdout
     assert (
         "Session: 1 turn (0 spoken, 1 typed)" in printed
         and "●" not in printed

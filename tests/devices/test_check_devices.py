@@ -3,34 +3,22 @@ nothing; what was recorded is played back on the speaker."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from localserver.speak import speak_to_wav
+from tests.support.script_run import script
 
 
 async def run_check(env: dict[str, str], cwd: Path, feed=None) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pipelines.agent",
-        "--check-devices",
-        cwd=cwd,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    first = await asyncio.wait_for(proc.stdout.readline(), 20)  # recording has started
-    player = feed() if feed is not None else None
-    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    async with script("-m", "pipelines.agent", "--check-devices", cwd=cwd, env=env) as s:
+        await s.wait_for("", timeout=20)  # its first line: recording has started
+        player = feed() if feed is not None else None
+        code = await s.wait(20)
     if player is not None:
         player.wait(timeout=10)
-    return proc.returncode or 0, first.decode() + out.decode(), err.decode()
+    return code, s.stdout, s.stderr
 
 
 async def test_check_devices_hears_speech_and_plays_it_back(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from tests.devices.processes import alive, audio_children
 from tests.support.audio import contains_any_chunk, find, last_heard, matching_run
 from tests.support.replay_server import ReplayServer
 from tests.support.scenarios import barge_in_scenario
+from tests.support.script_run import script
 
 PERIOD_MS = 10  # the output transport's default period
 # what PortAudio keeps queued in PulseAudio (about three periods) plus the pipe sink's block
@@ -71,9 +71,9 @@ async def test_default_script_on_pulseaudio_devices(
         (hook / "sitecustomize.py").write_text(GIL_HOLDER)
         env["PYTHONPATH"] = f"{hook}{os.pathsep}{env['PYTHONPATH']}"
         env["HOLD_GIL_FOR_TEST"] = "1"
-    async with ReplayServer(scenario) as server:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
+    async with (
+        ReplayServer(scenario) as server,
+        script(
             "-m",
             "pipelines.agent",
             "--endpoint",
@@ -92,15 +92,14 @@ async def test_default_script_on_pulseaudio_devices(
             cwd=tmp_path,
             env=env,
             stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        ) as s,
+    ):
         deadline = asyncio.get_running_loop().time() + 40
         while "script_done" not in (server.connections[0].marks if server.connections else {}):
-            assert proc.returncode is None, (await proc.stderr.read()).decode()
+            assert s.proc.returncode is None, s.stderr
             assert asyncio.get_running_loop().time() < deadline, "the conversation did not finish"
             await asyncio.sleep(0.05)
-        children = audio_children(proc.pid)
+        children = audio_children(s.proc.pid)
         assert len(children) == (1 if flags else 0)
         # let the last answer play out: wait until the speaker played it whole (bounded)
         deadline = asyncio.get_running_loop().time() + 15
@@ -109,14 +108,13 @@ async def test_default_script_on_pulseaudio_devices(
                 break  # the assertions below say what is missing
             await asyncio.sleep(0.1)
         await asyncio.sleep(0.2)  # and a little silence after it
-        proc.stdin.write(b"q\n")
-        await proc.stdin.drain()
-        out, err = await asyncio.wait_for(proc.communicate(), 20)
-    assert proc.returncode == 0, err.decode()
+        await s.write(b"q\n")
+        code = await s.wait(20)
+    assert code == 0, s.stderr
     if gil:  # the GIL holder ran in the script's process, and only there
         holders = [p.name for p in (tmp_path / "hook").glob("holding.*")]
-        assert holders == [f"holding.{proc.pid}"]
-    assert not audio_children(proc.pid) and not any(map(alive, children)), (
+        assert holders == [f"holding.{s.proc.pid}"]
+    assert not audio_children(s.proc.pid) and not any(map(alive, children)), (
         "an audio process was left behind"
     )
     conn = server.connections[0]
@@ -150,4 +148,4 @@ async def test_default_script_on_pulseaudio_devices(
     assert heard_ms - 1 <= truncate["audio_end_ms"] <= heard_ms + slack
     log = next((tmp_path / "logs").glob("session_*.log")).read_text(encoding="utf-8")
     assert f"Agent Audio Response: {scenario.turn3.agent_text}" in log
-    assert "K-pulse-1234" not in out.decode() + err.decode() + log
+    assert "K-pulse-1234" not in s.stdout + s.stderr + log

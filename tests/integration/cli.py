@@ -2,38 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from tests.support.replay_server import ReplayServer
+from tests.support.script_run import run_to_end
 
 
 async def _never(conn) -> None:  # pragma: no cover - must never be reached
     raise AssertionError("connected despite a bad configuration")
 
 
-async def run_unconnected(
-    python: str, env: dict[str, str], cwd: Path, argv: list[str]
-) -> tuple[int, str, str]:
+async def run_unconnected(env: dict[str, str], cwd: Path, argv: list[str]) -> tuple[int, str, str]:
     """Run ``python -m pipelines.agent argv`` ("{url}" is a live test server); assert it never
     connected; return (exit code, stdout, stderr)."""
     async with ReplayServer(_never) as server:
         args = [a.replace("{url}", server.url) for a in argv]
-        proc = await asyncio.create_subprocess_exec(
-            python,
-            "-m",
-            "pipelines.agent",
-            *args,
-            cwd=cwd,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        run = await run_to_end("-m", "pipelines.agent", *args, cwd=cwd, env=env, timeout=30)
         assert server.attempts == 0
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return run.code, run.stdout, run.stderr
 
 
 def assert_one_line(code: int, out: str, err: str, expected: str) -> None:

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
 
-from tests.support.replay_server import ReplayServer
-
-
-async def _never(conn) -> None:  # pragma: no cover - must never be reached
-    raise AssertionError("connected despite a bad configuration")
+from tests.integration.cli import run_unconnected
 
 
 @pytest.mark.parametrize(
@@ -41,27 +36,11 @@ async def _never(conn) -> None:  # pragma: no cover - must never be reached
     ],
 )
 async def test_bad_config_exits_before_connecting(
-    python: str, script_env: dict[str, str], tmp_path: Path, args: list[str], expected: str
+    script_env: dict[str, str], tmp_path: Path, args: list[str], expected: str
 ) -> None:
-    async with ReplayServer(_never) as server:
-        argv = [a.replace("{url}", server.url) for a in args]
-        proc = await asyncio.create_subprocess_exec(
-            python,
-            "-m",
-            "pipelines.agent",
-            "--api-key",
-            "k",
-            *argv,
-            cwd=tmp_path,
-            env=script_env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-        assert server.attempts == 0
-    assert proc.returncode not in (0, None)
-    lines = [line for line in err.decode().splitlines() if line.strip()]
-    assert len(lines) == 1 and expected in lines[0], err.decode()
-    assert "Traceback" not in out.decode() + err.decode()
+    code, out, err = await run_unconnected(script_env, tmp_path, ["--api-key", "k", *args])
+    assert code != 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], err
+    assert "Traceback" not in out + err
     assert not (tmp_path / "logs").exists(), "nothing is written for a configuration that never ran"

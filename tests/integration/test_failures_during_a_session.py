@@ -5,18 +5,16 @@ the embedded server (``--local``)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import pty
 import resource
-import sys
-import time
 import wave
 from pathlib import Path
 
 import pytest
 
 from localserver.speak import speak_to_wav
+from tests.support.script_run import run_to_end, script
+from tests.support.terminal import Terminal
 
 
 def question(tmp: Path) -> Path:
@@ -31,23 +29,11 @@ async def run_local(
         if file_limit is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
 
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pipelines.agent",
-        "--local",
-        *argv,
-        cwd=tmp,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        preexec_fn=limit,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)  # a hang fails here
-    assert proc.returncode is not None
-    assert "Traceback" not in out.decode() + err.decode(), err.decode()
-    return proc.returncode, out.decode(), err.decode()
+    run = await run_to_end(
+        "-m", "pipelines.agent", "--local", *argv, cwd=tmp, env=env, preexec_fn=limit, timeout=60
+    )  # a hang fails here
+    assert "Traceback" not in run.stdout + run.stderr, run.stderr
+    return run.code, run.stdout, run.stderr
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
@@ -158,44 +144,36 @@ async def test_a_huge_pasted_value_is_cut_in_the_error_line(
     assert "…(5000 characters)" in line and len(line) < 400
 
 
-def test_ctrl_d_on_a_terminal_quits_like_q(tmp_path: Path, script_env: dict[str, str]) -> None:
+async def test_ctrl_d_on_a_terminal_quits_like_q(
+    tmp_path: Path, script_env: dict[str, str]
+) -> None:
     wav = question(tmp_path)
-    argv = [
-        sys.executable,
-        "-m",
-        "pipelines.agent",
-        "--local",
-        "--input-wav",
-        str(wav),
-        "--output-wav",
-        "out.wav",
-        "--log-dir",
-        "logs",
-        "--idle-grace",
-        "60",
-    ]
-    pid, fd = pty.fork()
-    if pid == 0:  # pragma: no cover - the child
-        os.chdir(tmp_path)
-        os.execve(sys.executable, argv, script_env)
-    output = b""
-    try:
-        deadline = time.monotonic() + 30
-        while b"Starting the chat" not in output and time.monotonic() < deadline:
-            output += os.read(fd, 4096)
-        os.write(fd, b"\x04")  # Ctrl-D at the start of a line: end of input
-        sent = time.monotonic()
-        while True:
+    with Terminal() as tty:
+        async with script(
+            "-m",
+            "pipelines.agent",
+            "--local",
+            "--input-wav",
+            str(wav),
+            "--output-wav",
+            "out.wav",
+            "--log-dir",
+            "logs",
+            "--idle-grace",
+            "60",
+            cwd=tmp_path,
+            env=script_env,
+            **tty.popen(output=True),
+        ) as s:
+            tty.attached()
+            await tty.wait_for(b"Starting the chat", 30)
+            tty.type(b"\x04")  # Ctrl-D at the start of a line: end of input
             try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            output += chunk
-        _, status = os.waitpid(pid, 0)
-    finally:
-        os.close(fd)
-    assert time.monotonic() - sent < 20, "Ctrl-D did not end the session (the idle grace is 60 s)"
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert b"Quitting the chat..." in output and b"Chat done." in output
+                code = await s.wait(20)
+                await tty.wait_for(None, 5)  # all it printed is on the screen
+            except TimeoutError:
+                raise AssertionError(
+                    "Ctrl-D did not end the session (the idle grace is 60 s)"
+                ) from None
+    assert code == 0
+    assert b"Quitting the chat..." in tty.screen and b"Chat done." in tty.screen

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import sys
 import wave
+from asyncio.subprocess import DEVNULL
 from pathlib import Path
 
 import numpy as np
 
 from localserver.speak import speak_to_wav
 from tests.support.audio import read_wav, write_wav
+from tests.support.script_run import io_flags, run_to_end, script
 
 
 def spoken_input(tmp: Path) -> Path:
@@ -29,24 +29,12 @@ def spoken_input(tmp: Path) -> Path:
 async def test_default_script_against_python_m_localserver(
     tmp_path: Path, script_env: dict[str, str]
 ) -> None:
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "localserver",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        env=script_env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        line = (await asyncio.wait_for(server.stdout.readline(), 30)).decode()
+    argv = ["--host", "127.0.0.1", "--port", "0"]
+    async with script("-m", "localserver", *argv, env=script_env, stderr=DEVNULL) as server:
+        _, line = await server.wait_for("", timeout=30)  # its first line, whatever it is
         url = re.search(r"(http://127\.0\.0\.1:\d+)", line).group(1)
         in_wav = spoken_input(tmp_path)
-        client = await asyncio.create_subprocess_exec(
-            sys.executable,
+        client = await run_to_end(
             "-m",
             "pipelines.agent",
             "--endpoint",
@@ -59,23 +47,12 @@ async def test_default_script_against_python_m_localserver(
             "proj",
             "--agent-access-token",
             "tok-local",
-            "--input-wav",
-            str(in_wav),
-            "--output-wav",
-            str(tmp_path / "out.wav"),
-            "--log-dir",
-            str(tmp_path / "logs"),
+            *io_flags(tmp_path, in_wav),
             cwd=tmp_path,
             env=script_env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            timeout=90,
         )
-        out, err = await asyncio.wait_for(client.communicate(), 90)
-    finally:
-        server.terminate()
-        await server.wait()
-    assert client.returncode == 0, err.decode()
+    assert client.code == 0, client.stderr
     (log,) = (tmp_path / "logs").glob("session_*.log")
     lines = log.read_text(encoding="utf-8").splitlines()
     said = [x for x in lines if x.startswith(("User Input:", "Agent Audio Response:"))]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 from pathlib import Path
 
 from processors.logfiles import LineWriter
@@ -26,7 +25,7 @@ from tests.support.script_run import (
     check_logs_private,
     check_no_crash,
     run_script,
-    script_env,
+    run_to_end,
 )
 
 
@@ -177,21 +176,11 @@ async def test_two_sessions_in_one_process_each_log_only_their_own_lines(tmp_pat
         FaultyServer(conversation("sess_Beta")) as beta,
     ):
         ports = {"a": alpha.port, "b": beta.port}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "two.py",
-            alpha.url,
-            beta.url,
-            str(tmp_path / "in.wav"),
-            cwd=tmp_path,
-            env=script_env(),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        run = await run_to_end(
+            "two.py", alpha.url, beta.url, str(tmp_path / "in.wav"), cwd=tmp_path, timeout=60
         )
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, (out.decode()[-2000:], err.decode()[-2000:])
-    assert "log threads at most: 1" in out.decode(), out.decode()[-500:]
+    assert run.code == 0, (run.stdout[-2000:], run.stderr[-2000:])
+    assert "log threads at most: 1" in run.stdout, run.stdout[-500:]
     logs = {
         name: (tmp_path / f"logs_{name}" / "voicelive.log").read_text(encoding="utf-8")
         for name in ("a", "b")

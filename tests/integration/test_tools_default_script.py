@@ -5,10 +5,8 @@ connecting with one line; agent mode says its tools run on the service side."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,47 +14,27 @@ import pytest
 
 from tests.integration.cli import assert_one_line, run_unconnected
 from tests.support.audio import read_wav, write_wav
-from tests.support.script_run import ROOT, ScriptRun, check_no_crash, script_env, transcript_lines
+from tests.support.script_run import (
+    ROOT,
+    ScriptRun,
+    check_no_crash,
+    run_to_end,
+    script_env,
+    transcript_lines,
+)
 
 EXAMPLE = "pipelines/examples/tools.py"
 
 
 async def run(tmp: Path, *argv: str, timeout: float = 90, cwd: Path = ROOT) -> ScriptRun:
-    started = asyncio.get_running_loop().time()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pipelines.agent",
-        *argv,
-        cwd=cwd,
-        env=script_env(),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    ended = asyncio.get_running_loop().time()
-    assert proc.returncode is not None
-    return ScriptRun(
-        proc.returncode, out.decode(), err.decode(), started, ended, tmp, argv=list(argv)
-    )
+    return await run_to_end("-m", "pipelines.agent", *argv, cwd=cwd, timeout=timeout, dir=tmp)
 
 
 async def speak(text: str, path: Path, pad_ms: int = 800) -> Path:
     """``python -m localserver.speak``, as the README tells a user to make the question."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "localserver.speak",
-        text,
-        str(path),
-        "--pad-ms",
-        str(pad_ms),
-        cwd=ROOT,
-        env=script_env(),
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    argv = [text, str(path), "--pad-ms", str(pad_ms)]
+    made = await run_to_end("-m", "localserver.speak", *argv, timeout=30)
+    assert made.code == 0, made.describe()
     return path
 
 
@@ -75,14 +53,8 @@ async def test_what_time_is_it_is_answered_from_the_example_tool(tmp_path: Path)
     speak_cmd, agent_cmd = readme_commands()
     assert speak_cmd[:3] == ["python", "-m", "localserver.speak"]
     assert agent_cmd[:3] == ["python", "-m", "pipelines.agent"] and "--tools" in agent_cmd
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *speak_cmd[1:],
-        cwd=tmp_path,
-        env=script_env(),
-        stdout=asyncio.subprocess.DEVNULL,
-    )
-    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    made = await run_to_end(*speak_cmd[1:], cwd=tmp_path, timeout=30)
+    assert made.code == 0, made.describe()
     result = await run(tmp_path, *agent_cmd[3:], cwd=tmp_path)
     check_no_crash(result)
     assert result.code == 0, result.describe()
@@ -199,14 +171,13 @@ async def test_a_stuck_tool_gets_an_error_and_the_next_question_its_answer(tmp_p
     ],
 )
 async def test_a_bad_tools_module_is_one_line_before_connecting(
-    tmp_path: Path, python: str, source: str | None, expected: str
+    tmp_path: Path, source: str | None, expected: str
 ) -> None:
     spec = "nowhere.py"
     if source is not None:
         (tmp_path / "bad_tools.py").write_text(source, encoding="utf-8")
         spec = str(tmp_path / "bad_tools.py")
     code, out, err = await run_unconnected(
-        python,
         script_env(),
         tmp_path,
         [
@@ -227,22 +198,17 @@ async def test_a_bad_tools_module_is_one_line_before_connecting(
 
 async def test_agent_mode_says_its_tools_run_on_the_service() -> None:
     argv = ["--local", "--agent-id", "a", "--project-name", "p", "--tools", str(ROOT / EXAMPLE)]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
+    parsed = await run_to_end(
         "-c",
         "import sys; from pipelines.config import parse_config; "
         "c, _ = parse_config(sys.argv[1:], env={}, dotenv_path=None); "
         "print(c.tools, c.session_config.tools)",
         *argv,
-        cwd=ROOT,
-        env=script_env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        timeout=30,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0, err.decode()
-    assert out.decode().split() == ["None", "None"]  # nothing declared, nothing registered
-    notes = [line for line in err.decode().splitlines() if line.strip() and "Pipecat" not in line]
+    assert parsed.code == 0, parsed.stderr
+    assert parsed.stdout.split() == ["None", "None"]  # nothing declared, nothing registered
+    notes = [line for line in parsed.stderr.splitlines() if line.strip() and "Pipecat" not in line]
     assert notes == [
         "note: --tools is for model mode: an agent runs its own tools on the service side, "
         "so get_time, get_date, get_weather, roll_dice are not declared"

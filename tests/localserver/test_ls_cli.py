@@ -3,61 +3,33 @@ and stops cleanly on SIGTERM; ``python -m localserver.speak`` writes a 24 kHz mo
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import sys
 import wave
 from pathlib import Path
 
 import numpy as np
 from ls_client import Client
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.script_run import run_to_end, script, send_signal
 
 
 async def test_cli_prints_url_serves_and_stops_on_sigterm() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "localserver",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--api-key",
-        "k1",
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode().strip()
+    argv = ["--host", "127.0.0.1", "--port", "0", "--api-key", "k1"]
+    async with script("-m", "localserver", *argv) as s:
+        _, line = await s.wait_for("", timeout=20)  # its first line, whatever it is
         prefix = "Voice Live local server listening on "
         assert line.startswith(prefix + "http://127.0.0.1:"), line
         client = await Client.open(line[len(prefix) :], key="k1")
         await client.expect("session.created")
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        send_signal(s.proc, signal.SIGTERM)
+        assert await s.wait(10) == 0
 
 
 async def test_speak_cli_writes_question_wav(tmp_path: Path) -> None:
     out = tmp_path / "question.wav"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "localserver.speak",
-        "What is the capital of France?",
-        str(out),
-        "--pad-ms",
-        "300",
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert await asyncio.wait_for(proc.wait(), 20) == 0
+    argv = ["What is the capital of France?", str(out), "--pad-ms", "300"]
+    run = await run_to_end("-m", "localserver.speak", *argv, timeout=20)
+    assert run.code == 0, run.describe()
     with wave.open(str(out)) as wav:
         assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (24000, 1, 2)
         pcm = np.frombuffer(wav.readframes(wav.getnframes()), "<i2")

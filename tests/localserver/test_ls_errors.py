@@ -123,17 +123,7 @@ async def test_oversized_append_is_refused_and_session_goes_on(server: LocalServ
 async def test_second_response_create_while_active(realtime_server: LocalServer) -> None:
     client = await Client.open(realtime_server.url)
     await client.expect("session.created")
-    await client.send(
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "Tell me a story."}],
-            },
-        }
-    )
-    await client.send({"type": "response.create"})
+    await client.ask("Tell me a story.")
     created = await client.expect("response.created")
     await client.send({"type": "response.create", "event_id": "again"})
     error = (await client.expect("error"))["error"]
@@ -151,17 +141,7 @@ async def test_second_response_create_while_active(realtime_server: LocalServer)
 async def test_truncate_beyond_audio_length_and_truncate_ok(server: LocalServer) -> None:
     client = await Client.open(server.url)
     await client.expect("session.created")
-    await client.send(
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "What is the capital of France?"}],
-            },
-        }
-    )
-    await client.send({"type": "response.create"})
+    await client.ask("What is the capital of France?")
     done = await client.expect("response.done")
     item = done["response"]["output"][0]
     assert item["content"][0]["transcript"] == "The capital of France is Paris."

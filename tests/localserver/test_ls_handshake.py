@@ -104,17 +104,7 @@ async def test_agent_name_selects_brain(server: LocalServer) -> None:
         "description"
     ] == "Repeats what the user said."
     await client.send({"type": "session.update", "session": {"modalities": ["text"]}})
-    await client.send(
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "Purple elephants"}],
-            },
-        }
-    )
-    await client.send({"type": "response.create"})
+    await client.ask("Purple elephants")
     assert (await client.expect("response.text.done"))["text"] == "Purple elephants"
     await client.close()
 

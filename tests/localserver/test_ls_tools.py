@@ -53,20 +53,6 @@ async def _model_session(
     return client
 
 
-async def _ask(client: Client, text: str) -> None:
-    await client.send(
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": text}],
-            },
-        }
-    )
-    await client.send({"type": "response.create"})
-
-
 def _after(events: list[dict], first: str) -> list[dict]:
     start = next(k for k, e in enumerate(events) if e["type"] == first)
     return events[start:]
@@ -74,7 +60,7 @@ def _after(events: list[dict], first: str) -> list[dict]:
 
 async def test_a_function_call_has_the_recorded_event_sequence(server: LocalServer) -> None:
     client = await _model_session(server.url, modalities=["text"], tools=[TIME, WEATHER])
-    await _ask(client, "What is the weather in London?")
+    await client.ask("What is the weather in London?")
     done = await client.expect("response.done")
     ours = _after(client.events, "response.created")
     recorded = [
@@ -139,7 +125,7 @@ async def test_no_call_without_a_matching_tool_or_with_tool_choice_none(
         ({"tools": [WEATHER]}, "What is the weather?"),
     ):  # no city: cannot call
         client = await _model_session(server.url, modalities=["text"], **session)
-        await _ask(client, question)
+        await client.ask(question)
         done = await client.expect("response.done")
         assert done["response"]["output"][0]["type"] == "message", (session, question)
         assert client.seen("response.function_call_arguments.done") == []
@@ -149,7 +135,7 @@ async def test_no_call_without_a_matching_tool_or_with_tool_choice_none(
 async def test_agents_do_not_call_client_tools(server: LocalServer) -> None:
     query = {"api-version": "2026-07-15", "agent-name": "a", "agent-project-name": "p"}
     client = await _model_session(server.url, query, modalities=["text"], tools=[TIME])
-    await _ask(client, "What time is it?")
+    await client.ask("What time is it?")
     done = await client.expect("response.done")
     assert done["response"]["output"][0]["type"] == "message"
     await client.close()

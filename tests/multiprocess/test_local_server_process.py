@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from tests.integration.test_localserver_session import spoken_input
 from tests.multiprocess.test_child_failures import ProcessWatch
-from tests.support.script_run import script_env
+from tests.support.script_run import io_flags, kill, script, send_signal
 
 
 class Listeners(ProcessWatch):
@@ -50,34 +49,15 @@ Action = Callable[[asyncio.subprocess.Process, Listeners], Awaitable[None]]
 
 async def local_run(tmp: Path, action: Action | None = None) -> tuple[int, str, str, Listeners]:
     in_wav = spoken_input(tmp)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pipelines.agent",
-        "--local",
-        "--input-wav",
-        str(in_wav),
-        "--output-wav",
-        str(tmp / "out.wav"),
-        "--log-dir",
-        str(tmp / "logs"),
-        cwd=tmp,
-        env=script_env(),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
     watch = Listeners()
-    tasks = [asyncio.create_task(watch(proc))]
-    if action is not None:
-        tasks.append(asyncio.create_task(action(proc, watch)))
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 90)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
+    async with script("-m", "pipelines.agent", "--local", *io_flags(tmp, in_wav), cwd=tmp) as s:
+        tasks = [asyncio.create_task(watch(s.proc))]
+        if action is not None:
+            tasks.append(asyncio.create_task(action(s.proc, watch)))
+        run = await s.finish(90)
     await asyncio.gather(*tasks)
-    return proc.returncode, out.decode(), err.decode(), watch
+    assert not run.timed_out, run.describe()
+    return run.code, run.stdout, run.stderr, watch
 
 
 def when_talking(
@@ -118,7 +98,7 @@ async def test_local_runs_the_server_in_a_second_process(tmp_path: Path) -> None
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 async def test_local_server_stops_with_the_script(tmp_path: Path, sig: signal.Signals) -> None:
     code, out, err, watch = await local_run(
-        tmp_path, when_talking(tmp_path, lambda p, _: p.send_signal(sig))
+        tmp_path, when_talking(tmp_path, lambda p, _: send_signal(p, sig))
     )
     assert code in (0, 128 + sig), err
     assert "Traceback" not in out + err
@@ -126,7 +106,7 @@ async def test_local_server_stops_with_the_script(tmp_path: Path, sig: signal.Si
 
 
 async def test_local_server_ends_when_the_script_is_sigkilled(tmp_path: Path) -> None:
-    code, _, _, watch = await local_run(tmp_path, when_talking(tmp_path, lambda p, _: p.kill()))
+    code, _, _, watch = await local_run(tmp_path, when_talking(tmp_path, lambda p, _: kill(p)))
     assert code == -signal.SIGKILL
     assert watch.server_pids() and not watch.left_behind()
 

@@ -15,7 +15,7 @@ from tests.multiprocess.test_child_failures import ProcessWatch
 from tests.multiprocess.test_in_own_process_session import AGENT, mp_command
 from tests.support.replay_server import ReplayServer
 from tests.support.scenarios import barge_in_scenario
-from tests.support.script_run import ScriptRun, check_no_crash, run_script
+from tests.support.script_run import ScriptRun, check_no_crash, run_script, send_signal
 
 
 async def session(
@@ -30,7 +30,7 @@ async def session(
             logs = list((tmp / "logs").glob("session_*.log")) if (tmp / "logs").exists() else []
             if watch.spawned() and logs and "User Input:" in logs[0].read_text(encoding="utf-8"):
                 sent.append(time.monotonic())
-                proc.send_signal(sig)
+                send_signal(proc, sig)
                 return
             await asyncio.sleep(0.05)
 

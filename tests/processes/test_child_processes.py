@@ -4,11 +4,12 @@ parent's, and a main module without a ``__main__`` guard is one clear error, not
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import psutil
@@ -16,8 +17,8 @@ import pytest
 from loguru import logger
 
 from pipelines.processes import EXIT_CRASHED, NO_MAIN_GUARD, start_child
-from tests.conftest import ROOT
 from tests.support import children
+from tests.support.script_run import Script, kill, run_to_end, script
 
 
 @pytest.fixture
@@ -86,54 +87,43 @@ async def test_stop_ends_a_child_that_does_not_end_by_itself() -> None:
     assert not psutil.pid_exists(child.pid)
 
 
-def _start_parent(mode: str) -> tuple[subprocess.Popen, int]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    parent = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.children", mode],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    line = parent.stdout.readline()
-    assert line.startswith("child="), parent.stderr.read() if parent.poll() is not None else line
-    return parent, int(line.split("=")[1])
+@asynccontextmanager
+async def _start_parent(mode: str) -> AsyncIterator[tuple[Script, int]]:
+    """``python -m tests.support.children mode`` in its own session: it and its child's pid."""
+    async with script("-m", "tests.support.children", mode, start_new_session=True) as parent:
+        _, line = await parent.wait_for("", timeout=20)  # its first line
+        assert line.startswith("child="), parent.printed()
+        yield parent, int(line.split("=")[1])
 
 
 @pytest.mark.parametrize("mode", ["main-thread", "other-thread"])
-def test_no_child_outlives_a_sigkilled_parent(mode: str) -> None:
+async def test_no_child_outlives_a_sigkilled_parent(mode: str) -> None:
     """From the main thread PR_SET_PDEATHSIG applies; from another thread only the parent watch
     (EOF on the pipe to the parent) can notice: both must end the child."""
-    parent, child_pid = _start_parent(mode)
-    child = psutil.Process(child_pid)
-    assert child.ppid() == parent.pid
-    parent.kill()
-    parent.wait(5)
-    gone, alive = psutil.wait_procs([child], timeout=5)
-    assert not alive, f"the child {child_pid} outlived its SIGKILLed parent"
+    async with _start_parent(mode) as (parent, child_pid):
+        child = psutil.Process(child_pid)
+        assert child.ppid() == parent.proc.pid
+        kill(parent.proc)
+        await asyncio.wait_for(parent.proc.wait(), 5)
+        gone, alive = await asyncio.to_thread(psutil.wait_procs, [child], timeout=5)
+        assert not alive, f"the child {child_pid} outlived its SIGKILLed parent"
 
 
-def test_ctrl_c_is_for_the_parent_the_child_ignores_it() -> None:
-    parent, child_pid = _start_parent("main-thread")
-    child = psutil.Process(child_pid)
-    try:
-        os.killpg(parent.pid, signal.SIGINT)  # what a terminal does: the whole foreground group
-        parent.wait(10)
-        gone, alive = psutil.wait_procs([child], timeout=5)
+async def test_ctrl_c_is_for_the_parent_the_child_ignores_it() -> None:
+    async with _start_parent("main-thread") as (parent, child_pid):
+        child = psutil.Process(child_pid)
+        os.killpg(parent.proc.pid, signal.SIGINT)  # what a terminal does: the foreground group
+        await asyncio.wait_for(parent.proc.wait(), 10)
+        gone, alive = await asyncio.to_thread(psutil.wait_procs, [child], timeout=5)
         assert not alive, "the child survived its parent's Ctrl-C"
-        assert parent.returncode == 0
-        err = parent.stderr.read()
+        assert await parent.wait(5) == 0
+        err = parent.stderr
         assert "KeyboardInterrupt" not in err and "Traceback" not in err, err
-    finally:
-        if parent.poll() is None:
-            parent.kill()
 
 
-def test_a_main_module_without_guard_is_one_error_not_a_spawn_loop(tmp_path: Path) -> None:
-    script = tmp_path / "unguarded.py"
-    script.write_text(
+async def test_a_main_module_without_guard_is_one_error_not_a_spawn_loop(tmp_path: Path) -> None:
+    unguarded = tmp_path / "unguarded.py"
+    unguarded.write_text(
         "import asyncio\n"
         "from pipelines.processes import start_child\n"
         "from tests.support.children import log_then_return\n"
@@ -144,15 +134,7 @@ def test_a_main_module_without_guard_is_one_error_not_a_spawn_loop(tmp_path: Pat
         "asyncio.run(main())\n",
         encoding="utf-8",
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode == 0, run.stderr
+    run = await run_to_end(str(unguarded), cwd=tmp_path, timeout=60)
+    assert run.code == 0, run.stderr
     assert run.stdout.strip().splitlines() == [f"cause: could not start: {NO_MAIN_GUARD}"]
     assert "Traceback" not in run.stderr and "bootstrapping" not in run.stderr, run.stderr

@@ -8,12 +8,7 @@ records the ``api-key`` header it was given; the typed key goes through a real p
 
 from __future__ import annotations
 
-import asyncio
-import fcntl
 import os
-import subprocess
-import sys
-import termios
 from pathlib import Path
 
 import pytest
@@ -22,37 +17,33 @@ from processors.logfiles import make_private_dir
 from tests.support.fault_scenarios import one_turn
 from tests.support.faulty_server import FaultyServer
 from tests.support.script_run import (
-    ROOT,
+    ScriptRun,
     check_logs_private,
     check_no_crash,
+    io_flags,
     run_script,
-    script_env,
+    run_to_end,
+    script,
 )
 from tests.support.secrets import check_no_secret_runs
+from tests.support.terminal import Terminal
 
 KEY = "K-keyfile-0d5e9a7c31f2b84e"
 MODEL = ("--model", "gpt-realtime")
 
 
-def config_error(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+async def config_error(tmp: Path, *args: str) -> ScriptRun:
     """Run the script with a configuration that must fail before connecting."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.agent",
-            "--endpoint",
-            "ws://127.0.0.1:9/",
-            *MODEL,
-            "--log-dir",
-            str(tmp / "logs"),
-            *args,
-        ],
+    return await run_to_end(
+        "-m",
+        "pipelines.agent",
+        "--endpoint",
+        "ws://127.0.0.1:9/",
+        *MODEL,
+        "--log-dir",
+        str(tmp / "logs"),
+        *args,
         cwd=tmp,
-        env=script_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
         timeout=30,
     )
 
@@ -89,7 +80,7 @@ async def test_the_key_from_a_file_is_used_and_never_shown(tmp_path: Path) -> No
         (f"{KEY}\nsecond-line-value\n", "holds 2 lines"),
     ],
 )
-def test_an_unusable_key_file_is_one_line_and_exit_2(
+async def test_an_unusable_key_file_is_one_line_and_exit_2(
     tmp_path: Path, content: str | None, needle: str
 ) -> None:
     """A missing, empty or two-line key file: one line naming the file, exit 2, and neither
@@ -97,8 +88,8 @@ def test_an_unusable_key_file_is_one_line_and_exit_2(
     key_file = tmp_path / "key.txt"
     if content is not None:
         key_file.write_text(content, encoding="utf-8")
-    result = config_error(tmp_path, "--api-key-file", str(key_file))
-    assert result.returncode == 2, result
+    result = await config_error(tmp_path, "--api-key-file", str(key_file))
+    assert result.code == 2, result.describe()
     lines = result.stderr.strip().splitlines()
     assert (
         len(lines) == 1 and lines[0].startswith("error: --api-key-file") and needle in lines[0]
@@ -110,37 +101,30 @@ def test_an_unusable_key_file_is_one_line_and_exit_2(
     assert not (tmp_path / "logs").exists(), "bad configuration must fail before creating anything"
 
 
-def test_a_key_flag_and_a_key_file_together_are_refused(tmp_path: Path) -> None:
+async def test_a_key_flag_and_a_key_file_together_are_refused(tmp_path: Path) -> None:
     key_file = tmp_path / "key.txt"
     key_file.write_text(KEY, encoding="utf-8")
-    result = config_error(
+    result = await config_error(
         tmp_path, "--api-key", "K-other-value-123456", "--api-key-file", str(key_file)
     )
-    assert result.returncode == 2 and "give only one" in result.stderr, result
+    assert result.code == 2 and "give only one" in result.stderr, result.describe()
     check_no_secret_runs(
         {"stdout": result.stdout, "stderr": result.stderr}, [KEY, "K-other-value-123456"]
     )
 
 
-def test_a_misspelt_key_flag_does_not_echo_the_key(tmp_path: Path) -> None:
+async def test_a_misspelt_key_flag_does_not_echo_the_key(tmp_path: Path) -> None:
     """``--api-ky KEY``: argparse names the unknown arguments; the key among them is masked."""
-    result = config_error(tmp_path, "--api-ky", KEY)
-    assert result.returncode == 2, result
+    result = await config_error(tmp_path, "--api-ky", KEY)
+    assert result.code == 2, result.describe()
     assert "--api-ky" in result.stderr and "did you mean --api-key" in result.stderr, result.stderr
     check_no_secret_runs({"stdout": result.stdout, "stderr": result.stderr}, [KEY])
 
 
-def test_help_says_the_key_flag_is_visible_to_other_users(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pipelines.agent", "--help"],
-        cwd=ROOT,
-        env=script_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+async def test_help_says_the_key_flag_is_visible_to_other_users(tmp_path: Path) -> None:
+    result = await run_to_end("-m", "pipelines.agent", "--help", timeout=30)
     text = " ".join(result.stdout.split())
-    assert result.returncode == 0
+    assert result.code == 0
     assert (
         "visible to other users in the process list" in text
         and "--api-key-file" in text
@@ -175,69 +159,34 @@ async def test_the_key_typed_at_a_hidden_prompt_on_a_terminal(tmp_path: Path) ->
     from tests.support.scenarios import noise
 
     write_wav(in_wav, noise(2.0, seed=5, amplitude=300))
-    master, slave = os.openpty()
-
-    def controlling_tty() -> None:  # runs in the child after setsid: the pty becomes /dev/tty
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    screen = bytearray()
-    prompted = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def on_output() -> None:
-        try:
-            data = os.read(master, 4096)
-        except OSError:
-            loop.remove_reader(master)
-            return
-        screen.extend(data)
-        if b"API key:" in screen:
-            prompted.set()
-
     async with FaultyServer(one_turn) as server:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "pipelines.agent",
-            "--endpoint",
-            server.url,
-            "--api-key",
-            "-",
-            *MODEL,
-            "--input-wav",
-            str(in_wav),
-            "--output-wav",
-            str(tmp_path / "out.wav"),
-            "--log-dir",
-            str(tmp_path / "logs"),
-            "--idle-grace",
-            "0.5",
-            cwd=tmp_path,
-            env=script_env(),
-            stdin=slave,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=controlling_tty,
-        )
-        os.close(slave)
-        loop.add_reader(master, on_output)
-        try:
-            await asyncio.wait_for(prompted.wait(), 20)
-            os.write(master, f"{KEY}\n".encode())
-            out, err = await asyncio.wait_for(proc.communicate(), 40)
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            loop.remove_reader(master)
-            os.close(master)
+        with Terminal() as tty:
+            async with script(
+                "-m",
+                "pipelines.agent",
+                "--endpoint",
+                server.url,
+                "--api-key",
+                "-",
+                *MODEL,
+                *io_flags(tmp_path, in_wav),
+                "--idle-grace",
+                "0.5",
+                cwd=tmp_path,
+                **tty.popen(),
+            ) as s:
+                tty.attached()
+                await tty.wait_for(b"API key:", 20)
+                tty.type(f"{KEY}\n".encode())
+                run = await s.finish(40)
+                assert not run.timed_out, run.describe()
+                await tty.wait_for(None, 5)  # all it wrote on the terminal is on the screen
     outputs = {
-        "terminal": screen.decode("utf-8", "replace"),
-        "stdout": out.decode(),
-        "stderr": err.decode(),
+        "terminal": tty.screen.decode("utf-8", "replace"),
+        "stdout": run.stdout,
+        "stderr": run.stderr,
     }
-    assert proc.returncode == 0, outputs
+    assert run.code == 0, outputs
     assert server.conns[0].record.headers.get("api-key") == KEY
     check_no_secret_runs(outputs, [KEY])
 

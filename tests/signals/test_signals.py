@@ -37,6 +37,7 @@ from tests.support.script_run import (
     check_no_crash,
     check_wav_valid,
     run_script,
+    send_signal,
     transcript_lines,
 )
 
@@ -102,14 +103,14 @@ def signalled(sig: signal.Signals) -> object:
         answer = LongAnswer()
         sent: list[float] = []
 
-        async def send_signal(proc: asyncio.subprocess.Process) -> None:
+        async def stop_mid_answer(proc: asyncio.subprocess.Process) -> None:
             await asyncio.wait_for(answer.mid.wait(), 20)
             await wait_for_line(tmp / "logs", "session_*.log", "User Input:")
             sent.append(time.monotonic())
-            proc.send_signal(sig)
+            send_signal(proc, sig)
 
         async with FaultyServer(answer) as server:
-            run = await run_script(server.url, tmp, input_s=8.0, timeout=30, during=send_signal)
+            run = await run_script(server.url, tmp, input_s=8.0, timeout=30, during=stop_mid_answer)
         assert sent, f"the signal was never sent\n{run.describe()}"
         return Outcome(run, server, answer, sent[0], sig)
 
@@ -133,14 +134,14 @@ async def signalled_while_reconnecting(tmp: Path) -> tuple[ScriptRun, FaultyServ
         await response_end(conn, turn)
         drop(conn)
 
-    async def send_signal(proc: asyncio.subprocess.Process) -> None:
+    async def stop_while_refused(proc: asyncio.subprocess.Process) -> None:
         while server.attempts < 4:  # the first connection, then three refused reconnects
             await asyncio.sleep(0.02)
         sent.append(time.monotonic())
-        proc.send_signal(signal.SIGTERM)
+        send_signal(proc, signal.SIGTERM)
 
     async with FaultyServer(script, refuse=refuse_after(1, 503)) as server:
-        run = await run_script(server.url, tmp, input_s=20.0, timeout=30, during=send_signal)
+        run = await run_script(server.url, tmp, input_s=20.0, timeout=30, during=stop_while_refused)
     assert sent, f"the signal was never sent\n{run.describe()}"
     return run, server, sent[0]
 

@@ -33,7 +33,7 @@ from tests.support.faulty_server import FaultyServer, drop, refuse_after
 from tests.support.pool import SessionPool, uses
 from tests.support.replay_server import ServerConn
 from tests.support.scenarios import RATE, handshake, session_created, session_updated
-from tests.support.script_run import ScriptRun, check_no_crash, run_script
+from tests.support.script_run import ScriptRun, check_no_crash, run_script, send_signal
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 STOP_BOUND_S = 3.0  # the target is 1 s; this bounds a hang without flaking under load
@@ -67,8 +67,7 @@ async def run_and_signal(
         for k, sig in enumerate(sigs):
             if k:
                 await asyncio.sleep(0.05)
-            if proc.returncode is None:
-                proc.send_signal(sig)
+            send_signal(proc, sig)
 
     run = await run_script(url, tmp, input_s=30.0, timeout=40, during=send)
     assert sent, f"the state {state!r} was never reached\n{run.describe()}"
