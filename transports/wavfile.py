@@ -239,7 +239,8 @@ class WavRecorder:
         read what played a tick late)."""
         if self.realtime:
             rate = self.buffer.sample_rate
-            due = int((now - self.started_at) * rate) - self._frames_taken
+            # round(), not int(): 40 ms after a start at 637.39 s is 959.9999999991 frames
+            due = round((now - self.started_at) * rate) - self._frames_taken
             at: float | None = self.started_at + self._frames_taken / rate
         else:
             due, at = self.buffer.queued_frames(), None
