@@ -33,12 +33,17 @@ class ProcessWatch:
             return
         while proc.returncode is None:
             try:
-                for child in parent.children(recursive=True):
-                    if child.pid not in self.seen:
-                        self.seen[child.pid] = child
-                        self.cmdlines[child.pid] = " ".join(child.cmdline())
+                children = parent.children(recursive=True)
             except psutil.Error:
-                pass
+                children = []
+            for child in children:
+                self.seen.setdefault(child.pid, child)
+                try:  # read again each time: seen between fork and exec, it has its parent's
+                    line = " ".join(child.cmdline())
+                except psutil.Error:  # gone, or a zombie: keep what was read before
+                    line = ""
+                if line or child.pid not in self.cmdlines:
+                    self.cmdlines[child.pid] = line
             await asyncio.sleep(0.05)
 
     def spawned(self) -> list[int]:

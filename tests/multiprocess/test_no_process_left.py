@@ -47,7 +47,9 @@ async def session(
             during=during,
             timeout=60,
         )
-    assert watch.spawned(), "the processor never got a process of its own"
+    assert watch.spawned(), (
+        f"the processor never got a process of its own (seen: {watch.cmdlines})\n{run.describe()}"
+    )
     return run, watch, sent
 
 
