@@ -41,7 +41,10 @@ RATE = 24000
 # microphone's blocks reach the loop late when it is busy (then in a burst), the speaker's are
 # stamped on the device thread: the microphone needs the wider tolerance.
 JOIN_TOLERANCE_S = (1.0, 0.06)
-WRITE_LAG_S = 0.5
+# Written this far behind real time: more than the microphone's tolerance, so a block that comes
+# that late still lands at its place (written earlier, the file already held silence there and the
+# block went after it, shifting the side).
+WRITE_LAG_S = 1.5
 TICK_S = 0.05
 LEFT, RIGHT = 0, 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import wave
 from pathlib import Path
 
@@ -19,6 +20,20 @@ def runs(channel: np.ndarray) -> list[tuple[int, int, int]]:
     edges = np.flatnonzero(np.diff(channel.astype(np.int32))) + 1
     bounds = [0, *edges.tolist(), len(channel)]
     return [(a, b, int(channel[a])) for a, b in zip(bounds, bounds[1:], strict=False) if channel[a]]
+
+
+def test_a_microphone_block_that_comes_late_still_lands_at_its_time(tmp_path: Path) -> None:
+    """A block that reaches the recorder 0.8 s after it was captured (a stalled loop) is placed at
+    its capture time, not after the silence already written (the writer kept only 0.5 s back)."""
+    rec = StereoRecording(tmp_path / "conv.wav")
+    rec.open()
+    t0 = rec._t0
+    time.sleep(max(0.0, t0 + 0.9 - time.monotonic()))
+    rec.add(LEFT, t0 + 0.100, block(1000, 0.2))
+    rec.close()
+    with wave.open(str(tmp_path / "conv.wav"), "rb") as w:
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+    assert runs(data[:, 0]) == [(2400, 7200, 1000)]
 
 
 def test_blocks_land_at_their_time_jitter_is_joined_and_gaps_are_silent(tmp_path: Path) -> None:
