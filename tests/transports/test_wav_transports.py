@@ -114,12 +114,16 @@ class TimedWavOutput(WavOutputTransport):
     """Notes when audio reached the speaker and when it was flushed."""
 
     written_at: float = 0.0
+    written_by: float = 0.0  # the call returned (another thread may run in between)
     flushed_at: float = 0.0
 
     def _queue_audio(self, pcm, item_id):
-        if not self.written_at:
+        first = not self.written_at
+        if first:
             self.written_at = time.monotonic()
         super()._queue_audio(pcm, item_id)
+        if first:
+            self.written_by = time.monotonic()
 
     def _flush_playback(self):
         self.flushed_at = time.monotonic()
@@ -139,9 +143,9 @@ async def test_output_records_silence_then_the_audio_at_its_arrival_time(tmp_pat
     recorded, rate = read_wav(tmp_path / "out.wav")
     assert rate == RATE and len(recorded) == out.recorder.frames_written
     first = int(np.flatnonzero(recorded)[0])
-    expected = (out.written_at - out.recorder.started_at) * RATE
+    arrived = [(t - out.recorder.started_at) * RATE for t in (out.written_at, out.written_by)]
     assert first >= 0.19 * RATE
-    assert abs(first - expected) <= 24  # within 1 ms of when the audio arrived
+    assert arrived[0] - 24 <= first <= arrived[1] + 24, (first, arrived)  # as it arrived, ±1 ms
     assert np.array_equal(recorded[first : first + len(signal)], signal)
     assert not recorded[first + len(signal) :].any()
     assert out.playback.played_frames("item1") == len(signal)
