@@ -77,9 +77,14 @@ async def test_default_script_against_python_m_localserver(
     assert len(truncates) == 1, "the interrupted story was not truncated"
     heard_ms = truncates[0]["audio_end_ms"]
     assert 500 < heard_ms < 8000
-    # No story audio after the cut: between the cut and the answer to "Stop." there is silence.
-    cut = story_start + heard_ms / 1000
-    quiet = wav[int((cut + 0.05) * rate) : int((cut + 0.4) * rate)]
-    assert np.max(np.abs(quiet.astype(np.int32))) < 300, (
+    # No story audio after the cut: silence follows it, then only the answer to "Stop." (1.3 s,
+    # where the rest of the story is over 5 s). The silence is checked for 150 ms only: the pause
+    # before the answer is the barge-in's reaction time (~0.6 s here) and shrinks when the client
+    # cuts late on a loaded machine; how long the rest is tells a stopped story from one that
+    # went on through one of its own pauses (up to 0.32 s).
+    cut = int((story_start + heard_ms / 1000 + 0.05) * rate)
+    assert np.max(np.abs(wav[cut : cut + int(0.15 * rate)].astype(np.int32))) < 300, (
         "story audio kept playing after the barge-in"
     )
+    after_s = np.count_nonzero(np.abs(wav[cut:].astype(np.int32)) > 300) / rate
+    assert after_s < 2.0, f"{after_s:.1f} s of audio after the barge-in: the story went on"
