@@ -50,7 +50,7 @@ from transports.shm_ring import (
     UNDERRUNS,
     SharedAudio,
 )
-from transports.streams import Device, OutputDriver
+from transports.streams import INPUT, Device, OutputDriver, device_time
 
 PR_SET_PDEATHSIG = 1
 EXIT_WATCHDOG_S = 3.0  # longest the child takes to close its streams before it just exits
@@ -151,6 +151,7 @@ class AudioChild:
         self.speaker: ChildDriver | None = None
         self.source = SpeakerSource(shared)
         self.mic: Device | None = None
+        self._mic_bytes_per_s = 0  # mono int16 at the microphone's rate
 
     def open(self, request: dict[str, Any]) -> None:
         """Open the requested device (stopped) and answer ``R`` or ``E``."""
@@ -163,8 +164,8 @@ class AudioChild:
                 self.speaker = ChildDriver(device, self.source, name="audio-child-out")
                 self.speaker.open()
             else:
-                device.open(self._mic_callback, False)
-                self.mic = device
+                device.open(self._mic_callback, False)  # started later, by "i"
+                self.mic, self._mic_bytes_per_s = device, 2 * device.rate
         except TransportError as exc:
             _reply("E", {"error": str(exc)})
             return
@@ -187,7 +188,8 @@ class AudioChild:
     def _mic_callback(self, in_data, frame_count, time_info, status):
         if status & pyaudio.paInputOverflow:
             self.shared.h[IN_HOST_OVERFLOWS] += 1
-        self.shared.in_write(in_data)
+        at = device_time(time_info, INPUT)  # the ADC time, for the client echo reference
+        self.shared.in_write(in_data, 0 if at is None else int(at * 1e9), self._mic_bytes_per_s)
         _notify(b"m")
         return None, pyaudio.paContinue
 

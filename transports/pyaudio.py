@@ -218,11 +218,13 @@ class PyAudioInputTransport(BaseInputTransport):
             await self._audio.aclose()
 
     def _on_mic(self) -> None:
-        """Loop thread: the audio process captured more; push it a period at a time."""
-        data = self._audio.shared.in_read()
-        step = self._period_bytes
+        """Loop thread: the audio process captured more; push it a period at a time, each
+        with when it was captured (the child's ADC times, as in one process)."""
+        shared = self._audio.shared
+        start, data = shared.in_read()
+        step, bytes_per_s = self._period_bytes, 2 * self.device_rate
         for at in range(0, len(data), step):
-            self._on_audio(data[at : at + step])
+            self._on_audio(data[at : at + step], shared.in_captured_at(start + at, bytes_per_s))
 
     def _callback(self, in_data, frame_count, time_info, status):
         """PortAudio thread: hand the bytes to the loop, nothing else."""

@@ -11,7 +11,9 @@ two rings of int16 PCM:
   then ``FLUSH_ACK = k``, then jumps ``R`` to the flush point. With the writer reading ``R``
   before ``FLUSH_ACK``, it never takes a skipped stretch for a played one, which is what lets it
   count, per response item, the samples the device was handed (the truncate number);
-* the **microphone ring**: the child's input callback writes, the pipeline reads;
+* the **microphone ring**: the child's input callback writes, the pipeline reads; its capture
+  clock (``IN_EPOCH_NS``: when byte 0 would have been captured, moved to each buffer's ADC time
+  before the buffer is published) tells the pipeline when any byte it reads was captured;
 * the **played ring** (only while the pipeline sets ``TAP_ON``: someone taps the speaker, e.g.
   the client echo reference, the recording, the console's speaker meter): the child's output
   callback writes each block it hands the device as one record (when it plays, in
@@ -40,6 +42,9 @@ SKIP_FROM = 24  # 8 slots
 IN_W, IN_R, IN_OVERFLOWS, IN_DROPPED = 32, 33, 34, 35
 TAP_ON, TAP_W, TAP_R, TAP_DROPPED = 36, 37, 38, 39
 IN_HOST_OVERFLOWS = 40  # the device's own input overflows (PortAudio's paInputOverflow)
+# When microphone ring byte 0 would have been captured (time.monotonic_ns(), from the device's ADC
+# times; one slot, so a reader never sees half of an update); 0: the device gives none.
+IN_EPOCH_NS = 41
 HEADER_SLOTS = 64
 HEADER_BYTES = HEADER_SLOTS * 8
 FLUSH_SLOTS = 8
@@ -173,25 +178,36 @@ class SharedAudio:
 
     # ----------------------------------------------------------- mic ring
 
-    def in_write(self, data: bytes) -> bool:
-        """Child: append a captured buffer; False (and counted) when the ring is full."""
+    def in_write(self, data: bytes, captured_ns: int = 0, bytes_per_s: int = 0) -> bool:
+        """Child: append a captured buffer; False (and counted) when the ring is full. With
+        ``captured_ns`` (the ADC time of its first frame, ``time.monotonic_ns()``) and the
+        stream's ``bytes_per_s``, the ring's capture clock is moved to it first."""
         w = self.h[IN_W]
         if len(data) > self.in_capacity - (w - self.h[IN_R]):
             self.h[IN_OVERFLOWS] += 1
             self.h[IN_DROPPED] += len(data)
             return False
+        if captured_ns and bytes_per_s:
+            self.h[IN_EPOCH_NS] = captured_ns - w * 1_000_000_000 // bytes_per_s or 1
         self._put(self._in, self.in_capacity, w, data)
         self.h[IN_W] = w + len(data)
         return True
 
-    def in_read(self) -> bytes:
-        """Pipeline: everything captured since the last call."""
+    def in_read(self) -> tuple[int, bytes]:
+        """Pipeline: everything captured since the last call, and the position of its first
+        byte (for :meth:`in_captured_at`)."""
         r, w = self.h[IN_R], self.h[IN_W]
         if w == r:
-            return b""
+            return r, b""
         data = self._get(self._in, self.in_capacity, r, w - r)
         self.h[IN_R] = w
-        return data
+        return r, data
+
+    def in_captured_at(self, position: int, bytes_per_s: int) -> float | None:
+        """When the microphone byte at ``position`` was captured (``time.monotonic()``), from
+        the device's ADC times; ``None`` when the device gives none."""
+        epoch = self.h[IN_EPOCH_NS]
+        return (epoch + position * 1_000_000_000 // bytes_per_s) / 1e9 if epoch else None
 
     # ----------------------------------------------------------- played ring
 

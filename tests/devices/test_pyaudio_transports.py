@@ -24,6 +24,7 @@ from pipecat.frames.frames import (
 
 from transports.audio_process import AudioProcess
 from transports.pyaudio import PyAudioInputTransport, PyAudioOutputTransport
+from transports.streams import CAPTURED_AT
 
 pytestmark = pytest.mark.devices
 RATE = 24000
@@ -205,6 +206,25 @@ async def test_input_captures_a_wav_played_into_the_microphone_bit_exact(
         f"{wrong} samples differ or are missing ({missing}; corr {corr:.4f}, "
         f"input overflows {overflows})"
     )
+
+
+async def test_every_captured_frame_carries_when_the_device_captured_it(pulse, audio_process):
+    """Each microphone frame's ADC time (metadata ``CAPTURED_AT``), in one process and from the
+    audio child alike: what the client echo reference pairs the speaker's audio with."""
+    mic = PyAudioInputTransport(audio_process=audio_process)
+    async with PipelineHarness([mic]) as harness:
+        await harness.tail.wait_for_type(InputAudioRawFrame)
+        await asyncio.sleep(1.0)
+        done = time.monotonic()
+    frames = harness.tail.of_type(InputAudioRawFrame)
+    times = [f.metadata.get(CAPTURED_AT) for f in frames]
+    assert len(times) >= 20 and None not in times, times[:5]
+    assert done - 5 < times[0] and times[-1] < done
+    # each frame begins where the one before it ended, by the device's clock
+    ends = np.array(times[:-1]) + [len(f.audio) / 2 / RATE for f in frames[:-1]]
+    steps = np.abs(np.array(times[1:]) - ends)
+    print(f"steps: median {np.median(steps) * 1000:.2f} ms, max {steps.max() * 1000:.2f} ms")
+    assert np.median(steps) < 0.002, steps
 
 
 async def _round_trip(pulse, tmp_path, audio_process, ref: np.ndarray) -> tuple[float, float]:
