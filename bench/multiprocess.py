@@ -153,12 +153,13 @@ async def run(frames: int, interruptions: int, rounds: int = 5) -> str:
     for label, (make, n) in kinds.items():
         cpu: dict[str, list[float]] = {"bare": [], "hop": [], "own": []}
         lat: dict[str, list[float]] = {"hop": [], "own": []}
+        per_round = max(1, n // rounds)
         for _ in range(rounds):  # interleaved: a load spike on this shared VM hits all three
-            cpu["bare"].append((await measure([], make, max(1, n // rounds)))[0])
-            c, lats = await measure([Passthrough()], make, max(1, n // rounds))
+            cpu["bare"].append((await measure([], make, per_round))[0])
+            c, lats = await measure([Passthrough()], make, per_round)
             cpu["hop"].append(c)
             lat["hop"] += lats
-            c, lats = await measure([in_own_process(Passthrough)], make, max(1, n // rounds))
+            c, lats = await measure([in_own_process(Passthrough)], make, per_round)
             cpu["own"].append(c)
             lat["own"] += lats
         bare = statistics.median(cpu["bare"])

@@ -26,8 +26,6 @@ from tests.support.scenarios import (
 from tests.support.script_run import kill, script, send_signal
 from transports.audio_process import AudioProcess
 
-pytestmark = pytest.mark.devices
-
 
 def wait_gone(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout

@@ -12,7 +12,6 @@ from transports.devices import list_devices, print_devices, pyaudio_session
 from transports.errors import TransportError
 from transports.pyaudio import PyAudioInputTransport, PyAudioOutputTransport
 
-pytestmark = pytest.mark.devices
 ROOT = Path(__file__).resolve().parents[2]
 
 

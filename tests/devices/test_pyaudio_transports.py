@@ -26,7 +26,6 @@ from transports.audio_process import AudioProcess
 from transports.pyaudio import PyAudioInputTransport, PyAudioOutputTransport
 from transports.streams import CAPTURED_AT
 
-pytestmark = pytest.mark.devices
 RATE = 24000
 CAPTURE_ATTEMPTS = 3
 CAPTURE_TAIL_S = 0.1  # captured after the played signal's last sample
