@@ -1,9 +1,7 @@
-"""Shared fixtures (the default script's environment, the Python to run it with) and the skip gate:
+"""Shared fixtures (the default script's environment) and the skip gate:
 an unexpected skip fails the run (``tests/support/skip_gate.py``)."""
 
 from __future__ import annotations
-
-import sys
 
 import pytest
 
@@ -20,8 +18,3 @@ from tests.support.skip_gate import (  # noqa: F401  (hooks, registered by being
 def script_env() -> dict[str, str]:
     """The environment for running the default script as a subprocess, without Azure settings."""
     return script_run.script_env()
-
-
-@pytest.fixture
-def python() -> str:
-    return sys.executable

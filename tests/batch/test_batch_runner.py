@@ -34,7 +34,7 @@ from tests.support.scenarios import (
     transcript_deltas,
     user_speaks,
 )
-from tests.support.script_run import API_KEY, ROOT, run_to_end, send_signal
+from tests.support.script_run import API_KEY, ROOT, run_to_end, send_signal, speak
 
 RATE = 24000
 LOUD = 6000  # amplitude of a "bad" conversation's microphone
@@ -425,16 +425,7 @@ async def test_a_batch_against_the_embedded_server(tmp_path: Path) -> None:
     typed question are both answered, and no process is left behind."""
     convs = tmp_path / "q"
     convs.mkdir()
-    speak = await run_to_end(
-        "-m",
-        "localserver.speak",
-        "What is the capital of France?",
-        str(convs / "spoken.wav"),
-        "--pad-ms",
-        "1000",
-        timeout=30,
-    )
-    assert speak.code == 0, speak.describe()
+    await speak("What is the capital of France?", convs / "spoken.wav", pad_ms=1000)
     (convs / "typed.txt").write_text("What is the capital of France?\n", encoding="utf-8")
     code, out, err, _ = await run_batch(
         ["q", "--out", "r", "--local", "--workers", "2"], tmp_path, timeout=120

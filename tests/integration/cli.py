@@ -12,12 +12,12 @@ async def _never(conn) -> None:  # pragma: no cover - must never be reached
     raise AssertionError("connected despite a bad configuration")
 
 
-async def run_unconnected(env: dict[str, str], cwd: Path, argv: list[str]) -> tuple[int, str, str]:
+async def run_unconnected(cwd: Path, argv: list[str]) -> tuple[int, str, str]:
     """Run ``python -m pipelines.agent argv`` ("{url}" is a live test server); assert it never
     connected; return (exit code, stdout, stderr)."""
     async with ReplayServer(_never) as server:
         args = [a.replace("{url}", server.url) for a in argv]
-        run = await run_to_end("-m", "pipelines.agent", *args, cwd=cwd, env=env, timeout=30)
+        run = await run_to_end("-m", "pipelines.agent", *args, cwd=cwd, timeout=30)
         assert server.attempts == 0
     return run.code, run.stdout, run.stderr
 

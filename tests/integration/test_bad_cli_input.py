@@ -139,7 +139,6 @@ CASES = [
 
 @pytest.mark.parametrize("args,expected,absent", CASES, ids=[c[1][:40] for c in CASES])
 async def test_bad_command_line_is_one_line_before_connecting(
-    script_env: dict[str, str],
     tmp_path: Path,
     args: list[str],
     expected: str,
@@ -147,7 +146,7 @@ async def test_bad_command_line_is_one_line_before_connecting(
 ) -> None:
     prepare(tmp_path)
     argv = args if "--api-key" in args else [*args, "--api-key", "k"]
-    code, out, err = await run_unconnected(script_env, tmp_path, argv)
+    code, out, err = await run_unconnected(tmp_path, argv)
     assert_one_line(code, out, err, expected)
     if absent is not None:
         assert absent not in out + err
@@ -157,13 +156,9 @@ async def test_bad_command_line_is_one_line_before_connecting(
     )
 
 
-async def test_dotenv_that_is_not_utf8_is_one_line(
-    script_env: dict[str, str], tmp_path: Path
-) -> None:
+async def test_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     (tmp_path / ".env").write_bytes(b"\xff\xfeAZURE_VOICE_LIVE_MODEL=m\n")
-    code, out, err = await run_unconnected(
-        script_env, tmp_path, ["--endpoint", "{url}", "--api-key", "k"]
-    )
+    code, out, err = await run_unconnected(tmp_path, ["--endpoint", "{url}", "--api-key", "k"])
     assert_one_line(
         code, out, err, "error: .env is not UTF-8 text (byte 0xff at offset 0): save it as UTF-8"
     )

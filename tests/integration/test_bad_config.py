@@ -36,9 +36,9 @@ from tests.integration.cli import run_unconnected
     ],
 )
 async def test_bad_config_exits_before_connecting(
-    script_env: dict[str, str], tmp_path: Path, args: list[str], expected: str
+    tmp_path: Path, args: list[str], expected: str
 ) -> None:
-    code, out, err = await run_unconnected(script_env, tmp_path, ["--api-key", "k", *args])
+    code, out, err = await run_unconnected(tmp_path, ["--api-key", "k", *args])
     assert code != 0
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], err

@@ -67,11 +67,10 @@ CASES = [
     "args,expected", CASES, ids=[c[1].split("'")[1] if "'" in c[1] else c[1][:20] for c in CASES]
 )
 async def test_unusable_files_fail_before_connecting_with_one_line(
-    script_env: dict[str, str], tmp_path: Path, args: list[str], expected: str
+    tmp_path: Path, args: list[str], expected: str
 ) -> None:
     prepare(tmp_path)
     code, out, err = await run_unconnected(
-        script_env,
         tmp_path,
         ["--endpoint", "{url}", "--api-key", "k", "--model", "m", *args],
     )

@@ -171,7 +171,7 @@ async def test_turn_then_barge_in(
 
 @pytest.mark.e2e
 async def test_server_silent_after_the_barge_in_still_ends_by_itself(
-    python: str, script_env: dict[str, str], tmp_path: Path
+    script_env: dict[str, str], tmp_path: Path
 ) -> None:
     """The server plays a turn and a barge-in, then says nothing more (no ``speech_stopped``, no
     ``response.done`` for the cut answer) and keeps the socket open. Once the input WAV is over

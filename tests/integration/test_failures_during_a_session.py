@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from localserver.speak import speak_to_wav
-from tests.support.script_run import run_to_end, script
+from tests.support.script_run import io_flags, run_to_end, script
 from tests.support.terminal import Terminal
 
 
@@ -153,12 +153,7 @@ async def test_ctrl_d_on_a_terminal_quits_like_q(
             "-m",
             "pipelines.agent",
             "--local",
-            "--input-wav",
-            str(wav),
-            "--output-wav",
-            "out.wav",
-            "--log-dir",
-            "logs",
+            *io_flags(tmp_path, wav),
             "--idle-grace",
             "60",
             cwd=tmp_path,

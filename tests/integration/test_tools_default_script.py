@@ -19,7 +19,7 @@ from tests.support.script_run import (
     ScriptRun,
     check_no_crash,
     run_to_end,
-    script_env,
+    speak,
     transcript_lines,
 )
 
@@ -28,14 +28,6 @@ EXAMPLE = "pipelines/examples/tools.py"
 
 async def run(tmp: Path, *argv: str, timeout: float = 90, cwd: Path = ROOT) -> ScriptRun:
     return await run_to_end("-m", "pipelines.agent", *argv, cwd=cwd, timeout=timeout, dir=tmp)
-
-
-async def speak(text: str, path: Path, pad_ms: int = 800) -> Path:
-    """``python -m localserver.speak``, as the README tells a user to make the question."""
-    argv = [text, str(path), "--pad-ms", str(pad_ms)]
-    made = await run_to_end("-m", "localserver.speak", *argv, timeout=30)
-    assert made.code == 0, made.describe()
-    return path
 
 
 def readme_commands() -> list[list[str]]:
@@ -178,7 +170,6 @@ async def test_a_bad_tools_module_is_one_line_before_connecting(
         (tmp_path / "bad_tools.py").write_text(source, encoding="utf-8")
         spec = str(tmp_path / "bad_tools.py")
     code, out, err = await run_unconnected(
-        script_env(),
         tmp_path,
         [
             "--endpoint",

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from ls_client import Client
 
-from tests.support.script_run import run_to_end, script, send_signal
+from tests.support.script_run import script, send_signal, speak
 
 
 async def test_cli_prints_url_serves_and_stops_on_sigterm() -> None:
@@ -27,9 +27,7 @@ async def test_cli_prints_url_serves_and_stops_on_sigterm() -> None:
 
 async def test_speak_cli_writes_question_wav(tmp_path: Path) -> None:
     out = tmp_path / "question.wav"
-    argv = ["What is the capital of France?", str(out), "--pad-ms", "300"]
-    run = await run_to_end("-m", "localserver.speak", *argv, timeout=20)
-    assert run.code == 0, run.describe()
+    await speak("What is the capital of France?", out, pad_ms=300)
     with wave.open(str(out)) as wav:
         assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (24000, 1, 2)
         pcm = np.frombuffer(wav.readframes(wav.getnframes()), "<i2")

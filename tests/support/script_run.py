@@ -384,6 +384,14 @@ async def run_script(
         return await s.finish(timeout, tmp, during)
 
 
+async def speak(text: str, path: Path, pad_ms: int = 800) -> Path:
+    """``python -m localserver.speak``, as the README tells a user to make the question."""
+    argv = [text, str(path), "--pad-ms", str(pad_ms)]
+    made = await run_to_end("-m", "localserver.speak", *argv, timeout=30)
+    assert made.code == 0, made.describe()
+    return path
+
+
 def send_signal(proc: asyncio.subprocess.Process, sig: int) -> None:
     """Send ``sig`` to ``proc`` unless it has already exited.
 
