@@ -63,10 +63,9 @@ class InputAudio:
         rate: int,
         vad: VadSettings | None,
         phrases: Sequence[str] | None,
-        channels: int = 1,
         echo: str | None = None,
     ) -> None:
-        self.fmt, self.rate, self.channels = fmt, rate, channels
+        self.fmt, self.rate = fmt, rate
         # echo "client": stereo, the client's echo reference on channel 1, removed from channel
         # 0 first; "server": the server's own record of what it sent stands in for it.
         self._echo = EchoCanceller() if echo == "client" else None
@@ -140,6 +139,12 @@ class InputAudio:
         keep_from = min(max(keep_from, self._buf_start), self._total)
         del self._buf[: (keep_from - self._buf_start) * 2]
         self._buf_start = keep_from
+
+    @property
+    def samples_in(self) -> int:
+        """Input samples (per channel, at the input's rate) taken so far, while this input keeps
+        a played record (server echo cancellation): where what is sent now lands on its input."""
+        return self._in_samples
 
     def process(self, data: bytes) -> list[VadSpeechStarted | VadSpeechStopped]:
         """Feed wire audio bytes; return the turn signals they complete."""

@@ -178,7 +178,7 @@ class EchoCanceller:
         for newer, older in itertools.pairwise(blocks):
             self._spectra.append(np.fft.rfft(np.concatenate([older, newer])))
         self._prev_ref = blocks[0]
-        self._suppressor.restart(blocks[: self.partitions + 1], self.partitions)
+        self._suppressor.restart(blocks)
 
     def _block(self, d: np.ndarray, x: np.ndarray) -> np.ndarray:
         b = self.block
@@ -201,9 +201,10 @@ class EchoCanceller:
         loud = np.max(np.abs(d)) > GEIGEL * max(self._ref_peaks)
         shadow_echo = np.fft.irfft(np.sum(self._shadow * stacked, axis=0))[b:]
         shadow_error = d - shadow_echo
+        ps = float(np.mean(shadow_error * shadow_error))
         if max(self._ref_peaks) > 0:
             self._shadow += STEP * self._step(stacked, shadow_error)
-        if float(np.mean(shadow_error * shadow_error)) < 0.5 * pe and not loud:
+        if ps < 0.5 * pe and not loud:
             self._shadow_wins += 1
             if self._shadow_wins >= SWAP_BLOCKS:  # the echo path changed: take the shadow
                 self._weights = self._shadow.copy()
@@ -213,7 +214,7 @@ class EchoCanceller:
                 pe = float(np.mean(error * error))
         else:
             self._shadow_wins = 0
-            if float(np.mean(shadow_error * shadow_error)) > 4 * pe:
+            if ps > 4 * pe:
                 self._shadow = self._weights.copy()  # it wandered off (learnt the user's voice)
         # Double talk: the microphone louder than any echo could be (Geigel), or, once the
         # filter cancels well, a block it suddenly does not cancel (someone else is talking).
@@ -233,7 +234,6 @@ class EchoCanceller:
         # What is heard: the quietest of the main filter's error, the shadow's and the raw
         # microphone. The user's voice is in all three alike, so the quietest holds the least
         # echo: a filter gone wrong (the path just moved) is never worse than no filter at all.
-        ps = float(np.mean(shadow_error * shadow_error))
         if ps < pe and ps < pd:
             error, echo, pe = shadow_error, shadow_echo, ps
         if pd < pe:
@@ -282,30 +282,35 @@ class ResidualSuppressor:
     def __init__(self, block: int, history: int) -> None:
         self.block = block
         self._window = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(2 * block) / (2 * block)))
+        self._squared = self._window**2  # analysis and synthesis windows together
         self._prev = (np.zeros(block), np.zeros(block), np.zeros(block))
         self._tail = np.zeros(block)
         self._gain = np.ones(block + 1)
         self._recent_ref: deque[np.ndarray] = deque(maxlen=history)
         self.scale = 1.0  # how loud the echo may be against the reference (power; 1 = as loud)
 
-    def restart(self, blocks: list[np.ndarray], history: int) -> None:
+    def restart(self, blocks: list[np.ndarray]) -> None:
         """The reference is now read differently (a bulk delay was found): ``blocks`` are its
-        past blocks as now seen, newest first; ``history`` blocks are kept from now on."""
+        past blocks as now seen, newest first; the windows they make are all that is kept from
+        now on."""
         self._recent_ref = deque(
             (
-                np.abs(np.fft.rfft(np.concatenate([older, newer]) * self._window)) ** 2
+                np.abs(self._spectrum(older, newer)) ** 2
                 for newer, older in itertools.pairwise(blocks)
             ),
-            maxlen=history,
+            maxlen=len(blocks) - 1,
         )
         self._prev = (*self._prev[:2], blocks[0])
+
+    def _spectrum(self, before: np.ndarray, now: np.ndarray) -> np.ndarray:
+        """The windowed spectrum of two consecutive blocks."""
+        return np.fft.rfft(np.concatenate([before, now]) * self._window)
 
     def pass_through(self, error: np.ndarray, x: np.ndarray) -> np.ndarray:
         """A block with no echo: what the overlap-add gives with every gain at 1, without the
         transforms (the two window halves sum to 1), one block late as ever."""
-        squared = self._window**2
-        out = self._tail + self._prev[0] * squared[: self.block]
-        self._tail = error * squared[self.block :]
+        out = self._tail + self._prev[0] * self._squared[: self.block]
+        self._tail = error * self._squared[self.block :]
         self._prev = (error, np.zeros(self.block), x)
         self._recent_ref.appendleft(np.zeros(self.block + 1))
         self._gain = np.minimum(1.0, 0.5 * self._gain + 0.5)
@@ -317,7 +322,7 @@ class ResidualSuppressor:
         """One block in (the filter's output, its echo estimate, the reference): one block out,
         a block late."""
         (e_spec, echo_spec, x_spec) = (
-            np.fft.rfft(np.concatenate([before, now]) * self._window)
+            self._spectrum(before, now)
             for before, now in zip(self._prev, (error, echo, x), strict=True)
         )
         self._prev = (error, echo, x)

@@ -97,7 +97,6 @@ class ServerSession:
         self._pending_item: str | None = None
         self._text_inputs: dict[str, str] = {}
         self.audio_received_ms = 0
-        self._frames_received = 0  # input samples per channel, for the played record
 
     # ---- plumbing -------------------------------------------------------------------------
     async def send(self, event: dict[str, Any]) -> None:
@@ -124,7 +123,6 @@ class ServerSession:
             input_rate(self.config),
             vad_settings(self.config["turn_detection"]),
             self._phrases(),
-            input_channels(self.config),
             echo_reference(self.config),
         )
 
@@ -209,8 +207,7 @@ class ServerSession:
         shape = lambda c: (  # noqa: E731
             c["input_audio_format"],
             input_rate(c),
-            input_channels(c),
-            echo_reference(c),
+            echo_reference(c),  # "client" exactly when the input is stereo
         )
         if shape(old) != shape(self.config):
             await self._queue.put(("reset", None, None))
@@ -241,7 +238,6 @@ class ServerSession:
         width = 1 if self.config["input_audio_format"].startswith("g711") else 2
         frame_bytes = width * input_channels(self.config)
         self.audio_received_ms += len(data) * 1000 // (frame_bytes * input_rate(self.config))
-        self._frames_received += len(data) // frame_bytes
         await self._queue.put(("audio", data, event_id))
 
     async def _on_input_audio_buffer_commit(
@@ -285,10 +281,11 @@ class ServerSession:
             elif kind == "config":
                 self._input.configure(payload[0])
                 self._input.set_phrases(payload[1])
+            # In queue order: the input has taken exactly the audio received before this.
             elif kind == "played" and self._input.played is not None:
-                self._input.played.sent(*payload)
+                self._input.played.sent(self._input.samples_in, *payload)
             elif kind == "unplayed" and self._input.played is not None:
-                self._input.played.stop(payload)
+                self._input.played.stop(self._input.samples_in)
             elif kind == "reset":
                 self._input.close()
                 self._input = await asyncio.to_thread(self._new_input)
@@ -393,7 +390,7 @@ class ServerSession:
             self.conversation.truncate(event["item_id"], int(event["audio_end_ms"]))
         except ValueError as exc:
             raise ClientEventError("invalid_value", str(exc), "audio_end_ms") from None
-        await self._queue.put(("unplayed", self._frames_received, None))  # the client stopped
+        await self._queue.put(("unplayed", None, None))  # the client stopped
         await self.send(
             server_event(
                 "conversation.item.truncated",
@@ -452,7 +449,7 @@ class ServerSession:
         if runner is None or task is None:
             return
         runner.cancel(reason)
-        await self._queue.put(("unplayed", self._frames_received, None))  # the client stops
+        await self._queue.put(("unplayed", None, None))  # the client stops
         await asyncio.wait({task}, timeout=5)
 
     async def _start_response(self, overrides: dict[str, Any], event_id: str | None) -> None:
@@ -503,7 +500,7 @@ class ServerSession:
     def _sent_audio(self, pcm: np.ndarray, rate: int) -> None:
         """A response's audio went out: the server's own echo reference, if it keeps one."""
         if echo_reference(self.config) == "server":
-            self._queue.put_nowait(("played", (self._frames_received, pcm, rate), None))
+            self._queue.put_nowait(("played", (pcm, rate), None))
 
     def _tool_asked_for(self, overrides: dict[str, Any]) -> ToolCall | None:
         """In model mode, the declared tool the user's last words ask for (None after a tool's
