@@ -41,6 +41,11 @@ FOLLOW_STAMPS = 9  # the clock looks at this many stamps to see that the stream 
 FOLLOW_S = 0.004  # their median this far from what the count says: the stream moved
 
 
+def _first_channel(pcm: bytes, channels: int) -> np.ndarray:
+    """The first channel of interleaved int16 ``pcm`` (whole frames only)."""
+    return np.frombuffer(pcm[: len(pcm) - len(pcm) % (2 * channels)], dtype="<i2")[::channels]
+
+
 class _Clock:
     """Sample index <-> monotonic time for a stream of contiguous samples, anchored at its first
     block. Both streams run at their nominal rate (a device's clock, or a WAV transport paced in
@@ -118,9 +123,7 @@ class EchoReference(FrameProcessor):
 
     def _tap(self, block: bytes, now: float) -> None:
         """Device side: keep the block and when it was taken; nothing else."""
-        samples = np.frombuffer(block[: len(block) - len(block) % 2], dtype="<i2")
-        if self._out_channels > 1:
-            samples = samples[:: self._out_channels]
+        samples = _first_channel(block, self._out_channels)
         keep = int(KEEP_S * self._rate)
         with self._lock:
             self._speaker.stamp(now, self._played_end)
@@ -143,7 +146,7 @@ class EchoReference(FrameProcessor):
             lo, hi = max(first, start), min(first + want, self._played_end)
             if lo < hi:
                 span[lo - first : hi - first] = self._played[lo - start : hi - start]
-            ahead = first + want > self._played_end and self._playback is not None
+            ahead = first + want > self._played_end  # (a speaker was tapped: there is playback)
         if ahead:
             self._upcoming(span, first)
         if self._rate != rate:
@@ -155,10 +158,7 @@ class EchoReference(FrameProcessor):
         """Fill the part of ``span`` (speaker samples from index ``first``) that the device has
         not read yet with what is queued for it."""
         read, queued = self._playback.peek(len(span))
-        upcoming = np.frombuffer(queued[: len(queued) - len(queued) % 2], dtype="<i2")
-        if self._out_channels > 1:
-            upcoming = upcoming[: len(upcoming) - len(upcoming) % self._out_channels]
-            upcoming = upcoming[:: self._out_channels]
+        upcoming = _first_channel(queued, self._out_channels)
         at = read - self._read_offset  # speaker index of upcoming[0]
         lo, hi = max(first, at), min(first + len(span), at + len(upcoming))
         if lo < hi:
