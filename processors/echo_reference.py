@@ -136,28 +136,31 @@ class EchoReference(FrameProcessor):
         ahead of the device's last read (the reads come in bursts, late under load): that part
         is what the device takes next, still queued in the playback buffer, not silence."""
         out = np.zeros(n, np.int16)
+        want = max(1, round(n * self._rate / rate))
+        # Peek before the copy: with the audio process, peeking first hands the taps what the
+        # child played since its last event, so the copy has it (peeked after, that stretch was
+        # in neither). Twice the span, for a frame that begins past the device's last read.
+        upcoming = self._playback.peek(2 * want) if self._playback is not None else (0, b"")
         with self._lock:
             if self._speaker.anchor is None:
                 return out
-            want = max(1, round(n * self._rate / rate))
             first = self._speaker.index(t)
             span = np.zeros(want, np.int16)
             start = self._played_end - len(self._played)
             lo, hi = max(first, start), min(first + want, self._played_end)
             if lo < hi:
                 span[lo - first : hi - first] = self._played[lo - start : hi - start]
-            ahead = first + want > self._played_end  # (a speaker was tapped: there is playback)
+            ahead = first + want > self._played_end
         if ahead:
-            self._upcoming(span, first)
+            self._fill_upcoming(span, first, *upcoming)
         if self._rate != rate:
             span = soxr.resample(span, self._rate, rate).astype(np.int16)
         out[: min(n, len(span))] = span[:n]
         return out
 
-    def _upcoming(self, span: np.ndarray, first: int) -> None:
-        """Fill the part of ``span`` (speaker samples from index ``first``) that the device has
-        not read yet with what is queued for it."""
-        read, queued = self._playback.peek(len(span))
+    def _fill_upcoming(self, span: np.ndarray, first: int, read: int, queued: bytes) -> None:
+        """Fill the part of ``span`` (speaker samples from index ``first``) that the device had
+        not read yet with what was queued for it after its ``read`` frames."""
         upcoming = _first_channel(queued, self._out_channels)
         at = read - self._read_offset  # speaker index of upcoming[0]
         lo, hi = max(first, at), min(first + len(span), at + len(upcoming))

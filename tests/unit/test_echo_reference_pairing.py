@@ -122,3 +122,26 @@ def test_microphone_arrival_times_are_not_followed() -> None:
     reference = _played_then_heard(dac, arrivals, from_device=False)
     first = round(0.1 * RATE)
     assert np.array_equal(reference, np.arange(first, first + 480 * 20) + 1)
+
+
+def test_with_the_audio_process_what_was_played_since_the_last_event_is_in_the_reference() -> None:
+    """With ``--audio-process`` the taps get what the child played when its ``t`` event reaches
+    the loop, or when the reference peeks at what is queued. A microphone frame over blocks the
+    child played after the last event gets them in its reference, not silence in their place."""
+    from transports.audio_child import SpeakerSource
+    from transports.shared_playback import SharedPlayback
+    from transports.shm_ring import SharedAudio
+
+    shared = SharedAudio.create(48000 * 2, 4800, 4 * 4800)
+    playback = SharedPlayback(shared, lambda _: None, RATE)
+    pairing = EchoReference(playback)
+    device = SpeakerSource(shared)  # the child's output callback
+    ramp = (np.arange(4800) + 1).astype("<i2")
+    playback.write(ramp.tobytes(), "item")
+    t0 = 1000.0
+    device.read(480, at=t0)
+    playback.on_child_event(b"t")  # the first block reached the taps: the speaker is anchored
+    device.read(480, at=t0 + 0.02)  # its event is still on the way to the loop
+    frame = InputAudioRawFrame(audio=bytes(2 * 960), sample_rate=RATE, num_channels=1)
+    reference = np.frombuffer(pairing.stereo(frame, t0 + 0.01).audio, "<i2")[1::2].astype(int)
+    assert np.array_equal(reference, np.arange(240, 1200) + 1), reference[230:250]
