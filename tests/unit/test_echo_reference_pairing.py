@@ -33,6 +33,19 @@ def test_the_reference_ahead_of_the_devices_last_read_is_what_is_queued_for_it()
     assert playback.queued_frames() == 4320  # peeking took nothing from the device
 
 
+def test_a_frame_that_begins_past_the_devices_last_read_is_what_is_queued_for_it() -> None:
+    """Reads come late under load: a frame captured 30 ms after the device's last read (which
+    took 20 ms) is all still queued, to its last sample."""
+    playback = PlaybackBuffer(RATE)
+    pairing = EchoReference(playback)
+    ramp = (np.arange(4800) % 30000 + 1).astype("<i2")
+    playback.write(ramp.tobytes(), "item")
+    playback.read(480, at=1000.0)
+    frame = InputAudioRawFrame(audio=bytes(2 * 960), sample_rate=RATE, num_channels=1)
+    reference = np.frombuffer(pairing.stereo(frame, 1000.03).audio, "<i2")[1::2].astype(int)
+    assert np.array_equal(reference, np.arange(720, 1680) + 1), reference[-4:]
+
+
 def test_a_stereo_speaker_gives_its_first_channel() -> None:
     playback = PlaybackBuffer(RATE, channels=2)
     pairing = EchoReference(playback)
