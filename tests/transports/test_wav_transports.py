@@ -225,7 +225,11 @@ def test_the_wav_speaker_stamps_each_block_with_where_it_plays_on_its_timeline(t
     try:
         assert speaker.tick(t0 + 0.04) and speaker.tick(t0 + 0.04 + 0.25)  # the second is late
     finally:
+        # close() records up to time.monotonic(): move the start so that "now" is where the
+        # ticks stopped (from 637.39 s, a machine up for hours would record hours of silence)
+        speaker.started_at = time.monotonic() - 0.29
         speaker.close()
+    assert speaker.frames_written == pytest.approx(0.29 * 24000, abs=240)
     (first, n1), (second, n2) = stamps[:2]
     assert first == pytest.approx(t0, abs=1e-6) and (n1, n2) == (960, 6000)
     assert second == pytest.approx(first + n1 / 24000, abs=1e-6)
