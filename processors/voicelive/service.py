@@ -168,7 +168,8 @@ class VoiceLiveAgentService(FrameProcessor):
         self._refresher: asyncio.Task[None] | None = None
         self._session_news = asyncio.Event()  # set when a session event may have moved expires_at
         self._reconnect_reason: str | None = None
-        self._connected_at = time.time()
+        self._connected_at = time.time()  # wall clock: compared with the session's expires_at
+        self._connected_mono = time.monotonic()  # for how long the connection has lived
         self._completed_on_conn = False  # a response completed on the current connection
         self._created_on_conn = False  # session.created arrived on the current connection
         self._unsent_frames = 0  # microphone frames the connection could not take
@@ -337,6 +338,7 @@ class VoiceLiveAgentService(FrameProcessor):
         self._connection = conn
         self._created_on_conn = False
         self._connected_at = time.time()
+        self._connected_mono = time.monotonic()
         self._completed_on_conn = False
         self._receiver = self.create_task(self._receive_loop(conn), name="voicelive-receive")
 
@@ -433,7 +435,8 @@ class VoiceLiveAgentService(FrameProcessor):
         ``backoff.attempts`` in a row: Voice Live allows 30 new connections a minute.
         """
         healthy = (
-            self._completed_on_conn or time.time() - self._connected_at >= HEALTHY_CONNECTION_S
+            self._completed_on_conn
+            or time.monotonic() - self._connected_mono >= HEALTHY_CONNECTION_S
         )
         self._short_drops = 1 if healthy else self._short_drops + 1
         if self._short_drops > self._backoff.attempts:
