@@ -33,15 +33,19 @@ from tests.support.scenarios import noise
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "K-faultkey-3d9a71c5e2b8"  # distinctive: grepped for in every output
 
+CALLER_SETTINGS = ("AZURE_", "AI_FOUNDRY_", "VOICELIVE_")  # prefixes a developer's shell may set
 DuringRun = Callable[[asyncio.subprocess.Process], Awaitable[None]]
 
 
 def script_env(**extra: str) -> dict[str, str]:
-    """The script's environment: no Azure settings from the caller, this checkout importable."""
+    """The script's environment: no Azure settings from the caller, none of its terminal's
+    overrides (rich prefers COLUMNS/LINES to the terminal's real size), this checkout
+    importable."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("AZURE_", "AI_FOUNDRY_", "VOICELIVE_"))
+        if not k.startswith((*CALLER_SETTINGS, "TTY_"))
+        and k not in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR")
     }
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
