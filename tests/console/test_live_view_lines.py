@@ -53,7 +53,9 @@ class SlowConsole(Console):
     ``HOLD_S``)."""
 
     def __init__(self, out: TerminalFile, slow: str) -> None:
-        super().__init__(file=out, force_terminal=True, width=WIDTH, height=HEIGHT)
+        # its own environment: rich reads TERM (dumb: no live redraws) and TTY_* from the caller's
+        env = {"TERM": "xterm-256color"}
+        super().__init__(file=out, force_terminal=True, width=WIDTH, height=HEIGHT, _environ=env)
         self.out, self.slow = out, slow
 
     def render(self, renderable: Any, options: Any = None) -> Iterable[Any]:
