@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import platform
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.baseline import extract  # noqa: E402
 from tests.support.audio import write_wav  # noqa: E402
 from tests.support.replay_server import ReplayServer, ServerConn  # noqa: E402
 from tests.support.scenarios import (  # noqa: E402
@@ -56,16 +55,6 @@ from tests.support.script_run import script_env  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 MIC_MS = 40
 DELTA_MS = 100
-
-
-def extract(rev: str, into: Path) -> Path:
-    """The tree of ``rev`` (tracked files) under ``into``."""
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def child_cpu_s(pid: int) -> float:
@@ -310,10 +299,14 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="logcost-") as tmp:
         work = Path(tmp)
-        trees = {rev: extract(rev, work / f"tree-{rev}") for rev in args.baseline}
+        trees: dict[str, Path] = {}
+        for rev in args.baseline:
+            extract(rev, work / f"tree-{rev}")
+            trees[rev] = work / f"tree-{rev}"
         trees["this tree"] = ROOT
         figures = asyncio.run(measure(trees, args.reps, args.window, args.deltas, work / "runs"))
-        redactor_tree = extract(args.redactor_baseline, work / "redactor-tree")
+        redactor_tree = work / "redactor-tree"
+        extract(args.redactor_baseline, redactor_tree)
         redaction = (redact_cost(redactor_tree), redact_cost(ROOT))
     text = report(figures, args, (load_before, os.getloadavg()[0]), redaction)
     print(text)

@@ -25,14 +25,12 @@ summary).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -40,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.baseline import extract
 from bench.sessions import link_conversations, start_server, write_conversation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,17 +187,6 @@ def run_once(variant: str, root: Path, k: int, tmp: Path, seconds: float) -> Cos
     lags = [lag for conn in stats["lags"].values() for pos, lag in conn if pos > 1.0]
     cost.mic_lag_p99_ms = float(np.percentile(lags, 99)) if lags else 0.0
     return cost
-
-
-def extract(rev: str, dest: Path) -> str:
-    """``git archive rev`` into ``dest``; returns the short hash."""
-    short = subprocess.run(
-        ["git", "rev-parse", "--short", rev], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    data = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(dest, filter="data")
-    return short.stdout.strip()
 
 
 def report(costs: list[Cost], base: str, head: str, seconds: float, load: tuple[float, ...]) -> str:
