@@ -45,7 +45,8 @@ class PulseRig:
     """Starts and stops one PulseAudio daemon in its own folder (see the module docstring)."""
 
     def __init__(self, root: str | Path | None = None, rate: int = 24000):
-        self.root = Path(root or tempfile.mkdtemp(prefix="pa-rig-"))
+        # in /tmp, not $TMPDIR: a socket path must fit in 108 bytes
+        self.root = Path(root or tempfile.mkdtemp(prefix="pa-rig-", dir="/tmp"))
         self.rate = rate
         self.fifo = self.root / "spk.fifo"
         self.env = {

@@ -201,6 +201,7 @@ def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
                 command,
                 cwd=ROOT,
                 env=script_env(),
+                stdin=subprocess.DEVNULL,  # not the caller's terminal
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -187,6 +187,7 @@ class SpeakerClient:
         self.played = np.zeros(0)
         self.first_delta: float | None = None  # wall time of the answer's first audio
         self.started: list[float] = []  # seconds into the answer's playback, per speech_started
+        self._noise = np.random.default_rng(5)  # the room's noise: the same in every run
 
     async def _listen(self) -> None:
         while True:
@@ -201,7 +202,7 @@ class SpeakerClient:
 
     def _mic(self, wall: float, n: int) -> np.ndarray:
         """``n`` microphone samples from wall time ``wall`` on."""
-        noise = np.random.default_rng(int(wall * 1000)).normal(0, 8, n)
+        noise = self._noise.normal(0, 8, n)
         if self.first_delta is None:
             return noise
         at = int(round((wall - self.first_delta - self.latency) * RATE))  # into the playback
