@@ -18,8 +18,11 @@ def pcm(frames: int, value: int) -> bytes:
     return np.full(frames, value, np.int16).tobytes()
 
 
-def make(capacity_frames: int = 48000) -> tuple[SharedAudio, SharedPlayback, list[bytes]]:
-    shared = SharedAudio.create(capacity_frames * 2, 4800)
+def make(
+    capacity_frames: int = 48000, tap_bytes: int = 0
+) -> tuple[SharedAudio, SharedPlayback, list[bytes]]:
+    """The rings (``tap_bytes`` of played ring), the pipeline's side of them, the commands sent."""
+    shared = SharedAudio.create(capacity_frames * 2, 4800, tap_bytes)
     sent: list[bytes] = []
     return shared, SharedPlayback(shared, sent.append, 24000), sent
 
@@ -99,8 +102,7 @@ async def test_wait_flushed_returns_once_the_child_applied_the_flush():
 def test_taps_get_every_block_the_child_handed_the_device_with_when_it_plays():
     from transports.audio_child import SpeakerSource
 
-    shared = SharedAudio.create(48000 * 2, 4800, 4 * 4800)
-    playback = SharedPlayback(shared, lambda _: None, 24000)
+    shared, playback, _ = make(tap_bytes=4 * 4800)
     source = SpeakerSource(shared)  # the child's side: its output callback calls read()
     source.read(240, at=99.0)  # before anyone taps: not recorded
     tapped: list[tuple[bytes, float]] = []
@@ -123,8 +125,7 @@ def test_a_full_played_ring_drops_whole_blocks_and_counts_them():
     from transports.audio_child import SpeakerSource
     from transports.shm_ring import TAP_DROPPED
 
-    shared = SharedAudio.create(48000 * 2, 4800, 2000)
-    playback = SharedPlayback(shared, lambda _: None, 24000)
+    shared, playback, _ = make(tap_bytes=2000)
     source = SpeakerSource(shared)
     tapped: list[bytes] = []
     playback.add_tap(lambda block, at: tapped.append(block))
