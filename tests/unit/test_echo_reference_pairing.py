@@ -16,18 +16,25 @@ from transports.streams import INPUT, OUTPUT, device_time
 RATE = 24000
 
 
+def ramp(n: int) -> np.ndarray:
+    """``n`` samples, each saying where it was (sample k is k + 1)."""
+    return (np.arange(n) % 30000 + 1).astype("<i2")
+
+
+def heard(pairing: EchoReference, n: int, at: float, from_device: bool = True) -> np.ndarray:
+    """Channel 1 (the reference) of an ``n``-sample silent microphone frame captured at ``at``."""
+    frame = InputAudioRawFrame(audio=bytes(2 * n), sample_rate=RATE, num_channels=1)
+    return np.frombuffer(pairing.stereo(frame, at, from_device).audio, "<i2")[1::2].astype(int)
+
+
 def test_the_reference_ahead_of_the_devices_last_read_is_what_is_queued_for_it() -> None:
     playback = PlaybackBuffer(RATE)
     pairing = EchoReference(playback)
-    ramp = (np.arange(4800) % 30000 + 1).astype("<i2")  # each sample says where it was
-    playback.write(ramp.tobytes(), "item")
+    playback.write(ramp(4800).tobytes(), "item")
     before = time.monotonic()
     playback.read(480, at=before)  # the device took 20 ms (its clock starts here)
     # A 40 ms microphone frame that began as the device read: its second half is still queued.
-    mic = np.zeros(960, "<i2")
-    frame = InputAudioRawFrame(audio=mic.tobytes(), sample_rate=RATE, num_channels=1)
-    stereo = pairing.stereo(frame, captured_at=before)
-    reference = np.frombuffer(stereo.audio, "<i2")[1::2].astype(int)
+    reference = heard(pairing, 960, before)
     # Sample k of the frame is sample k of the ramp: the read happened at `before`.
     assert np.array_equal(reference[20:940], np.arange(20, 940) + 1), reference[470:490]
     assert playback.queued_frames() == 4320  # peeking took nothing from the device
@@ -38,25 +45,22 @@ def test_a_frame_that_begins_past_the_devices_last_read_is_what_is_queued_for_it
     took 20 ms) is all still queued, to its last sample."""
     playback = PlaybackBuffer(RATE)
     pairing = EchoReference(playback)
-    ramp = (np.arange(4800) % 30000 + 1).astype("<i2")
-    playback.write(ramp.tobytes(), "item")
+    playback.write(ramp(4800).tobytes(), "item")
     playback.read(480, at=1000.0)
-    frame = InputAudioRawFrame(audio=bytes(2 * 960), sample_rate=RATE, num_channels=1)
-    reference = np.frombuffer(pairing.stereo(frame, 1000.03).audio, "<i2")[1::2].astype(int)
+    reference = heard(pairing, 960, 1000.03)
     assert np.array_equal(reference, np.arange(720, 1680) + 1), reference[-4:]
 
 
 def test_a_stereo_speaker_gives_its_first_channel() -> None:
     playback = PlaybackBuffer(RATE, channels=2)
     pairing = EchoReference(playback)
-    left = (np.arange(960) + 1).astype("<i2")
+    left = ramp(960)
     both = np.empty(2 * len(left), "<i2")
     both[0::2], both[1::2] = left, -1
     playback.write(both.tobytes(), "item")
     before = time.monotonic()
     playback.read(240)
-    frame = InputAudioRawFrame(audio=bytes(2 * 480), sample_rate=RATE, num_channels=1)
-    reference = np.frombuffer(pairing.stereo(frame, captured_at=before).audio, "<i2")[1::2]
+    reference = heard(pairing, 480, before)
     assert (reference[20:460] > 0).all() and np.all(np.diff(reference[20:460]) == 1)
 
 
@@ -92,17 +96,10 @@ def _played_then_heard(
     ``from_device``), as ramp values, one after the other."""
     playback = PlaybackBuffer(RATE)
     pairing = EchoReference(playback)
-    ramp = (np.arange(240 * len(dac_times)) % 30000 + 1).astype("<i2")
-    playback.write(ramp.tobytes(), "item")
+    playback.write(ramp(240 * len(dac_times)).tobytes(), "item")
     for at in dac_times:
         playback.read(240, at=at)
-    frame = InputAudioRawFrame(audio=bytes(2 * 480), sample_rate=RATE, num_channels=1)
-    return np.concatenate(
-        [
-            np.frombuffer(pairing.stereo(frame, at, from_device).audio, "<i2")[1::2]
-            for at in heard_at
-        ]
-    ).astype(int)
+    return np.concatenate([heard(pairing, 480, at, from_device) for at in heard_at])
 
 
 def test_after_an_output_underrun_the_reference_follows_the_device_times() -> None:
@@ -149,12 +146,10 @@ def test_with_the_audio_process_what_was_played_since_the_last_event_is_in_the_r
     playback = SharedPlayback(shared, lambda _: None, RATE)
     pairing = EchoReference(playback)
     device = SpeakerSource(shared)  # the child's output callback
-    ramp = (np.arange(4800) + 1).astype("<i2")
-    playback.write(ramp.tobytes(), "item")
+    playback.write(ramp(4800).tobytes(), "item")
     t0 = 1000.0
     device.read(480, at=t0)
     playback.on_child_event(b"t")  # the first block reached the taps: the speaker is anchored
     device.read(480, at=t0 + 0.02)  # its event is still on the way to the loop
-    frame = InputAudioRawFrame(audio=bytes(2 * 960), sample_rate=RATE, num_channels=1)
-    reference = np.frombuffer(pairing.stereo(frame, t0 + 0.01).audio, "<i2")[1::2].astype(int)
+    reference = heard(pairing, 960, t0 + 0.01)
     assert np.array_equal(reference, np.arange(240, 1200) + 1), reference[230:250]
