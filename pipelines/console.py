@@ -284,7 +284,8 @@ class LiveView:
             logger.bind(console=False).warning(f"live view refresh failed: {exc}")
 
     def _print_line(self, line: Line) -> None:
-        self._print_above(line_text(line))
+        if self._live is not None:  # not before start() or after stop(), as before the lock
+            self._print_above(line_text(line))
 
     def _print_above(self, text: Text) -> None:
         """Print ``text`` above the live lines, from any thread.
