@@ -114,10 +114,11 @@ class EchoCanceller:
         """The block of reference the filter pairs with the microphone block at ``pos``: the
         reference received ``_bulk`` samples earlier (silence before it began)."""
         start = pos - self._bulk - self._ref_start
-        x = self._ref_line[max(start, 0) : start + self.block]
-        if start < 0:
-            x = np.concatenate([np.zeros(min(-start, self.block)), x])
-        return np.concatenate([x, np.zeros(self.block - len(x))]) if len(x) < self.block else x
+        lo = max(start, 0)
+        part = self._ref_line[lo : max(start + self.block, 0)]  # none: wholly before it began
+        out = np.zeros(self.block)
+        out[lo - start : lo - start + len(part)] = part
+        return out
 
     def _first_guess(self, d: np.ndarray, x: np.ndarray) -> bool:
         """Before the filter has learnt anything, guess the path's main delay and gain from the

@@ -67,6 +67,26 @@ def test_the_canceller_removes_the_echo_and_keeps_the_user() -> None:
     assert similarity > 0.9, similarity
 
 
+def test_an_echo_half_a_second_late_from_the_first_sample_is_found_and_removed() -> None:
+    """The server's own record with a slow client: the answer plays from the input's first sample
+    and comes back 500 ms late, beyond the filter's span. The bulk delay is found before the
+    reference has a past that long; the filter's earlier blocks are then silence (the canceller
+    raised a ValueError there: a block read from before the reference began)."""
+    played = np.random.default_rng(1).normal(0, 3000, 4 * RATE)  # loud from its first sample
+    late = RATE // 2
+    mic = np.concatenate([np.zeros(late), 0.5 * played])[: len(played)]
+    mic16, ref16 = mic.astype(np.int16), np.clip(played, -32768, 32767).astype(np.int16)
+    aec = EchoCanceller(max_delay=RATE * 600 // 1000)  # as the server runs it on its own record
+    out = np.concatenate(
+        [aec.process(mic16[i : i + 480], ref16[i : i + 480]) for i in range(0, len(mic), 480)]
+    )
+    assert aec.initial_delay == late
+    echo_only = slice(int(1.5 * RATE), len(mic))
+    mic_power = np.mean(mic16[echo_only].astype(np.float64) ** 2)
+    erle_db = 10 * np.log10(mic_power / (np.mean(out[echo_only].astype(np.float64) ** 2) + 1e-9))
+    assert erle_db > 15, erle_db
+
+
 async def _speech_starts(
     server: LocalServer, stereo: bool, mic: np.ndarray, ref: np.ndarray, **vad: float
 ) -> list[int]:
