@@ -193,7 +193,7 @@ class EchoCanceller:
         spectrum = np.fft.rfft(np.concatenate([self._prev_ref, x]))
         self._prev_ref = x
         self._spectra.appendleft(spectrum)
-        self._ref_peaks.appendleft(float(np.max(np.abs(x))) if len(x) else 0.0)
+        self._ref_peaks.appendleft(float(np.max(np.abs(x))))  # x is always a whole block
         stacked = np.array(self._spectra)
         echo = np.fft.irfft(np.sum(self._weights * stacked, axis=0))[b:]
         error = d - echo
