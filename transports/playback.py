@@ -214,13 +214,13 @@ class PlaybackBuffer:
         queued for the device): what the device will take next, in order, unless it is
         cleared first. For a tap that needs what plays a moment ahead of what it was handed."""
         want = n_frames * self.frame_bytes
-        parts: list[bytes] = []
+        parts: list[memoryview] = []
         got = 0
-        with self._lock:
+        with self._lock:  # views only: the copy is made outside the lock the device needs
             for _, data, offset in self._chunks:
                 if got >= want:
                     break
-                piece = data[offset : offset + want - got]
+                piece = memoryview(data)[offset : offset + want - got]
                 parts.append(piece)
                 got += len(piece)
             read = self._frames_read
