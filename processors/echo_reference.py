@@ -118,7 +118,7 @@ class EchoReference(FrameProcessor):
         self._playback = playback
         self._read_offset = 0  # the playback's frames_read when the tap began counting
         if playback is not None:
-            self._read_offset = int(getattr(playback, "frames_read", 0))
+            self._read_offset = playback.frames_read
             playback.add_tap(self._tap)
 
     def _tap(self, block: bytes, now: float) -> None:
@@ -173,7 +173,7 @@ class EchoReference(FrameProcessor):
         """``frame`` (mono), whose first sample was captured at ``captured_at`` (monotonic; the
         device's ADC time, or if not ``from_device`` when the frame arrived), with what was
         played while it was captured as channel 1."""
-        mic = np.frombuffer(frame.audio[: len(frame.audio) - len(frame.audio) % 2], dtype="<i2")
+        mic = _first_channel(frame.audio, 1)
         if self._mic is None or self._mic.rate != frame.sample_rate:
             self._mic, self._mic_index = _Clock(frame.sample_rate), 0
         self._mic.stamp(captured_at, self._mic_index, follow=from_device)
