@@ -150,20 +150,24 @@ class EchoReference(FrameProcessor):
             lo, hi = max(first, start), min(first + want, self._played_end)
             if lo < hi:
                 span[lo - first : hi - first] = self._played[lo - start : hi - start]
-            ahead = first + want > self._played_end
-        if ahead:
-            self._fill_upcoming(span, first, *upcoming)
+            played_end = self._played_end
+        if first + want > played_end:
+            self._fill_upcoming(span, first, played_end, *upcoming)
         if self._rate != rate:
             span = soxr.resample(span, self._rate, rate).astype(np.int16)
         out[: min(n, len(span))] = span[:n]
         return out
 
-    def _fill_upcoming(self, span: np.ndarray, first: int, read: int, queued: bytes) -> None:
-        """Fill the part of ``span`` (speaker samples from index ``first``) that the device had
-        not read yet with what was queued for it after its ``read`` frames."""
+    def _fill_upcoming(
+        self, span: np.ndarray, first: int, played_end: int, read: int, queued: bytes
+    ) -> None:
+        """Fill the part of ``span`` (speaker samples from index ``first``) past what the taps
+        had been given (``played_end``) with what was queued for the device after its ``read``
+        frames. (The device may have read more between the peek and the copy: what it played
+        is then in the copy, and stays, even if the queue was cleared in between.)"""
         upcoming = _first_channel(queued, self._out_channels)
         at = read - self._read_offset  # speaker index of upcoming[0]
-        lo, hi = max(first, at), min(first + len(span), at + len(upcoming))
+        lo, hi = max(first, at, played_end), min(first + len(span), at + len(upcoming))
         if lo < hi:
             span[lo - first : hi - first] = upcoming[lo - at : hi - at]
 

@@ -51,6 +51,28 @@ def test_a_frame_that_begins_past_the_devices_last_read_is_what_is_queued_for_it
     assert np.array_equal(reference, np.arange(720, 1680) + 1), reference[-4:]
 
 
+def test_what_the_device_played_after_the_peek_stays_in_the_reference() -> None:
+    """The device thread may run between the reference's peek and its copy: here the queue is
+    cleared (a barge-in), the next answer queued and 10 ms of it played. What was played is in
+    the reference, not what the peek had seen queued before the clear."""
+
+    class DeviceRunsAfterThePeek(PlaybackBuffer):
+        def peek(self, n_frames: int) -> tuple[int, bytes]:
+            seen = super().peek(n_frames)
+            self.clear()
+            self.write(np.full(4800, -7, "<i2").tobytes(), "next")
+            self.read(240, at=1000.02)
+            return seen
+
+    playback = DeviceRunsAfterThePeek(RATE)
+    pairing = EchoReference(playback)
+    playback.write(ramp(4800).tobytes(), "item")
+    playback.read(480, at=1000.0)
+    reference = heard(pairing, 960, 1000.01)  # samples 240 .. 1199 of the speaker's timeline
+    assert np.array_equal(reference[:240], np.arange(240, 480) + 1)  # played before the peek
+    assert (reference[240:480] == -7).all(), reference[230:250]  # played after it
+
+
 def test_a_stereo_speaker_gives_its_first_channel() -> None:
     playback = PlaybackBuffer(RATE, channels=2)
     pairing = EchoReference(playback)
