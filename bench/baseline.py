@@ -19,8 +19,9 @@ class BaselineMissing(SystemExit):
     """The baseline commit is not in this checkout."""
 
 
-def extract(rev: str, into: Path) -> str:
-    """``rev``'s tracked files under ``into``; returns its short hash."""
+def extract(rev: str, into: Path, option: str = "--baseline") -> str:
+    """``rev``'s tracked files under ``into``; returns its short hash. ``option``: the bench's
+    option that named the commit (the error tells the user to name another with it)."""
     found = subprocess.run(
         ["git", "rev-parse", "--short", "--verify", "--quiet", f"{rev}^{{commit}}"],
         cwd=ROOT, capture_output=True, text=True,
@@ -28,7 +29,7 @@ def extract(rev: str, into: Path) -> str:
     if found.returncode != 0:
         raise BaselineMissing(
             f"bench: the baseline commit {rev} is not in this checkout (a shallow clone?): "
-            "fetch the history (git fetch --unshallow) or name another with --baseline"
+            f"fetch the history (git fetch --unshallow) or name another with {option}"
         )
     data = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True)
     with tarfile.open(fileobj=io.BytesIO(data.stdout)) as tar:

@@ -299,14 +299,13 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="logcost-") as tmp:
         work = Path(tmp)
-        trees: dict[str, Path] = {}
-        for rev in args.baseline:
-            extract(rev, work / f"tree-{rev}")
-            trees[rev] = work / f"tree-{rev}"
+        for rev in dict.fromkeys([*args.baseline, args.redactor_baseline]):  # each once, first
+            option = "--baseline" if rev in args.baseline else "--redactor-baseline"
+            extract(rev, work / f"tree-{rev}", option)  # (a missing one fails before the run)
+        trees = {rev: work / f"tree-{rev}" for rev in args.baseline}
         trees["this tree"] = ROOT
         figures = asyncio.run(measure(trees, args.reps, args.window, args.deltas, work / "runs"))
-        redactor_tree = work / "redactor-tree"
-        extract(args.redactor_baseline, redactor_tree)
+        redactor_tree = work / f"tree-{args.redactor_baseline}"
         redaction = (redact_cost(redactor_tree), redact_cost(ROOT))
     text = report(figures, args, (load_before, os.getloadavg()[0]), redaction)
     print(text)
