@@ -125,7 +125,6 @@ def test_dotenv_is_the_lowest_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     dotenv.write_text(
         "AZURE_VOICE_LIVE_ENDPOINT=https://dotenv.example.com\nAZURE_VOICE_LIVE_MODEL=m1\n"
     )
-    monkeypatch.delenv("AZURE_VOICE_LIVE_ENDPOINT", raising=False)
     monkeypatch.setenv("AZURE_VOICE_LIVE_MODEL", "m2")
     cfg, _ = parse_config([], dotenv_path=str(dotenv))
     assert cfg.endpoint == Endpoint.parse("https://dotenv.example.com") and cfg.target == Model(
@@ -134,14 +133,12 @@ def test_dotenv_is_the_lowest_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_dotenv_junk_lines_are_skipped_with_one_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     dotenv = tmp_path / ".env"
     dotenv.write_text(
         "this is not a setting\nAZURE_VOICE_LIVE_ENDPOINT=https://dotenv.example.com\n=orphan\nAZURE_VOICE_LIVE_MODEL=m1\n"
     )
-    for name in ("AZURE_VOICE_LIVE_ENDPOINT", "AZURE_VOICE_LIVE_MODEL"):
-        monkeypatch.delenv(name, raising=False)
     cfg, _ = parse_config([], dotenv_path=str(dotenv))
     assert cfg.endpoint == Endpoint.parse("https://dotenv.example.com") and cfg.target == Model(
         "m1"

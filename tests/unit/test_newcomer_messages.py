@@ -4,7 +4,6 @@ understand."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,13 +37,12 @@ def test_local_agents_need_no_project_name(tmp_path: Path, argv: list[str], targ
     assert config.target == target
 
 
-async def test_classic_agent_with_a_key_but_no_agent_token_says_the_agent_token_is_missing(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_classic_agent_with_a_key_but_no_agent_token_says_the_agent_token_is_missing() -> (
+    None
+):
     """Entra ID is tried for the agent access token; azure-identity's EnvironmentCredential fails
-    at once without its variables (no network), as DefaultAzureCredential does on a laptop."""
-    for name in [n for n in os.environ if n.startswith("AZURE_")]:
-        monkeypatch.delenv(name)
+    at once without its variables (no network, and no AZURE_* setting reaches a test: see
+    tests/conftest.py), as DefaultAzureCredential does on a laptop."""
     settings = ConnectionSettings(
         endpoint=Endpoint.parse("ws://127.0.0.1:9"),
         target=ClassicAgent("asst_1", "proj"),
