@@ -183,7 +183,7 @@ async def run(frames: int, interruptions: int, rounds: int = 5) -> str:
     ]
     for label, n, bare, hop, crossing, lat_in, lat_own in rows:
         lines.append(
-            f"| {label} | {n} | {bare:.0f} | {hop:.0f} | {crossing:.0f} | {crossing / hop:.1f}x "
+            f"| {label} | {n} | {bare:.0f} | {hop:.1f} | {crossing:.1f} | {crossing / hop:.1f}x "
             f"| {pct(lat_in, 50):.3f} / {pct(lat_in, 99):.3f} "
             f"| {pct(lat_own, 50):.3f} / {pct(lat_own, 99):.3f} |"
         )
